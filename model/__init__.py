@@ -1,0 +1,19 @@
+"""The float Spike-driven Transformer, its named configs, checkpoints, data and training."""
+
+from .lif import MultiStepLIFNode, heaviside_sigmoid
+from .sdt import MS_SPS, MS_SSA_Conv, MS_MLP_Conv, MS_Block_Conv, SpikeDrivenTransformer
+from .configs import CONFIGS, get_config, build_model, describe
+
+__all__ = [
+    "MultiStepLIFNode", "heaviside_sigmoid",
+    "MS_SPS", "MS_SSA_Conv", "MS_MLP_Conv", "MS_Block_Conv", "SpikeDrivenTransformer",
+    "CONFIGS", "get_config", "build_model", "describe",
+]
+
+from .checkpoint import (  # noqa: E402
+    CheckpointError, EMBEDDED_CHECKPOINT, load_checkpoint, load_embedded, save_checkpoint,
+)
+from .data import load_digits_split  # noqa: E402
+
+__all__ += ["CheckpointError", "EMBEDDED_CHECKPOINT", "load_checkpoint", "load_embedded", "save_checkpoint",
+            "load_digits_split"]

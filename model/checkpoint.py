@@ -1,0 +1,175 @@
+"""Loading and saving Spike-driven Transformer checkpoints without arbitrary pickle execution.
+
+Three kinds of file are accepted by :func:`load_checkpoint`:
+
+* **our own checkpoint** (written by :func:`save_checkpoint`): a dict with
+  ``format == "spikeforge-checkpoint"``, ``version``, ``config`` (constructor
+  arguments), ``state_dict`` and ``meta``;
+* a **plain state dict** (``{key: tensor}``), e.g. ``torch.save(model.state_dict())``
+  from the reference code;
+* a **timm** ``CheckpointSaver`` file, as the reference ``train.py`` writes:
+  a dict with ``state_dict`` (plus ``epoch``, ``optimizer``, ``args``, ...).
+
+``module.`` prefixes (DataParallel / DistributedDataParallel) are stripped.
+Everything is read with ``torch.load(weights_only=True)``; the only extra class
+allowed is ``argparse.Namespace``, which timm stores as ``args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .configs import get_config
+from .sdt import SpikeDrivenTransformer
+
+__all__ = [
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "MissingConfigError",
+    "EMBEDDED_CHECKPOINT", "EMBEDDED_CONFIG",
+    "load_checkpoint", "save_checkpoint", "read_checkpoint", "load_embedded",
+]
+
+CHECKPOINT_FORMAT = "spikeforge-checkpoint"
+CHECKPOINT_VERSION = 1
+
+#: The trained ``digits-tiny`` model shipped inside the package.
+EMBEDDED_CHECKPOINT = Path(__file__).parent / "weights" / "digits-tiny.pt"
+EMBEDDED_CONFIG = "digits-tiny"
+
+# Classes a timm CheckpointSaver file needs besides tensors and builtin containers.
+_SAFE_GLOBALS = [argparse.Namespace]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint; the message names the file and the problem."""
+
+
+class MissingConfigError(CheckpointError):
+    """A plain state dict or timm file was loaded without a model config."""
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: the file needs objects outside the weights-only allow-list "
+            f"({first_line})"
+        ) from None
+    except Exception as exc:  # torch raises RuntimeError/EOFError/zipfile errors for non-checkpoints
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None, str]:
+    """Read a checkpoint file: ``(state_dict, config or None, kind)``.
+
+    ``kind`` is ``"spikeforge"``, ``"timm"`` or ``"state_dict"``. Nothing is built yet.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a checkpoint: top level is {type(obj).__name__}, expected a dict")
+    config = None
+    if obj.get("format") == CHECKPOINT_FORMAT:
+        version = obj.get("version")
+        if version != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"{path}: checkpoint version {version!r} is not supported (expected {CHECKPOINT_VERSION})"
+            )
+        for field in ("config", "state_dict"):
+            if not isinstance(obj.get(field), dict):
+                raise CheckpointError(f"{path}: field {field!r} is missing or not a dict")
+        kind, config, state = "spikeforge", dict(obj["config"]), obj["state_dict"]
+    elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        kind, state = "timm", obj["state_dict"]
+    else:
+        kind, state = "state_dict", obj
+    if not state:
+        raise CheckpointError(f"{path}: the state dict is empty")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: not a checkpoint: entry {key!r} is a {type(value).__name__}, expected a tensor"
+            )
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return state, config, kind
+
+
+def _check_state_dict(path: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: key {key!r} is missing (the config expects shape {list(value.shape)})")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{path}: key {key!r} has shape {list(state[key].shape)}, the config expects {list(value.shape)}"
+            )
+    for key in state:
+        if key not in expected:
+            raise CheckpointError(f"{path}: key {key!r} is not part of the model for this config")
+
+
+def load_checkpoint(path: str | os.PathLike, config: str | dict | None = None, **kwargs) -> SpikeDrivenTransformer:
+    """Build a :class:`SpikeDrivenTransformer` and load a checkpoint into it (strictly).
+
+    ``config`` is a named config or a dict of constructor arguments; ``kwargs`` are
+    constructor arguments that override it. Our own checkpoints carry their config,
+    so both may be omitted; a plain state dict or a timm file needs them. The model
+    is returned in ``eval()`` mode. Raises :class:`CheckpointError` naming the file
+    and the first offending key when the file does not fit.
+    """
+    path = Path(path)
+    state, file_config, _ = read_checkpoint(path)
+    merged = dict(file_config or {})
+    if config is not None:
+        merged.update(get_config(config) if isinstance(config, str) else config)
+    merged.update(kwargs)
+    if not merged:
+        raise MissingConfigError(
+            f"{path}: the file carries no model config; pass one, e.g. load_checkpoint(path, 'digits-tiny') "
+            f"or the constructor arguments (embed_dims=..., depths=..., ...)"
+        )
+    model = SpikeDrivenTransformer(**merged)
+    _check_state_dict(path, model, state)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def save_checkpoint(model: SpikeDrivenTransformer, path: str | os.PathLike, config: dict, meta: dict | None = None) -> Path:
+    """Write our checkpoint format atomically (a partial file never appears under ``path``)."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": dict(config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_embedded() -> SpikeDrivenTransformer:
+    """The trained ``digits-tiny`` model shipped with the package."""
+    return load_checkpoint(EMBEDDED_CHECKPOINT)

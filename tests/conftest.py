@@ -1,0 +1,22 @@
+"""Shared fixtures: the reference fixture file and the digits split (loaded once per session)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = FIXTURES / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """Cases, parameter counts and shapes recorded from the original BICLab code (see fixtures/reference)."""
+    return torch.load(REFERENCE / "sdt_reference.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from spikeforge.model.data import load_digits_split
+
+    return load_digits_split()

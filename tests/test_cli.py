@@ -1,0 +1,68 @@
+"""The `spikeforge` command line, run as a user would (a subprocess), and its errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from spikeforge.model import load_checkpoint
+
+from conftest import REFERENCE
+
+
+def run(*args, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "spikeforge.host.cli", *args], capture_output=True, text=True)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_eval_json_on_embedded_model():
+    out = json.loads(run("eval", "--backend", "float", "--json").stdout)
+    assert out["n"] == 360 and out["accuracy"] >= 0.97
+
+
+@pytest.mark.parametrize("name,params", [("imagenet-8-384", 16_816_536), ("imagenet-8-768", 66_339_144)])
+def test_info_json(name, params):
+    out = json.loads(run("info", name, "--json").stdout)
+    assert out["params"] == params and out["tokens"] == 196 and out["T"] == 4
+
+
+def test_demo_prints_table():
+    out = run("demo").stdout
+    assert "accuracy (float model)" in out and "digits-tiny" in out
+
+
+def test_train_writes_loadable_checkpoint(tmp_path):
+    out = tmp_path / "m.pt"
+    proc = run("train", "--config", "digits-tiny", "--epochs", "1", "--seed", "1", "--out", str(out), "--json")
+    assert "epoch 1/1" in proc.stderr  # progress is shown
+    summary = json.loads(proc.stdout)
+    model = load_checkpoint(out)
+    assert summary["out"] == str(out) and model.embed_dims == 32
+    evaluated = json.loads(run("eval", str(out), "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(summary["accuracy"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["info", "imagenet-1-1"], "unknown config 'imagenet-1-1'; known configs:"),
+    (["eval", "--backend", "golden"], "backend 'golden' is not available yet"),
+    (["eval", str(REFERENCE / "timm_checkpoint.pth.tar")], "name one with --config"),
+    (["eval", str(REFERENCE / "timm_checkpoint.pth.tar"), "--config", "digits-tiny"],
+     "key 'patch_embed.proj_conv.weight' has shape [2, 1, 3, 3], the config expects [4, 1, 3, 3]"),
+    (["eval", "no/such/file.pt"], "no/such/file.pt: no such checkpoint file"),
+    (["train", "--config", "nope", "--out", "x.pt"], "unknown config 'nope'"),
+])
+def test_errors_are_clear(args, message):
+    proc = run(*args, ok=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+
+
+def test_train_failure_leaves_no_file(tmp_path):
+    out = tmp_path / "never.pt"
+    run("train", "--config", "digits-tiny", "--epochs", "0", "--out", str(out), ok=False)
+    assert not out.exists()

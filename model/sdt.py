@@ -244,19 +244,27 @@ class SpikeDrivenTransformer(nn.Module):
             nn.init.constant_(m.bias, 0)
             nn.init.constant_(m.weight, 1.0)
 
-    @property
-    def token_grid(self) -> tuple[int, int]:
-        """(H, W) of the token map after the pools of ``pooling_stat``."""
-        h, w = self.img_size_h, self.img_size_w
-        for bit in self.pooling_stat:
+    @staticmethod
+    def token_grid_for(img_size_h: int, img_size_w: int, pooling_stat: str) -> tuple[int, int]:
+        """(H, W) of the token map after the 3x3 / stride-2 / pad-1 pools of ``pooling_stat``."""
+        h, w = img_size_h, img_size_w
+        for bit in pooling_stat:
             if bit == "1":
                 h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
         return h, w
 
+    @classmethod
+    def tokens_for(cls, img_size_h: int, img_size_w: int, pooling_stat: str) -> int:
+        h, w = cls.token_grid_for(img_size_h, img_size_w, pooling_stat)
+        return h * w
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return self.token_grid_for(self.img_size_h, self.img_size_w, self.pooling_stat)
+
     @property
     def tokens(self) -> int:
-        h, w = self.token_grid
-        return h * w
+        return self.tokens_for(self.img_size_h, self.img_size_w, self.pooling_stat)
 
     def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` -> ``[T, B, C, H, W]`` (repeat); ``[B, T, C, H, W]`` -> transpose."""

@@ -1,0 +1,415 @@
+"""The integer golden model: the arithmetic the accelerator must reproduce bit for bit.
+
+Every function here works on PyTorch **integer** tensors (``torch.int64``; spikes
+are 0/1 integers) and never creates a floating-point tensor; a float input is
+refused. The op functions are the specification of the hardware blocks and are
+imported one by one by their testbenches:
+
+=======================  ==============================================  ==================
+function                 computes                                        hardware block
+=======================  ==============================================  ==================
+``sparse_accumulate``    ``bias + sum of w[:, c] over set spikes c``     SparseAccumulator
+``conv3x3_accumulate``   3x3 / stride 1 / pad 1 conv of a spike map      SparseAccumulator
+``pixel_accumulate``     first conv on unsigned pixels, by bit-planes    SparseAccumulator
+``lif``                  ``H = V + ((X - V) >> k)``, fire, hard reset    LIFArray
+``or_pool``              3x3 / stride 2 / pad 1 max-pool of spikes (OR) pool unit
+``max_pool``             same window, integer max                        pool unit
+``shortcut_add``         membrane-shortcut integer add                   shortcut adder
+``sdsa``                 ``Q AND LIF(2 * sum_tokens(K AND V))``          SDSAUnit
+``token_sum``            global average pool as a sum over tokens        token-sum (GAP)
+=======================  ==============================================  ==================
+
+Widths: an op given a width (``acc_bits``, ``v_bits``, ``u_bits``) checks its
+result fits; accumulators and the shortcut stream raise :class:`WidthOverflow`
+rather than wrap (the quantizer's width analysis guarantees it never happens
+for an accepted model); the LIF membrane saturates at ``v_bits`` as the
+hardware does. The arithmetic is written down in ``docs/arithmetic.md``.
+
+:func:`forward` runs a whole :class:`~spikeforge.model.quantize.QuantizedModel`
+and, on request, records exact event and synaptic-operation counts per layer
+(:class:`Trace`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "WidthOverflow", "signed_range", "bits_for_range",
+    "sparse_accumulate", "conv1x1_accumulate", "conv3x3_accumulate", "pixel_accumulate",
+    "lif", "or_pool", "max_pool", "shortcut_add", "sdsa", "token_sum",
+    "LayerTrace", "Trace", "forward", "E_AC_PJ", "E_MAC_PJ",
+]
+
+#: Energy per accumulate (synaptic operation) and per multiply-accumulate, 45 nm, as in the paper.
+E_AC_PJ = 0.9
+E_MAC_PJ = 4.6
+
+INT = torch.int64
+
+
+class WidthOverflow(OverflowError):
+    """A value does not fit the width the hardware was given for it."""
+
+
+# ------------------------------------------------------------------------------------------ widths
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """``(min, max)`` of a two's-complement integer of ``bits`` bits."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def bits_for_range(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in ``[lo, hi]`` (at least 2)."""
+    bits = 2
+    while not (signed_range(bits)[0] <= lo and hi <= signed_range(bits)[1]):
+        bits += 1
+    return bits
+
+
+def _int(name: str, t: torch.Tensor) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected an integer tensor, got {type(t).__name__}")
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{name}: expected an integer tensor, got {t.dtype}")
+    return t.to(INT)
+
+
+def _spikes(name: str, s: torch.Tensor) -> torch.Tensor:
+    s = _int(name, s)
+    if s.numel() and (int(s.min()) < 0 or int(s.max()) > 1):
+        raise ValueError(f"{name}: spikes must be 0 or 1, got values in [{int(s.min())}, {int(s.max())}]")
+    return s
+
+
+def _check_width(name: str, x: torch.Tensor, bits: int | None) -> torch.Tensor:
+    if bits is not None and x.numel():
+        lo, hi = signed_range(bits)
+        xmin, xmax = int(x.min()), int(x.max())
+        if xmin < lo or xmax > hi:
+            raise WidthOverflow(f"{name}: value range [{xmin}, {xmax}] does not fit {bits} bits [{lo}, {hi}]")
+    return x
+
+
+# ------------------------------------------------------------------------------------------ accumulate
+
+
+def sparse_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                      acc_bits: int | None = None, weight_shift: int = 0) -> torch.Tensor:
+    """``acc[..., o] = bias[o] + sum over c with spikes[..., c] == 1 of (weight[o, c] << weight_shift)``.
+
+    ``spikes [..., C_in]`` (0/1), ``weight [C_out, C_in]``, ``bias [C_out]``;
+    returns ``[..., C_out]``. Only additions of weight columns: each set spike
+    adds its column ``weight[:, c]`` (the event-driven accumulation), shifted left by
+    the layer's constant ``weight_shift`` (wiring, not a multiplier).
+    """
+    s = _spikes("sparse_accumulate: spikes", spikes)
+    w = _int("sparse_accumulate: weight", weight)
+    if w.dim() != 2 or s.shape[-1] != w.shape[1]:
+        raise ValueError(f"sparse_accumulate: spikes [..., {s.shape[-1]}] do not match weight {list(w.shape)}")
+    # A 0/1 matrix product is exactly the sum of the selected columns.
+    acc = s @ (w << weight_shift).T
+    if bias is not None:
+        acc = acc + _int("sparse_accumulate: bias", bias)
+    return _check_width("sparse_accumulate", acc, acc_bits)
+
+
+def conv1x1_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                       acc_bits: int | None = None, weight_shift: int = 0) -> torch.Tensor:
+    """Pointwise conv of a spike map: ``spikes [..., C_in, H, W]``, ``weight [C_out, C_in]`` -> ``[..., C_out, H, W]``."""
+    s = spikes.movedim(-3, -1)
+    return sparse_accumulate(s, weight, bias, acc_bits, weight_shift).movedim(-1, -3)
+
+
+def _im2col3x3(x: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` -> ``[N, H, W, C * 9]`` (zero padding 1), taps ordered as ``weight.flatten(1)``."""
+    n, c, h, w = x.shape
+    p = F.pad(x, (1, 1, 1, 1))
+    taps = [p[:, :, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]  # 9 x [N, C, H, W]
+    return torch.stack(taps, dim=2).reshape(n, c * 9, h, w).permute(0, 2, 3, 1)
+
+
+def conv3x3_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                       acc_bits: int | None = None, weight_shift: int = 0) -> torch.Tensor:
+    """3x3, stride 1, zero-padding 1 conv of a spike map by accumulation.
+
+    ``spikes [N, C_in, H, W]`` (0/1), ``weight [C_out, C_in, 3, 3]`` -> ``[N, C_out, H, W]``.
+    Equivalently, each input spike at ``(c, y, x)`` scatters ``weight[:, c, 1 + y - y', 1 + x - x']``
+    into the 3x3 neighbourhood ``(y', x')`` that lies inside the map.
+    """
+    s = _spikes("conv3x3_accumulate: spikes", spikes)
+    w = _int("conv3x3_accumulate: weight", weight)
+    if s.dim() != 4 or w.dim() != 4 or w.shape[2:] != (3, 3) or w.shape[1] != s.shape[1]:
+        raise ValueError(f"conv3x3_accumulate: spikes {list(s.shape)} do not match weight {list(w.shape)}")
+    acc = sparse_accumulate(_im2col3x3(s), w.flatten(1), bias, weight_shift=weight_shift)
+    return _check_width("conv3x3_accumulate", acc.permute(0, 3, 1, 2), acc_bits)
+
+
+def pixel_accumulate(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                     pixel_bits: int = 8, acc_bits: int | None = None) -> torch.Tensor:
+    """The first (real-valued) conv on unsigned pixels, multiplier-free by bit-planes.
+
+    ``acc = bias + sum_b (conv3x3_accumulate(bit b of pixels) << b)`` for
+    ``b = 0 .. pixel_bits - 1``, which equals ``bias + conv(pixels, weight)``.
+    ``pixels [N, C_in, H, W]`` in ``[0, 2**pixel_bits)``.
+    """
+    p = _int("pixel_accumulate: pixels", pixels)
+    if p.numel() and (int(p.min()) < 0 or int(p.max()) >= (1 << pixel_bits)):
+        raise ValueError(f"pixel_accumulate: pixels must be in [0, {(1 << pixel_bits) - 1}], "
+                         f"got [{int(p.min())}, {int(p.max())}]")
+    acc = None
+    for b in range(pixel_bits):
+        plane = conv3x3_accumulate((p >> b) & 1, weight) << b
+        acc = plane if acc is None else acc + plane
+    if bias is not None:
+        acc = acc + _int("pixel_accumulate: bias", bias).reshape(1, -1, 1, 1)
+    return _check_width("pixel_accumulate", acc, acc_bits)
+
+
+# ------------------------------------------------------------------------------------------ neurons
+
+
+def lif(x: torch.Tensor, threshold: int | torch.Tensor, shift: int = 1, v_bits: int | None = None,
+        return_membrane: bool = False):
+    """Multi-step integer LIF over the first dimension (time) of ``x [T, ...]``.
+
+    For each step, with ``V`` starting at 0::
+
+        H = V + ((X - V) >> shift)       # arithmetic shift: floor division by 2**shift
+        H = clamp(H, v_bits range)       # saturation (when v_bits is given)
+        S = H >= threshold
+        V = 0 where S else H             # hard reset
+
+    ``threshold`` is an integer or an integer tensor broadcastable to ``x[0]``.
+    Returns spikes ``S [T, ...]`` (0/1); with ``return_membrane`` also ``V`` after every step.
+    """
+    x = _int("lif: x", x)
+    th = threshold if isinstance(threshold, torch.Tensor) else torch.tensor(int(threshold))
+    th = _int("lif: threshold", th)
+    lo, hi = signed_range(v_bits) if v_bits is not None else (None, None)
+    v = torch.zeros_like(x[0])
+    spikes, mems = [], []
+    for xt in x:
+        h = v + ((xt - v) >> shift)
+        if v_bits is not None:
+            h = h.clamp(lo, hi)
+        s = (h >= th).to(INT)
+        v = torch.where(s.bool(), torch.zeros_like(h), h)
+        spikes.append(s)
+        mems.append(v)
+    out = torch.stack(spikes)
+    return (out, torch.stack(mems)) if return_membrane else out
+
+
+# ------------------------------------------------------------------------------------------ pools, adds
+
+
+def _pool3x3s2(x: torch.Tensor, pad_value: int) -> torch.Tensor:
+    """Max over 3x3 windows, stride 2, padding 1 (padding never wins): ``[..., H, W]`` -> ``[..., H', W']``."""
+    h, w = x.shape[-2:]
+    ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    p = F.pad(x, (1, 1, 1, 1), value=pad_value)
+    out = None
+    for dy in range(3):
+        for dx in range(3):
+            win = p[..., dy:dy + 2 * ho:2, dx:dx + 2 * wo:2]
+            out = win if out is None else torch.maximum(out, win)
+    return out
+
+
+def or_pool(spikes: torch.Tensor) -> torch.Tensor:
+    """3x3 / stride 2 / pad 1 max-pool of a spike map, which on 0/1 values is an OR."""
+    return _pool3x3s2(_spikes("or_pool: spikes", spikes), 0)
+
+
+def max_pool(x: torch.Tensor) -> torch.Tensor:
+    """3x3 / stride 2 / pad 1 max-pool of integer membranes (padding is -infinity)."""
+    x = _int("max_pool: x", x)
+    return _pool3x3s2(x, torch.iinfo(INT).min)
+
+
+def shortcut_add(u: torch.Tensor, x: torch.Tensor, u_bits: int | None = None) -> torch.Tensor:
+    """Membrane shortcut: ``u + x`` (both at the residual stream's scale), checked against ``u_bits``."""
+    return _check_width("shortcut_add", _int("shortcut_add: u", u) + _int("shortcut_add: x", x), u_bits)
+
+
+def sdsa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shift: int = 1):
+    """Spike-driven self-attention on spike tensors ``[T, ..., C, N]`` (N tokens last).
+
+    ``count[t, ..., c] = sum_n (K AND V)[t, ..., c, n]`` (a column sum: one counter per channel),
+    ``A = lif(count << 1, threshold=1, shift)``: the attention LIF's threshold 0.5 at scale 2,
+    ``out = Q AND A`` (A broadcast over tokens). Returns ``(out, count, A)``.
+    """
+    q, k, v = (_spikes(f"sdsa: {n}", t) for n, t in (("q", q), ("k", k), ("v", v)))
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(f"sdsa: q, k, v shapes differ: {list(q.shape)}, {list(k.shape)}, {list(v.shape)}")
+    count = (k & v).sum(-1)
+    attn = lif(count << 1, 1, shift)
+    return q & attn.unsqueeze(-1), count, attn
+
+
+def token_sum(u: torch.Tensor) -> torch.Tensor:
+    """Global average pooling without the division: ``[..., C, H, W]`` -> ``[..., C]`` sum over tokens."""
+    return _int("token_sum: u", u).flatten(-2).sum(-1)
+
+
+# ------------------------------------------------------------------------------------------ forward
+
+
+@dataclass
+class LayerTrace:
+    """Exact counts for one synaptic layer over one forward (all images of the batch together).
+
+    ``in_events``: input spikes (for the first layer: non-zero pixels); ``sops``: spike x
+    output-neuron additions actually performed (border taps excluded); ``macs``: multiply-
+    accumulates of the real-valued first layer; ``out_spikes`` / ``out_neurons``: spikes and
+    neuron-steps of the LIF fed by this layer (``None`` where the output joins the residual stream).
+    """
+
+    name: str
+    kind: str
+    in_events: int = 0
+    sops: int = 0
+    macs: int = 0
+    out_spikes: int | None = None
+    out_neurons: int | None = None
+
+    @property
+    def firing_rate(self) -> float | None:
+        return None if not self.out_neurons else self.out_spikes / self.out_neurons
+
+    @property
+    def energy_pj(self) -> float:
+        return E_AC_PJ * self.sops + E_MAC_PJ * self.macs
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "in_events": self.in_events, "sops": self.sops,
+                "macs": self.macs, "out_spikes": self.out_spikes, "out_neurons": self.out_neurons,
+                "firing_rate": self.firing_rate, "energy_pj": self.energy_pj}
+
+
+@dataclass
+class Trace:
+    layers: list[LayerTrace] = field(default_factory=list)
+
+    def add(self, **kw) -> LayerTrace:
+        self.layers.append(LayerTrace(**kw))
+        return self.layers[-1]
+
+    def totals(self) -> dict:
+        return {"in_events": sum(l.in_events for l in self.layers), "sops": sum(l.sops for l in self.layers),
+                "macs": sum(l.macs for l in self.layers), "energy_pj": sum(l.energy_pj for l in self.layers)}
+
+
+def _fanout3x3(h: int, w: int) -> torch.Tensor:
+    """Number of in-map output positions each input position of an h x w map reaches through a 3x3 window."""
+    rows = torch.full((h,), 3, dtype=INT)
+    cols = torch.full((w,), 3, dtype=INT)
+    rows[0] -= 1
+    rows[-1] -= 1
+    cols[0] -= 1
+    cols[-1] -= 1
+    if h == 1:
+        rows[0] = 1
+    if w == 1:
+        cols[0] = 1
+    return rows[:, None] * cols[None, :]
+
+
+def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
+    """Integer logits ``[B, num_classes]`` (summed over T) of quantized model ``qm`` for ``pixels``.
+
+    ``pixels [B, C, H, W]`` are unsigned integers in ``[0, qm.pixel_max]``; the image is
+    the same at every time step, so the first conv is computed once and fed to the
+    LIF ``T`` times. With ``trace``, exact per-layer counts are appended to it.
+    """
+    p = _int("forward: pixels", pixels)
+    cfg = qm.config
+    expect = (cfg["in_channels"], cfg["img_size_h"], cfg["img_size_w"])
+    if p.dim() != 4 or tuple(p.shape[1:]) != expect:
+        raise ValueError(f"forward: pixels must be [B, {expect[0]}, {expect[1]}, {expect[2]}], got {list(p.shape)}")
+    if p.numel() and (int(p.min()) < 0 or int(p.max()) > qm.pixel_max):
+        raise ValueError(f"forward: pixels must be in [0, {qm.pixel_max}], got [{int(p.min())}, {int(p.max())}]")
+    T, W, th, k = cfg["T"], qm.weights, {n: qm.threshold(n) for n in qm.thresholds}, qm.shift
+    wd = qm.widths
+    stat = cfg["pooling_stat"]
+
+    def rec(**kw):
+        return trace.add(**kw) if trace is not None else None
+
+    def lif_rec(layer, x, threshold):
+        s = lif(x, threshold, k, wd["v_bits"])
+        if layer is not None:
+            layer.out_spikes, layer.out_neurons = int(s.sum()), s.numel()
+        return s
+
+    def conv3x3_t(name, s, acc_bits):
+        """conv3x3 over [T, B, C, H, W] spikes, with trace counts."""
+        t_, b_ = s.shape[:2]
+        wgt = W[f"{name}.weight"]
+        acc = conv3x3_accumulate(s.flatten(0, 1), wgt, W[f"{name}.bias"], acc_bits, qm.weight_shifts.get(name, 0))
+        fan = _fanout3x3(*s.shape[-2:])
+        layer = rec(name=name, kind="conv3x3", in_events=int(s.sum()),
+                    sops=int((s * fan).sum()) * wgt.shape[0])
+        return acc.reshape(t_, b_, *acc.shape[1:]), layer
+
+    def conv1x1_t(name, s):
+        wgt = W[f"{name}.weight"]
+        acc = conv1x1_accumulate(s, wgt, W[f"{name}.bias"], wd["acc_bits"], qm.weight_shifts.get(name, 0))
+        layer = rec(name=name, kind="conv1x1", in_events=int(s.sum()), sops=int(s.sum()) * wgt.shape[0])
+        return acc, layer
+
+    # --- MS_SPS stage 0: real-valued pixels, bit-plane accumulation, computed once for all T.
+    w0 = W["sps.conv0.weight"]
+    acc0 = pixel_accumulate(p, w0, W["sps.conv0.bias"], qm.pixel_bits, wd["acc_bits"])
+    nz = (p != 0).to(INT)
+    layer = rec(name="sps.conv0", kind="pixel_conv3x3", in_events=int(nz.sum()),
+                macs=int((_fanout3x3(*p.shape[-2:]) * torch.ones_like(p)).sum()) * w0.shape[0])
+    s = lif_rec(layer, acc0.unsqueeze(0).expand(T, *acc0.shape), th["sps.lif0"])
+    if stat[0] == "1":
+        s = or_pool(s)
+    for i in (1, 2):
+        acc, layer = conv3x3_t(f"sps.conv{i}", s, wd["acc_bits"])
+        s = lif_rec(layer, acc, th[f"sps.lif{i}"])
+        if stat[i] == "1":
+            s = or_pool(s)
+    acc, _ = conv3x3_t("sps.conv3", s, wd["acc_bits"])
+    x_feat = max_pool(acc) if stat[3] == "1" else acc
+    s = lif(x_feat, th["u"], k, wd["v_bits"])
+    rpe, _ = conv3x3_t("sps.rpe", s, wd["acc_bits"])
+    u = shortcut_add(x_feat, rpe, wd["u_bits"])
+
+    # --- encoder blocks
+    for i in range(cfg["depths"]):
+        pre = f"block.{i}"
+        s = lif(u, th["u"], k, wd["v_bits"])
+        qkv = []
+        for n in ("q", "k", "v"):
+            acc, layer = conv1x1_t(f"{pre}.attn.{n}", s)
+            qkv.append(lif_rec(layer, acc, th[f"{pre}.attn.{n}"]))
+        tokens = lambda t: t.flatten(-2)  # noqa: E731  [T, B, C, H, W] -> [T, B, C, N]
+        out, count, attn = sdsa(*(tokens(t) for t in qkv), shift=k)
+        layer = rec(name=f"{pre}.attn.sdsa", kind="sdsa", in_events=int((qkv[1] & qkv[2]).sum()),
+                    sops=int((qkv[1] & qkv[2]).sum()))
+        if layer is not None:
+            layer.out_spikes, layer.out_neurons = int(attn.sum()), attn.numel()
+        x = out.reshape(qkv[0].shape)
+        acc, _ = conv1x1_t(f"{pre}.attn.proj", x)
+        u = shortcut_add(u, acc, wd["u_bits"])
+        s = lif(u, th["u"], k, wd["v_bits"])
+        acc, layer = conv1x1_t(f"{pre}.mlp.fc1", s)
+        h = lif_rec(layer, acc, th[f"{pre}.mlp.hidden"])
+        acc, _ = conv1x1_t(f"{pre}.mlp.fc2", h)
+        u = shortcut_add(u, acc, wd["u_bits"])
+
+    # --- head: token sum (GAP) with an N-scaled threshold, LIF, linear, sum over T
+    g = token_sum(u)
+    s = lif(g, th["head.lif"], k, wd["gap_bits"])
+    wh = W["head.weight"]
+    logits_t = sparse_accumulate(s, wh, W["head.bias"], wd["acc_bits"])
+    rec(name="head", kind="linear", in_events=int(s.sum()), sops=int(s.sum()) * wh.shape[0])
+    return _check_width("head: logits summed over T", logits_t.sum(0), wd["logit_bits"])

@@ -1,0 +1,300 @@
+"""Post-training quantization of the float Spike-driven Transformer into the integer contract.
+
+What the quantizer does (``docs/arithmetic.md`` has the full contract):
+
+1. **Fold** every BatchNorm into the conv before it: ``W' = W * g``, ``b' = (b - mean) * g + beta``
+   with ``g = gamma / sqrt(var + eps)`` (eval-mode statistics).
+2. **Scale** each *LIF domain* (the values one group of neurons integrates) by a real
+   factor ``S`` chosen so that the largest folded weight feeding it maps to
+   ``2**(w_bits-1) - 1``; weights and biases become ``round(W' * S)``,
+   ``round(b' * S)`` and the LIF threshold ``round(Vth * S)``. A LIF is invariant to
+   scaling its input and threshold together, so only rounding changes. Where one layer
+   alone feeds a group of neurons (SPS stages 0..2, Q, K, V, the MLP hidden layer) the
+   scale is chosen **per output channel** and the LIF gets one threshold per channel.
+3. **One scale for the residual stream**: every branch that adds into ``U`` (the stage-4
+   conv ``x_feat``, the RPE conv, every SDSA projection and every fc2) produces values at
+   ``S_U``, so membrane shortcuts are plain integer adds. ``S_U`` is set by the branch with
+   the smallest weights; a branch whose weights are ``2**s`` times larger stores them at
+   ``S_U / 2**s`` and its accumulator adds ``w << s`` (its ``weight_shift``): every branch
+   keeps between ``w_bits - 1`` and ``w_bits`` bits of weight precision and the stream keeps
+   the finest resolution.
+4. **Input**: the first conv takes unsigned pixels ``p``; the model's normalisation
+   ``x = p / pixel_max`` is folded into its weights (``W' / pixel_max``).
+5. The attention LIF (``Vth = 0.5`` on integer counts) works at scale 2; the head LIF acts
+   on the token *sum* with threshold ``N * th_U`` (GAP without a division).
+
+Width analysis (:func:`analyze_widths`) bounds every accumulator, membrane and the
+residual stream from the integer weights, and :func:`check_widths` refuses a
+requested width that could overflow, naming the layer and the width it needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .golden import bits_for_range
+from .sdt import SpikeDrivenTransformer
+
+__all__ = ["QuantizedModel", "QuantizationError", "quantize", "analyze_widths", "check_widths",
+           "LAYER_NAMES", "WIDTH_FIELDS"]
+
+#: The design widths a quantized model carries (one value each, shared by all layers).
+WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")
+
+
+class QuantizationError(ValueError):
+    """A model or width choice the integer contract cannot represent; names the layer."""
+
+
+@dataclass
+class QuantizedModel:
+    """Integer model: everything the golden model (and the hardware) needs, nothing float.
+
+    ``weights``: ``"<layer>.weight"`` / ``"<layer>.bias"`` int64 tensors (conv3x3 weights
+    ``[O, I, 3, 3]``, 1x1 and head weights ``[O, I]``). ``thresholds``: integer LIF
+    thresholds by domain (``sps.lif0..2``, ``u`` for every LIF reading the residual
+    stream, ``block.i.attn.{q,k,v}``, ``block.i.mlp.hidden``, ``head.lif``).
+    A threshold is an int (one for the layer) or a list (one per output channel).
+    ``widths``: the design widths (:data:`WIDTH_FIELDS`). ``weight_shifts``: per layer, the
+    left shift its accumulator applies to every weight (0 when absent). ``scales``: the real factors
+    used (informational: the golden model never reads them).
+    """
+
+    config: dict
+    w_bits: int
+    pixel_max: int
+    pixel_bits: int
+    shift: int
+    weights: dict[str, torch.Tensor]
+    thresholds: dict[str, int | list[int]]
+    widths: dict[str, int]
+    weight_shifts: dict[str, int] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return _tokens(self.config)
+
+    def layer_names(self) -> list[str]:
+        return LAYER_NAMES(self.config["depths"])
+
+    def threshold(self, name: str) -> int | torch.Tensor:
+        """Threshold of a LIF domain: an int, or a ``[C, 1, 1]`` tensor (per channel, broadcasts over maps)."""
+        th = self.thresholds[name]
+        return torch.tensor(th, dtype=torch.int64).reshape(-1, 1, 1) if isinstance(th, list) else th
+
+
+def _tokens(config: dict) -> int:
+    return SpikeDrivenTransformer.tokens_for(config["img_size_h"], config["img_size_w"], config["pooling_stat"])
+
+
+def LAYER_NAMES(depths: int) -> list[str]:  # noqa: N802 (a constant-like function)
+    """Synaptic layers in execution order."""
+    names = ["sps.conv0", "sps.conv1", "sps.conv2", "sps.conv3", "sps.rpe"]
+    for i in range(depths):
+        names += [f"block.{i}.attn.q", f"block.{i}.attn.k", f"block.{i}.attn.v", f"block.{i}.attn.proj",
+                  f"block.{i}.mlp.fc1", f"block.{i}.mlp.fc2"]
+    return names + ["head"]
+
+
+# ------------------------------------------------------------------------------------------ folding
+
+
+def _fold(conv: torch.nn.Module, bn: torch.nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Folded float64 weight and bias of ``conv`` (+ ``bn``)."""
+    w = conv.weight.detach().to(torch.float64)
+    b = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    if bn is not None:
+        g = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+        w = w * g.reshape(-1, *([1] * (w.dim() - 1)))
+        b = (b - bn.running_mean.detach().double()) * g + bn.bias.detach().double()
+    if w.dim() == 4 and w.shape[2:] == (1, 1):
+        w = w[:, :, 0, 0]
+    return w, b
+
+
+def _folded_layers(model: SpikeDrivenTransformer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    sps = model.patch_embed
+    layers = {f"sps.conv{i}": _fold(getattr(sps, f"proj_conv{sfx}"), getattr(sps, f"proj_bn{sfx}"))
+              for i, sfx in enumerate(sps.STAGES)}
+    layers["sps.rpe"] = _fold(sps.rpe_conv, sps.rpe_bn)
+    for i, blk in enumerate(model.block):
+        for n in ("q", "k", "v", "proj"):
+            layers[f"block.{i}.attn.{n}"] = _fold(getattr(blk.attn, f"{n}_conv"), getattr(blk.attn, f"{n}_bn"))
+        for n in ("fc1", "fc2"):
+            layers[f"block.{i}.mlp.{n}"] = _fold(getattr(blk.mlp, f"{n}_conv"), getattr(blk.mlp, f"{n}_bn"))
+    layers["head"] = _fold(model.head, None)
+    return layers
+
+
+# ------------------------------------------------------------------------------------------ quantize
+
+
+def _domains(depths: int) -> dict[str, list[str]]:
+    """LIF domain -> the layers whose outputs it integrates (and so share its scale)."""
+    d = {"sps.lif0": ["sps.conv0"], "sps.lif1": ["sps.conv1"], "sps.lif2": ["sps.conv2"],
+         "u": ["sps.conv3", "sps.rpe"], "head": ["head"]}
+    for i in range(depths):
+        for n in ("q", "k", "v"):
+            d[f"block.{i}.attn.{n}"] = [f"block.{i}.attn.{n}"]
+        d["u"] += [f"block.{i}.attn.proj", f"block.{i}.mlp.fc2"]
+        d[f"block.{i}.mlp.hidden"] = [f"block.{i}.mlp.fc1"]
+    return d
+
+
+def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16,
+             widths: dict[str, int] | None = None) -> QuantizedModel:
+    """Quantize a float model (its eval-mode BN statistics) to ``w_bits`` integer weights.
+
+    ``pixel_max``: the largest raw pixel value; the float model's input is ``pixel / pixel_max``.
+    ``widths``: requested design widths (any of :data:`WIDTH_FIELDS`); missing ones are set to
+    what the analysis says is needed; a too-narrow one raises :class:`QuantizationError`.
+    """
+    if not 2 <= w_bits <= 16:
+        raise QuantizationError(f"w_bits must be in 2..16, got {w_bits}")
+    for m in model.block:
+        if m.mlp.res:
+            raise QuantizationError("MLP with hidden == in_features (mlp_ratios=1) is not supported by the integer contract")
+    config = {k: getattr(model, k) for k in ("img_size_h", "img_size_w", "in_channels", "num_classes",
+                                              "embed_dims", "depths", "T", "pooling_stat")}
+    config["num_heads"] = model.block[0].attn.num_heads if len(model.block) else 8
+    config["mlp_ratios"] = (model.block[0].mlp.fc1_conv.out_channels / model.embed_dims) if len(model.block) else 4
+    if float(config["mlp_ratios"]).is_integer():
+        config["mlp_ratios"] = int(config["mlp_ratios"])
+    lif_vth = 1.0
+    qmax = (1 << (w_bits - 1)) - 1
+
+    folded = _folded_layers(model)
+    w0, b0 = folded["sps.conv0"]
+    folded["sps.conv0"] = (w0 / pixel_max, b0)  # input normalisation x = p / pixel_max
+
+    weights: dict[str, torch.Tensor] = {}
+    thresholds: dict[str, int | list[int]] = {}
+    shifts: dict[str, int] = {}
+    scales: dict[str, float | list[float]] = {}
+    for domain, layers in _domains(model.depths).items():
+        wmax = {n: folded[n][0].abs().max().item() for n in layers}
+        for n, m in wmax.items():
+            if m == 0:
+                raise QuantizationError(f"layer {n}: all weights are zero; cannot choose a scale")
+        if len(layers) == 1 and domain != "head":
+            # One layer feeds these neurons: a scale (and threshold) per output channel.
+            (n,) = layers
+            w, b = folded[n]
+            per_ch = w.flatten(1).abs().max(1).values
+            per_ch = torch.where(per_ch > 0, per_ch, torch.full_like(per_ch, wmax[n]))
+            scale = qmax / per_ch
+            weights[f"{n}.weight"] = torch.round(w * scale.reshape(-1, *([1] * (w.dim() - 1)))).to(torch.int64)
+            weights[f"{n}.bias"] = torch.round(b * scale).to(torch.int64)
+            th = torch.round(scale * lif_vth).to(torch.int64)
+            scales[domain] = scale.tolist()
+            thresholds[domain] = th.tolist()
+            continue
+        # Several branches add into one stream (U), or the head (one scale so logits compare).
+        finest = min(wmax.values())
+        scale = qmax / finest
+        scales[domain] = scale
+        for n in layers:
+            w, b = folded[n]
+            shift = max(0, math.ceil(math.log2(wmax[n] / finest) - 1e-12))
+            if shift:
+                shifts[n] = shift
+            weights[f"{n}.weight"] = torch.round(w * (scale / (1 << shift))).to(torch.int64)
+            weights[f"{n}.bias"] = torch.round(b * scale).to(torch.int64)
+        if domain != "head":
+            thresholds[domain] = int(round(lif_vth * scale))
+    for domain, th in thresholds.items():
+        if min(th if isinstance(th, list) else [th]) < 1:
+            raise QuantizationError(f"domain {domain}: a threshold rounds below 1; weights are too large for w_bits")
+    thresholds["head.lif"] = thresholds["u"] * _tokens(config)
+
+    qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=int(pixel_max).bit_length(),
+                        shift=1, weights=weights, thresholds=thresholds, widths={}, weight_shifts=shifts,
+                        scales=scales)
+    needed = analyze_widths(qm)
+    chosen = {f: max(r["bits"] for r in needed[f].values()) for f in WIDTH_FIELDS}
+    chosen.update(widths or {})
+    qm.widths = chosen
+    check_widths(qm, needed)
+    return qm
+
+
+# ------------------------------------------------------------------------------------------ widths
+
+
+def _acc_range(w: torch.Tensor, b: torch.Tensor, in_max: int = 1) -> tuple[int, int]:
+    """Bounds of ``b + sum_c w[:, c] * x_c`` over inputs ``x_c`` in ``[0, in_max]`` (per output, then overall)."""
+    wf = w.flatten(1)
+    lo = (b + in_max * wf.clamp(max=0).sum(1)).min().item()
+    hi = (b + in_max * wf.clamp(min=0).sum(1)).max().item()
+    return int(lo), int(hi)
+
+
+def _lif_range(lo: int, hi: int, th: int | list[int]) -> tuple[int, int]:
+    """Bounds of the membrane H of a LIF whose input lies in ``[lo, hi]`` (see docs/arithmetic.md)."""
+    return min(lo, 0), max(hi, max(th if isinstance(th, list) else [th]) - 1)
+
+
+def analyze_widths(qm: QuantizedModel) -> dict[str, dict[str, dict]]:
+    """Per width field, per layer: ``{"range": [lo, hi], "bits": needed}`` from the integer weights.
+
+    * ``acc_bits``: each synaptic layer's accumulator (bias + all positive / all negative
+      weights of an output, times ``pixel_max`` for the first layer);
+    * ``u_bits``: the residual stream after each shortcut add (bounds add up branch by branch);
+    * ``v_bits``: each LIF membrane (its input range and threshold);
+    * ``gap_bits``: the token sum and the head LIF's membrane;
+    * ``logit_bits``: the head's output summed over T.
+    """
+    cfg, W, th = qm.config, qm.weights, qm.thresholds
+    n_tok, T = _tokens(cfg), cfg["T"]
+    out: dict[str, dict[str, dict]] = {f: {} for f in WIDTH_FIELDS}
+
+    def put(field_, name, lo, hi):
+        out[field_][name] = {"range": [int(lo), int(hi)], "bits": bits_for_range(lo, hi)}
+
+    acc = {}
+    for name in LAYER_NAMES(cfg["depths"]):
+        in_max = qm.pixel_max if name == "sps.conv0" else 1
+        w = W[f"{name}.weight"] << qm.weight_shifts.get(name, 0)
+        acc[name] = _acc_range(w, W[f"{name}.bias"], in_max)
+        put("acc_bits", name, *acc[name])
+    for i in range(3):
+        put("v_bits", f"sps.lif{i}", *_lif_range(*acc[f"sps.conv{i}"], th[f"sps.lif{i}"]))
+    u_lo, u_hi = acc["sps.conv3"]
+    put("v_bits", "sps.lif3", *_lif_range(u_lo, u_hi, th["u"]))
+    u_lo, u_hi = u_lo + acc["sps.rpe"][0], u_hi + acc["sps.rpe"][1]
+    put("u_bits", "sps.rpe", u_lo, u_hi)
+    for i in range(cfg["depths"]):
+        pre = f"block.{i}"
+        put("v_bits", f"{pre}.attn.shortcut_lif", *_lif_range(u_lo, u_hi, th["u"]))
+        for n in ("q", "k", "v"):
+            put("v_bits", f"{pre}.attn.{n}_lif", *_lif_range(*acc[f"{pre}.attn.{n}"], th[f"{pre}.attn.{n}"]))
+        put("v_bits", f"{pre}.attn.attn_lif", *_lif_range(0, 2 * n_tok, 1))
+        u_lo, u_hi = u_lo + acc[f"{pre}.attn.proj"][0], u_hi + acc[f"{pre}.attn.proj"][1]
+        put("u_bits", f"{pre}.attn.proj", u_lo, u_hi)
+        put("v_bits", f"{pre}.mlp.fc1_lif", *_lif_range(u_lo, u_hi, th["u"]))
+        put("v_bits", f"{pre}.mlp.fc2_lif", *_lif_range(*acc[f"{pre}.mlp.fc1"], th[f"{pre}.mlp.hidden"]))
+        u_lo, u_hi = u_lo + acc[f"{pre}.mlp.fc2"][0], u_hi + acc[f"{pre}.mlp.fc2"][1]
+        put("u_bits", f"{pre}.mlp.fc2", u_lo, u_hi)
+    g_lo, g_hi = n_tok * u_lo, n_tok * u_hi
+    put("gap_bits", "head.token_sum", *_lif_range(g_lo, g_hi, th["head.lif"]))
+    put("logit_bits", "head", T * acc["head"][0], T * acc["head"][1])
+    return out
+
+
+def check_widths(qm: QuantizedModel, needed: dict | None = None) -> None:
+    """Refuse widths that could overflow: names the first layer whose range does not fit."""
+    needed = needed or analyze_widths(qm)
+    for f in WIDTH_FIELDS:
+        if f not in qm.widths:
+            raise QuantizationError(f"width {f} is missing")
+        have = qm.widths[f]
+        for name, r in needed[f].items():
+            if r["bits"] > have:
+                raise QuantizationError(
+                    f"layer {name}: {f}={have} could overflow: its values span {r['range']}, "
+                    f"which needs {r['bits']} bits"
+                )

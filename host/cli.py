@@ -5,7 +5,10 @@ Subcommands (``spikeforge COMMAND --help`` for options):
 * ``demo``: evaluate the embedded trained model on the digits test split and print a table;
 * ``info CONFIG``: parameter count, tokens and time steps of a named config;
 * ``train``: train a config on the digits training split, with a progress display;
-* ``eval [MODEL]``: accuracy of a checkpoint (default: the embedded model) on the test split.
+* ``eval [MODEL]``: accuracy on the test split of a checkpoint (``--backend float``, default: the
+  embedded model) or of a quantized model (``--backend golden``);
+* ``quantize [CKPT] --w-bits 8 --out QMODEL``: integer golden model, float vs integer accuracy;
+* ``trace QMODEL [--image I]``: exact per-layer events, SOPs, firing rates and energy of one image.
 
 Results go to stdout (``--json`` for machine-readable output); progress and
 errors go to stderr. A bad input ends with ``error: ...`` and exit status 2.
@@ -32,7 +35,10 @@ class UsageError(Exception):
 
 
 def _out() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # pipes and CI logs: wide enough that tables are not truncated
+        console = Console(highlight=False, width=140)
+    return console
 
 
 def _load_model(model: str | None, config: str | None):
@@ -130,20 +136,117 @@ def cmd_train(args) -> int:
 # ---------------------------------------------------------------------------------------- eval
 
 
+def _is_qmodel(path: Path) -> bool:
+    from spikeforge.model.qfile import MAGIC
+
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+def _load_qmodel(path: Path):
+    from spikeforge.model.qfile import load_qmodel
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such quantized model file")
+    if not _is_qmodel(path):
+        raise UsageError(f"{path}: not a quantized model (.sfq); make one with `spikeforge quantize`")
+    return load_qmodel(path)
+
+
 def cmd_eval(args) -> int:
+    from spikeforge.model import golden
     from spikeforge.model.data import load_digits_split
     from spikeforge.model.train import evaluate
 
-    if args.backend != "float":
-        raise UsageError(f"backend {args.backend!r} is not available yet (available: float)")
-    path, model = _load_model(args.model, args.config)
     data = load_digits_split()
-    acc = evaluate(model, data.test_pixels, data.test_labels)
+    if args.backend == "float":
+        path, model = _load_model(args.model, args.config)
+        acc = evaluate(model, data.test_pixels, data.test_labels)
+    elif args.backend == "golden":
+        if args.model is None:
+            raise UsageError("--backend golden needs a quantized model file (QMODEL from `spikeforge quantize`)")
+        path = Path(args.model)
+        qm = _load_qmodel(path)
+        pred = golden.forward(qm, data.test_pixels).argmax(1)
+        acc = (pred == data.test_labels).double().mean().item()
+    else:
+        raise UsageError(f"backend {args.backend!r} is not available yet (available: float, golden)")
     result = {"accuracy": acc, "n": len(data.test_labels)}
     if args.json:
         print(json.dumps(result))
     else:
-        _out().print(f"{path}: accuracy {acc:.4f} on {result['n']} digits test images (backend float)")
+        _out().print(f"{path}: accuracy {acc:.4f} on {result['n']} digits test images (backend {args.backend})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- quantize
+
+
+def cmd_quantize(args) -> int:
+    from spikeforge.model import golden
+    from spikeforge.model.data import PIXEL_MAX, load_digits_split
+    from spikeforge.model.qfile import save_qmodel
+    from spikeforge.model.quantize import WIDTH_FIELDS, quantize
+    from spikeforge.model.train import predict
+
+    path, model = _load_model(args.ckpt, args.config)
+    widths = {f: getattr(args, f) for f in WIDTH_FIELDS if getattr(args, f) is not None}
+    qm = quantize(model, w_bits=args.w_bits, pixel_max=PIXEL_MAX, widths=widths)
+    data = load_digits_split()
+    float_pred = predict(model, data.test_pixels).argmax(1)
+    int_pred = golden.forward(qm, data.test_pixels).argmax(1)
+    save_qmodel(qm, args.out)
+    result = {
+        "checkpoint": str(path), "out": str(args.out), "w_bits": args.w_bits,
+        "float_accuracy": (float_pred == data.test_labels).double().mean().item(),
+        "integer_accuracy": (int_pred == data.test_labels).double().mean().item(),
+        "agreement": (float_pred == int_pred).double().mean().item(),
+        "n": len(data.test_labels), "widths": qm.widths,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table(title=f"quantized {path.name} to {args.w_bits}-bit weights -> {args.out}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("float accuracy", f"{result['float_accuracy']:.4f}")
+    table.add_row("integer (golden) accuracy", f"{result['integer_accuracy']:.4f}")
+    table.add_row("float/integer agreement", f"{result['agreement']:.4f}")
+    for f, bits in qm.widths.items():
+        table.add_row(f, str(bits))
+    _out().print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- trace
+
+
+def cmd_trace(args) -> int:
+    from spikeforge.model import golden
+    from spikeforge.model.data import load_digits_split
+
+    qm = _load_qmodel(Path(args.qmodel))
+    data = load_digits_split()
+    if not 0 <= args.image < len(data.test_labels):
+        raise UsageError(f"--image {args.image} is out of range: the test split has images 0..{len(data.test_labels) - 1}")
+    trace = golden.Trace()
+    logits = golden.forward(qm, data.test_pixels[args.image:args.image + 1], trace)[0]
+    result = {"image": args.image, "label": int(data.test_labels[args.image]), "prediction": int(logits.argmax()),
+              "logits": logits.tolist(), "layers": [layer.as_dict() for layer in trace.layers],
+              "totals": trace.totals()}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table(title=f"trace of test image {args.image} (label {result['label']}, predicted {result['prediction']})")
+    for col in ("layer", "kind", "in events", "SOPs", "MACs", "firing rate", "energy (pJ)"):
+        table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+    for layer in trace.layers:
+        rate = "" if layer.firing_rate is None else f"{layer.firing_rate:.3f}"
+        table.add_row(layer.name, layer.kind, f"{layer.in_events:,}", f"{layer.sops:,}", f"{layer.macs:,}", rate,
+                      f"{layer.energy_pj:,.1f}")
+    t = result["totals"]
+    table.add_row("total", "", f"{t['in_events']:,}", f"{t['sops']:,}", f"{t['macs']:,}", "", f"{t['energy_pj']:,.1f}")
+    _out().print(table)
     return 0
 
 
@@ -217,10 +320,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("eval", help="accuracy on the digits test split")
-    s.add_argument("model", nargs="?", help="checkpoint (default: the embedded model)")
+    s = sub.add_parser("quantize", help="quantize a checkpoint into the integer golden model (.sfq)")
+    s.add_argument("ckpt", nargs="?", help="checkpoint (default: the embedded model)")
     s.add_argument("--config", help="named config, needed for a plain state dict or a timm checkpoint")
-    s.add_argument("--backend", default="float", help="float (golden and rtl arrive with later issues)")
+    s.add_argument("--w-bits", type=int, default=8, help="weight width in bits (default 8)")
+    for f in ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits"):
+        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int,
+                       help=f"requested {f} (default: the width the analysis needs; too narrow is refused)")
+    s.add_argument("--out", type=Path, required=True, help="quantized model file to write (.sfq)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_quantize)
+
+    s = sub.add_parser("trace", help="per-layer events, SOPs, firing rates and energy of one test image")
+    s.add_argument("qmodel", help="quantized model file (.sfq)")
+    s.add_argument("--image", type=int, default=0, help="index in the digits test split (default 0)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_trace)
+
+    s = sub.add_parser("eval", help="accuracy on the digits test split")
+    s.add_argument("model", nargs="?", help="checkpoint (float; default: the embedded model) or QMODEL (golden)")
+    s.add_argument("--config", help="named config, needed for a plain state dict or a timm checkpoint")
+    s.add_argument("--backend", default="float",
+                   help="float (the PyTorch model) or golden (the integer model of a QMODEL)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
     return p
@@ -232,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, CheckpointError, ValueError) as exc:
+    except (UsageError, CheckpointError, ValueError, OverflowError) as exc:
         _err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyError as exc:  # unknown config names

@@ -20,3 +20,12 @@ def digits():
     from spikeforge.model.data import load_digits_split
 
     return load_digits_split()
+
+
+@pytest.fixture(scope="session")
+def qmodel8():
+    """The embedded model quantized to 8-bit weights."""
+    from spikeforge.model import load_embedded
+    from spikeforge.model.quantize import quantize
+
+    return quantize(load_embedded(), 8)

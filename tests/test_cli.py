@@ -48,7 +48,7 @@ def test_train_writes_loadable_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["info", "imagenet-1-1"], "unknown config 'imagenet-1-1'; known configs:"),
-    (["eval", "--backend", "golden"], "backend 'golden' is not available yet"),
+    (["eval", "--backend", "rtl"], "backend 'rtl' is not available yet"),
     (["eval", str(REFERENCE / "timm_checkpoint.pth.tar")], "name one with --config"),
     (["eval", str(REFERENCE / "timm_checkpoint.pth.tar"), "--config", "digits-tiny"],
      "key 'patch_embed.proj_conv.weight' has shape [2, 1, 3, 3], the config expects [4, 1, 3, 3]"),
@@ -66,3 +66,27 @@ def test_train_failure_leaves_no_file(tmp_path):
     out = tmp_path / "never.pt"
     run("train", "--config", "digits-tiny", "--epochs", "0", "--out", str(out), ok=False)
     assert not out.exists()
+
+
+def test_quantize_then_eval_golden(tmp_path):
+    out = tmp_path / "m.sfq"
+    summary = json.loads(run("quantize", "--w-bits", "8", "--out", str(out), "--json").stdout)
+    assert summary["integer_accuracy"] >= summary["float_accuracy"] - 0.01
+    evaluated = json.loads(run("eval", str(out), "--backend", "golden", "--json").stdout)
+    assert evaluated == {"accuracy": pytest.approx(summary["integer_accuracy"]), "n": 360}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["quantize", "--acc-bits", "8", "--out", "{tmp}/q.sfq"], "layer sps.conv0: acc_bits=8 could overflow"),
+    (["eval", "--backend", "golden"], "--backend golden needs a quantized model file"),
+    (["eval", "{ckpt}", "--backend", "golden"], "not a quantized model (.sfq)"),
+    (["trace", "{tmp}/missing.sfq"], "missing.sfq: no such quantized model file"),
+])
+def test_quantize_errors(tmp_path, args, message):
+    from spikeforge.model.checkpoint import EMBEDDED_CHECKPOINT
+
+    args = [a.format(tmp=tmp_path, ckpt=EMBEDDED_CHECKPOINT) for a in args]
+    proc = run(*args, ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert not (tmp_path / "q.sfq").exists()

@@ -254,9 +254,11 @@ def cmd_trace(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from spikeforge.model import golden
     from spikeforge.model.checkpoint import EMBEDDED_CONFIG
     from spikeforge.model.configs import describe
-    from spikeforge.model.data import load_digits_split
+    from spikeforge.model.data import PIXEL_MAX, load_digits_split
+    from spikeforge.model.quantize import quantize
     from spikeforge.model.train import predict
 
     path, model = _load_model(None, None)
@@ -275,6 +277,10 @@ def cmd_demo(args) -> int:
     table.add_row("tokens x time steps", f"{info['tokens']} x {info['T']}")
     table.add_row("test images", str(len(correct)))
     table.add_row("accuracy (float model)", f"{correct.float().mean().item():.4f}")
+    qm = quantize(model, w_bits=8, pixel_max=PIXEL_MAX)
+    int_pred = golden.forward(qm, data.test_pixels).argmax(1)
+    table.add_row("accuracy (integer golden, 8-bit)", f"{(int_pred == data.test_labels).float().mean().item():.4f}")
+    table.add_row("float/integer agreement", f"{(int_pred == pred).float().mean().item():.4f}")
     out.print(table)
 
     per_class = Table(title="per-class accuracy")
@@ -301,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"spikeforge {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("demo", help="evaluate the embedded model on the digits test split")
+    s = sub.add_parser("demo", help="evaluate the embedded model (float and integer) on the digits test split")
     s.add_argument("--json", action="store_true", help="also print a JSON summary")
     s.set_defaults(func=cmd_demo)
 

@@ -32,7 +32,7 @@ def test_info_json(name, params):
 
 def test_demo_prints_table():
     out = run("demo").stdout
-    assert "accuracy (float model)" in out and "digits-tiny" in out
+    assert "accuracy (float model)" in out and "accuracy (integer golden, 8-bit)" in out and "digits-tiny" in out
 
 
 def test_train_writes_loadable_checkpoint(tmp_path):

@@ -8,7 +8,7 @@ imported one by one by their testbenches:
 =======================  ==============================================  ==================
 function                 computes                                        hardware block
 =======================  ==============================================  ==================
-``sparse_accumulate``    ``bias + sum of w[:, c] over set spikes c``     SparseAccumulator
+``sparse_accumulate``    ``bias + sum of w[:, c] << s over spikes c``    SparseAccumulator
 ``conv3x3_accumulate``   3x3 / stride 1 / pad 1 conv of a spike map      SparseAccumulator
 ``pixel_accumulate``     first conv on unsigned pixels, by bit-planes    SparseAccumulator
 ``lif``                  ``H = V + ((X - V) >> k)``, fire, hard reset    LIFArray

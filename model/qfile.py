@@ -6,11 +6,13 @@ Layout (all integers little-endian)::
     0       8     magic  b"SPKFQMDL"
     8       4     header length L (uint32)
     12      L     header: UTF-8 JSON (format, version, config, w_bits, pixel_max, pixel_bits,
-                  shift, thresholds, widths, scales, tensors: [{name, dtype, shape, offset, nbytes}])
+                  shift, thresholds, widths, weight_shifts, scales,
+                  tensors: [{name, dtype, shape, offset, nbytes}])
     12+L    D     tensor data: each tensor int32, C order, at its ``offset`` from the data start
     12+L+D  32    SHA-256 of every byte before it
 
-:func:`load_qmodel` checks, in order: magic, size (truncation), checksum (corruption),
+:func:`load_qmodel` checks, in order: magic, header JSON, size (truncation, trailing bytes),
+checksum (corruption),
 format and version, then that every field and tensor is present, typed and shaped as
 the config requires, that weights fit ``w_bits``, that the thresholds are consistent,
 and that the widths cover the width analysis. Every failure raises
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 
 from .golden import signed_range
-from .quantize import WIDTH_FIELDS, QuantizationError, QuantizedModel, _tokens, check_widths
+from .quantize import (MAX_WEIGHT_SHIFT, WIDTH_FIELDS, QuantizationError, QuantizedModel, _tokens, check_widths,
+                       residual_branches)
 
 __all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "MAGIC", "QModelFileError", "save_qmodel", "load_qmodel",
            "expected_shapes"]
@@ -160,6 +163,14 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
     config = _field(path, header, "config", dict)
     for name, types in _CONFIG_FIELDS.items():
         _field(path, config, name, types)
+    if (len(config["pooling_stat"]) != 4 or set(config["pooling_stat"]) - {"0", "1"} or config["T"] < 1
+            or config["embed_dims"] < 8 or config["embed_dims"] % 8 or config["depths"] < 0
+            or min(config["img_size_h"], config["img_size_w"], config["in_channels"], config["num_classes"]) < 1):
+        raise QModelFileError(f"{path}: field 'config' has impossible values: {config}")
+    entries = _field(path, header, "tensors", list)
+    for e in entries:
+        if not isinstance(e, dict) or set(e) != {"name", "dtype", "shape", "offset", "nbytes"}:
+            raise QModelFileError(f"{path}: field 'tensors' has a malformed entry {e!r}")
     w_bits = _field(path, header, "w_bits", int)
     pixel_max = _field(path, header, "pixel_max", int)
     pixel_bits = _field(path, header, "pixel_bits", int)
@@ -204,9 +215,11 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
         if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
             raise QModelFileError(f"{path}: threshold {name!r} is missing or not a positive integer "
                                   f"(or a list of {channels} of them)")
+    shiftable = residual_branches(config["depths"])
     for name, wshift in weight_shifts.items():
-        if f"{name}.weight" not in shapes or not isinstance(wshift, int) or not 0 <= wshift <= 16:
-            raise QModelFileError(f"{path}: weight_shifts[{name!r}] = {wshift!r} is not a shift of a layer of this model")
+        if name not in shiftable or not isinstance(wshift, int) or not 0 <= wshift <= MAX_WEIGHT_SHIFT:
+            raise QModelFileError(f"{path}: weight_shifts[{name!r}] = {wshift!r}: only the residual-stream branches "
+                                  f"({', '.join(shiftable)}) take a shift, of 0..{MAX_WEIGHT_SHIFT}")
     if thresholds["head.lif"] != thresholds["u"] * _tokens(config):
         raise QModelFileError(f"{path}: threshold 'head.lif' = {thresholds['head.lif']} is inconsistent: "
                               f"expected tokens x u = {_tokens(config)} x {thresholds['u']}")

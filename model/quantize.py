@@ -39,7 +39,10 @@ from .golden import bits_for_range
 from .sdt import SpikeDrivenTransformer
 
 __all__ = ["QuantizedModel", "QuantizationError", "quantize", "analyze_widths", "check_widths",
-           "LAYER_NAMES", "WIDTH_FIELDS"]
+           "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches"]
+
+#: Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's).
+MAX_WEIGHT_SHIFT = 16
 
 #: The design widths a quantized model carries (one value each, shared by all layers).
 WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")
@@ -133,6 +136,11 @@ def _folded_layers(model: SpikeDrivenTransformer) -> dict[str, tuple[torch.Tenso
 # ------------------------------------------------------------------------------------------ quantize
 
 
+def residual_branches(depths: int) -> list[str]:
+    """The layers that add into the residual stream U (the only ones with a weight shift)."""
+    return _domains(depths)["u"]
+
+
 def _domains(depths: int) -> dict[str, list[str]]:
     """LIF domain -> the layers whose outputs it integrates (and so share its scale)."""
     d = {"sps.lif0": ["sps.conv0"], "sps.lif1": ["sps.conv1"], "sps.lif2": ["sps.conv2"],
@@ -200,6 +208,9 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
         for n in layers:
             w, b = folded[n]
             shift = max(0, math.ceil(math.log2(wmax[n] / finest) - 1e-12))
+            if shift > MAX_WEIGHT_SHIFT:
+                raise QuantizationError(f"layer {n}: its weights are 2**{shift} times larger than those of "
+                                        f"{min(wmax, key=wmax.get)}; at most 2**{MAX_WEIGHT_SHIFT} is supported")
             if shift:
                 shifts[n] = shift
             weights[f"{n}.weight"] = torch.round(w * (scale / (1 << shift))).to(torch.int64)

@@ -78,7 +78,10 @@ def test_wrong_version(saved):
     (lambda h: h["config"].__setitem__("embed_dims", 64), r"tensor sps.conv0.weight: shape \[4, 1, 3, 3\], the config needs \[8, 1, 3, 3\]"),
     (lambda h: h.pop("w_bits"), "field 'w_bits' is missing"),
     (lambda h: h.__setitem__("w_bits", 4), r"tensor sps.conv0.weight: values \[-127, \d+\] do not fit w_bits=4"),
-    (lambda h: h["weight_shifts"].__setitem__("nonsense", 1), r"weight_shifts\['nonsense'\]"),
+    (lambda h: h["weight_shifts"].__setitem__("nonsense", 1), r"weight_shifts\[.nonsense.\]"),
+    (lambda h: h["weight_shifts"].__setitem__("head", 1), r"weight_shifts\[.head.\] = 1: only the residual-stream branches"),
+    (lambda h: h.__setitem__("tensors", [{"name": 3}]), "field .tensors. has a malformed entry"),
+    (lambda h: h["config"].__setitem__("pooling_stat", "01"), "field .config. has impossible values"),
 ])
 def test_inconsistent_header(saved, mutate, message):
     header, data = _split(saved.read_bytes())

@@ -41,6 +41,16 @@ def _out() -> Console:
     return console
 
 
+def _kv_table(title: str, rows: list[tuple[str, str]], key_header: str = "") -> Table:
+    """A two-column (name, right-aligned value) table."""
+    table = Table(title=title)
+    table.add_column(key_header)
+    table.add_column("value", justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
 def _load_model(model: str | None, config: str | None):
     from spikeforge.model.checkpoint import EMBEDDED_CHECKPOINT, MissingConfigError, load_checkpoint
 
@@ -62,12 +72,8 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    table = Table(title=f"config {args.config}")
-    table.add_column("field")
-    table.add_column("value", justify="right")
-    for key, value in info.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    _out().print(table)
+    rows = [(key, f"{value:,}" if isinstance(value, int) else str(value)) for key, value in info.items()]
+    _out().print(_kv_table(f"config {args.config}", rows, "field"))
     return 0
 
 
@@ -206,15 +212,11 @@ def cmd_quantize(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    table = Table(title=f"quantized {path.name} to {args.w_bits}-bit weights -> {args.out}")
-    table.add_column("")
-    table.add_column("value", justify="right")
-    table.add_row("float accuracy", f"{result['float_accuracy']:.4f}")
-    table.add_row("integer (golden) accuracy", f"{result['integer_accuracy']:.4f}")
-    table.add_row("float/integer agreement", f"{result['agreement']:.4f}")
-    for f, bits in qm.widths.items():
-        table.add_row(f, str(bits))
-    _out().print(table)
+    rows = [("float accuracy", f"{result['float_accuracy']:.4f}"),
+            ("integer (golden) accuracy", f"{result['integer_accuracy']:.4f}"),
+            ("float/integer agreement", f"{result['agreement']:.4f}")]
+    rows += [(f, str(bits)) for f, bits in qm.widths.items()]
+    _out().print(_kv_table(f"quantized {path.name} to {args.w_bits}-bit weights -> {args.out}", rows))
     return 0
 
 
@@ -267,21 +269,19 @@ def cmd_demo(args) -> int:
     correct = pred == data.test_labels
     info = describe(EMBEDDED_CONFIG)
 
-    out = _out()
-    table = Table(title=f"SpikeForge demo: embedded {EMBEDDED_CONFIG} on the digits test split")
-    table.add_column("")
-    table.add_column("value", justify="right")
-    table.add_row("checkpoint", path.name)
-    table.add_row("parameters", f"{info['params']:,}")
-    table.add_row("embed dims / blocks", f"{info['embed_dims']} / {info['depths']}")
-    table.add_row("tokens x time steps", f"{info['tokens']} x {info['T']}")
-    table.add_row("test images", str(len(correct)))
-    table.add_row("accuracy (float model)", f"{correct.float().mean().item():.4f}")
     qm = quantize(model, w_bits=8, pixel_max=PIXEL_MAX)
     int_pred = golden.forward(qm, data.test_pixels).argmax(1)
-    table.add_row("accuracy (integer golden, 8-bit)", f"{(int_pred == data.test_labels).float().mean().item():.4f}")
-    table.add_row("float/integer agreement", f"{(int_pred == pred).float().mean().item():.4f}")
-    out.print(table)
+    out = _out()
+    out.print(_kv_table(f"SpikeForge demo: embedded {EMBEDDED_CONFIG} on the digits test split", [
+        ("checkpoint", path.name),
+        ("parameters", f"{info['params']:,}"),
+        ("embed dims / blocks", f"{info['embed_dims']} / {info['depths']}"),
+        ("tokens x time steps", f"{info['tokens']} x {info['T']}"),
+        ("test images", str(len(correct))),
+        ("accuracy (float model)", f"{correct.float().mean().item():.4f}"),
+        ("accuracy (integer golden, 8-bit)", f"{(int_pred == data.test_labels).float().mean().item():.4f}"),
+        ("float/integer agreement", f"{(int_pred == pred).float().mean().item():.4f}"),
+    ]))
 
     per_class = Table(title="per-class accuracy")
     per_class.add_column("digit", justify="right")

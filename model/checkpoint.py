@@ -18,15 +18,16 @@ allowed is ``argparse.Namespace``, which timm stores as ``args``.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .configs import get_config
+from .files import atomic_write_bytes
 from .sdt import SpikeDrivenTransformer
 
 __all__ = [
@@ -155,19 +156,9 @@ def save_checkpoint(model: SpikeDrivenTransformer, path: str | os.PathLike, conf
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_embedded() -> SpikeDrivenTransformer:

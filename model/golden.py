@@ -309,14 +309,10 @@ def _fanout3x3(h: int, w: int) -> torch.Tensor:
     """Number of in-map output positions each input position of an h x w map reaches through a 3x3 window."""
     rows = torch.full((h,), 3, dtype=INT)
     cols = torch.full((w,), 3, dtype=INT)
-    rows[0] -= 1
+    rows[0] -= 1   # the first and last row/column lose one neighbour each (both, on a 1-wide map)
     rows[-1] -= 1
     cols[0] -= 1
     cols[-1] -= 1
-    if h == 1:
-        rows[0] = 1
-    if w == 1:
-        cols[0] = 1
     return rows[:, None] * cols[None, :]
 
 
@@ -368,7 +364,7 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
     acc0 = pixel_accumulate(p, w0, W["sps.conv0.bias"], qm.pixel_bits, wd["acc_bits"])
     nz = (p != 0).to(INT)
     layer = rec(name="sps.conv0", kind="pixel_conv3x3", in_events=int(nz.sum()),
-                macs=int((_fanout3x3(*p.shape[-2:]) * torch.ones_like(p)).sum()) * w0.shape[0])
+                macs=int(_fanout3x3(*p.shape[-2:]).sum()) * p.shape[0] * p.shape[1] * w0.shape[0])
     s = lif_rec(layer, acc0.unsqueeze(0).expand(T, *acc0.shape), th["sps.lif0"])
     if stat[0] == "1":
         s = or_pool(s)
@@ -393,8 +389,7 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
             qkv.append(lif_rec(layer, acc, th[f"{pre}.attn.{n}"]))
         tokens = lambda t: t.flatten(-2)  # noqa: E731  [T, B, C, H, W] -> [T, B, C, N]
         out, count, attn = sdsa(*(tokens(t) for t in qkv), shift=k)
-        layer = rec(name=f"{pre}.attn.sdsa", kind="sdsa", in_events=int((qkv[1] & qkv[2]).sum()),
-                    sops=int((qkv[1] & qkv[2]).sum()))
+        layer = rec(name=f"{pre}.attn.sdsa", kind="sdsa", in_events=int(count.sum()), sops=int(count.sum()))
         if layer is not None:
             layer.out_spikes, layer.out_neurons = int(attn.sum()), attn.numel()
         x = out.reshape(qkv[0].shape)

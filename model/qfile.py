@@ -26,12 +26,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .files import atomic_write_bytes
 from .golden import signed_range
 from .quantize import (MAX_WEIGHT_SHIFT, WIDTH_FIELDS, QuantizationError, QuantizedModel, _tokens, check_widths,
                        residual_branches)
@@ -99,19 +99,7 @@ def save_qmodel(qm: QuantizedModel, path: str | os.PathLike) -> Path:
     head = json.dumps(header, indent=1).encode()
     body = MAGIC + struct.pack("<I", len(head)) + head + b"".join(chunks)
     blob = body + hashlib.sha256(body).digest()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_bytes(path, blob)
 
 
 def _field(path, header, name, types):

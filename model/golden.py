@@ -343,11 +343,12 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
             layer.out_spikes, layer.out_neurons = int(s.sum()), s.numel()
         return s
 
-    def conv3x3_t(name, s, acc_bits):
+    def conv3x3_t(name, s):
         """conv3x3 over [T, B, C, H, W] spikes, with trace counts."""
         t_, b_ = s.shape[:2]
         wgt = W[f"{name}.weight"]
-        acc = conv3x3_accumulate(s.flatten(0, 1), wgt, W[f"{name}.bias"], acc_bits, qm.weight_shifts.get(name, 0))
+        acc = conv3x3_accumulate(s.flatten(0, 1), wgt, W[f"{name}.bias"], wd["acc_bits"],
+                                 qm.weight_shifts.get(name, 0))
         fan = _fanout3x3(*s.shape[-2:])
         layer = rec(name=name, kind="conv3x3", in_events=int(s.sum()),
                     sops=int((s * fan).sum()) * wgt.shape[0])
@@ -362,21 +363,20 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
     # --- MS_SPS stage 0: real-valued pixels, bit-plane accumulation, computed once for all T.
     w0 = W["sps.conv0.weight"]
     acc0 = pixel_accumulate(p, w0, W["sps.conv0.bias"], qm.pixel_bits, wd["acc_bits"])
-    nz = (p != 0).to(INT)
-    layer = rec(name="sps.conv0", kind="pixel_conv3x3", in_events=int(nz.sum()),
+    layer = rec(name="sps.conv0", kind="pixel_conv3x3", in_events=int((p != 0).sum()),
                 macs=int(_fanout3x3(*p.shape[-2:]).sum()) * p.shape[0] * p.shape[1] * w0.shape[0])
     s = lif_rec(layer, acc0.unsqueeze(0).expand(T, *acc0.shape), th["sps.lif0"])
     if stat[0] == "1":
         s = or_pool(s)
     for i in (1, 2):
-        acc, layer = conv3x3_t(f"sps.conv{i}", s, wd["acc_bits"])
+        acc, layer = conv3x3_t(f"sps.conv{i}", s)
         s = lif_rec(layer, acc, th[f"sps.lif{i}"])
         if stat[i] == "1":
             s = or_pool(s)
-    acc, _ = conv3x3_t("sps.conv3", s, wd["acc_bits"])
+    acc, _ = conv3x3_t("sps.conv3", s)
     x_feat = max_pool(acc) if stat[3] == "1" else acc
     s = lif(x_feat, th["u"], k, wd["v_bits"])
-    rpe, _ = conv3x3_t("sps.rpe", s, wd["acc_bits"])
+    rpe, _ = conv3x3_t("sps.rpe", s)
     u = shortcut_add(x_feat, rpe, wd["u_bits"])
 
     # --- encoder blocks
@@ -387,8 +387,7 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
         for n in ("q", "k", "v"):
             acc, layer = conv1x1_t(f"{pre}.attn.{n}", s)
             qkv.append(lif_rec(layer, acc, th[f"{pre}.attn.{n}"]))
-        tokens = lambda t: t.flatten(-2)  # noqa: E731  [T, B, C, H, W] -> [T, B, C, N]
-        out, count, attn = sdsa(*(tokens(t) for t in qkv), shift=k)
+        out, count, attn = sdsa(*(t.flatten(-2) for t in qkv), shift=k)  # [T, B, C, N]
         layer = rec(name=f"{pre}.attn.sdsa", kind="sdsa", in_events=int(count.sum()), sops=int(count.sum()))
         if layer is not None:
             layer.out_spikes, layer.out_neurons = int(attn.sum()), attn.numel()

@@ -33,8 +33,8 @@ import torch
 
 from .files import atomic_write_bytes
 from .golden import signed_range
-from .quantize import (MAX_WEIGHT_SHIFT, WIDTH_FIELDS, QuantizationError, QuantizedModel, _tokens, check_widths,
-                       residual_branches)
+from .quantize import (MAX_WEIGHT_SHIFT, WIDTH_FIELDS, QuantizationError, QuantizedModel, check_widths,
+                       config_tokens, lif_domains, residual_branches)
 
 __all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "MAGIC", "QModelFileError", "save_qmodel", "load_qmodel",
            "expected_shapes"]
@@ -70,12 +70,11 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
 
 def _threshold_channels(config: dict) -> dict[str, int]:
-    """LIF domain -> its channel count (a per-channel threshold list must have that length)."""
-    d, hidden = config["embed_dims"], int(config["embed_dims"] * config["mlp_ratios"])
-    chans = {"sps.lif0": d // 8, "sps.lif1": d // 4, "sps.lif2": d // 2, "u": d, "head.lif": d}
-    for i in range(config["depths"]):
-        chans.update({f"block.{i}.attn.q": d, f"block.{i}.attn.k": d, f"block.{i}.attn.v": d,
-                      f"block.{i}.mlp.hidden": hidden})
+    """LIF threshold name -> its channel count (the output channels of the layers feeding it)."""
+    shapes = expected_shapes(config)
+    chans = {dom: shapes[f"{layers[0]}.weight"][0] for dom, layers in lif_domains(config["depths"]).items()
+             if dom != "head"}
+    chans["head.lif"] = chans["u"]  # the head LIF integrates the token sum of U
     return chans
 
 
@@ -208,9 +207,9 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
         if name not in shiftable or not isinstance(wshift, int) or not 0 <= wshift <= MAX_WEIGHT_SHIFT:
             raise QModelFileError(f"{path}: weight_shifts[{name!r}] = {wshift!r}: only the residual-stream branches "
                                   f"({', '.join(shiftable)}) take a shift, of 0..{MAX_WEIGHT_SHIFT}")
-    if thresholds["head.lif"] != thresholds["u"] * _tokens(config):
+    if thresholds["head.lif"] != thresholds["u"] * config_tokens(config):
         raise QModelFileError(f"{path}: threshold 'head.lif' = {thresholds['head.lif']} is inconsistent: "
-                              f"expected tokens x u = {_tokens(config)} x {thresholds['u']}")
+                              f"expected tokens x u = {config_tokens(config)} x {thresholds['u']}")
     for f in WIDTH_FIELDS:
         if not isinstance(widths.get(f), int):
             raise QModelFileError(f"{path}: width {f!r} is missing or not an integer")

@@ -39,7 +39,7 @@ from .golden import bits_for_range
 from .sdt import SpikeDrivenTransformer
 
 __all__ = ["QuantizedModel", "QuantizationError", "quantize", "analyze_widths", "check_widths",
-           "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches"]
+           "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains", "config_tokens"]
 
 #: Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's).
 MAX_WEIGHT_SHIFT = 16
@@ -79,10 +79,7 @@ class QuantizedModel:
 
     @property
     def tokens(self) -> int:
-        return _tokens(self.config)
-
-    def layer_names(self) -> list[str]:
-        return LAYER_NAMES(self.config["depths"])
+        return config_tokens(self.config)
 
     def threshold(self, name: str) -> int | torch.Tensor:
         """Threshold of a LIF domain: an int, or a ``[C, 1, 1]`` tensor (per channel, broadcasts over maps)."""
@@ -90,7 +87,8 @@ class QuantizedModel:
         return torch.tensor(th, dtype=torch.int64).reshape(-1, 1, 1) if isinstance(th, list) else th
 
 
-def _tokens(config: dict) -> int:
+def config_tokens(config: dict) -> int:
+    """Number of tokens N of a model config."""
     return SpikeDrivenTransformer.tokens_for(config["img_size_h"], config["img_size_w"], config["pooling_stat"])
 
 
@@ -138,10 +136,10 @@ def _folded_layers(model: SpikeDrivenTransformer) -> dict[str, tuple[torch.Tenso
 
 def residual_branches(depths: int) -> list[str]:
     """The layers that add into the residual stream U (the only ones with a weight shift)."""
-    return _domains(depths)["u"]
+    return lif_domains(depths)["u"]
 
 
-def _domains(depths: int) -> dict[str, list[str]]:
+def lif_domains(depths: int) -> dict[str, list[str]]:
     """LIF domain -> the layers whose outputs it integrates (and so share its scale)."""
     d = {"sps.lif0": ["sps.conv0"], "sps.lif1": ["sps.conv1"], "sps.lif2": ["sps.conv2"],
          "u": ["sps.conv3", "sps.rpe"], "head": ["head"]}
@@ -183,7 +181,7 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
     thresholds: dict[str, int | list[int]] = {}
     shifts: dict[str, int] = {}
     scales: dict[str, float | list[float]] = {}
-    for domain, layers in _domains(model.depths).items():
+    for domain, layers in lif_domains(model.depths).items():
         wmax = {n: folded[n][0].abs().max().item() for n in layers}
         for n, m in wmax.items():
             if m == 0:
@@ -220,7 +218,7 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
     for domain, th in thresholds.items():
         if min(th if isinstance(th, list) else [th]) < 1:
             raise QuantizationError(f"domain {domain}: a threshold rounds below 1; weights are too large for w_bits")
-    thresholds["head.lif"] = thresholds["u"] * _tokens(config)
+    thresholds["head.lif"] = thresholds["u"] * config_tokens(config)
 
     qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=int(pixel_max).bit_length(),
                         shift=1, weights=weights, thresholds=thresholds, widths={}, weight_shifts=shifts,
@@ -260,7 +258,7 @@ def analyze_widths(qm: QuantizedModel) -> dict[str, dict[str, dict]]:
     * ``logit_bits``: the head's output summed over T.
     """
     cfg, W, th = qm.config, qm.weights, qm.thresholds
-    n_tok, T = _tokens(cfg), cfg["T"]
+    n_tok, T = config_tokens(cfg), cfg["T"]
     out: dict[str, dict[str, dict]] = {f: {} for f in WIDTH_FIELDS}
 
     def put(field_, name, lo, hi):

@@ -1,0 +1,218 @@
+"""SparseAccumulator: address events in, one weight column added per event into P accumulators."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .spike_encoder import EventLayout
+
+__all__ = ["SparseAccumulator"]
+
+
+class SparseAccumulator(wiring.Component):
+    """Event-driven accumulation ``acc[o] = bias[o] + sum over events c of (w[o, c] << shift)``.
+
+    The synaptic operation of every spike-input layer (1x1 convs, linear layers; the sequencer turns
+    3x3 convs and the head into the same event stream). Equals
+    :func:`spikeforge.model.golden.sparse_accumulate` bit for bit.
+
+    Output channels are processed in *groups* of P lanes: with ``n_groups = ceil(C_out / P)``, the
+    events of a vector are taken from ``events`` for group 0 (and kept in an event buffer), then
+    replayed from the buffer for groups 1 .. n_groups - 1. Per event and group one P-wide weight row
+    is read from the weight memory and added to the P accumulators; the accumulators start from the
+    group's bias row. Nothing is multiplied: ``w << weight_shift`` is wiring plus a shifter.
+
+    Parameters
+    ----------
+    lanes : int
+        P, output channels updated per cycle.
+    weight_bits : int
+        Signed weight width.
+    acc_bits : int
+        Signed accumulator (and bias) width; the compiler guarantees results fit it.
+    in_capacity : int
+        Largest C_in (rounded up to a power of two: the weight row address is ``group:c``).
+    group_capacity : int
+        Largest ``n_groups``, i.e. C_out capacity ``P * group_capacity``.
+    max_shift : int
+        Largest ``weight_shift``.
+
+    Ports
+    -----
+    ``events``: ``In(stream.Signature(EventLayout))``
+        Address events of one input vector, ``last`` on the final one (see :class:`SpikeEncoder`).
+    ``result``: ``Out(stream.Signature({"acc": P x signed(acc_bits), "group", "last"}))``
+        ``n_groups`` beats per vector: group ``g`` holds output channels ``g*P .. g*P + P - 1``;
+        ``last`` on the final group.
+    ``weight_write``: ``In(stream.Signature({"addr", "data": P x signed(weight_bits)}))``, always ready
+        Loads weight row ``addr = g * 2**ceil(log2(in_capacity)) + c`` (see :meth:`weight_rows`).
+    ``bias_write``: ``In(stream.Signature({"addr", "data": P x signed(acc_bits)}))``, always ready
+        Loads the bias row of group ``addr``.
+    ``n_groups``, ``weight_shift``: ``In``
+        Layer configuration, held constant while a layer runs.
+
+    Cycle cost (no back-pressure)
+    -----------------------------
+    ``max(events, 1) * n_groups`` cycles per vector: one event and group per cycle, the group
+    boundaries and the bias preload cost nothing (the bias is read with the group's first weight
+    row; results leave through a separate output register). Latency from the last event to the
+    result: 2 cycles. Group 0 runs at the rate events arrive.
+    """
+
+    def __init__(self, lanes: int = 16, weight_bits: int = 8, acc_bits: int = 16, in_capacity: int = 256,
+                 group_capacity: int = 4, max_shift: int = 16):
+        for name, value, lo in (("lanes", lanes, 1), ("weight_bits", weight_bits, 2), ("acc_bits", acc_bits, 2),
+                                ("in_capacity", in_capacity, 1), ("group_capacity", group_capacity, 1),
+                                ("max_shift", max_shift, 0)):
+            if not isinstance(value, int) or value < lo:
+                raise ValueError(f"SparseAccumulator: {name} must be an integer >= {lo}, got {value!r}")
+        if acc_bits < weight_bits:
+            raise ValueError(f"SparseAccumulator: acc_bits {acc_bits} is narrower than weight_bits {weight_bits}")
+        self.lanes, self.weight_bits, self.acc_bits = lanes, weight_bits, acc_bits
+        self.addr_bits = max(1, ceil_log2(in_capacity))
+        self.in_capacity = 1 << self.addr_bits
+        self.group_capacity, self.max_shift = group_capacity, max_shift
+        self.group_bits = max(1, ceil_log2(group_capacity))
+        self.weight_depth = self.in_capacity * group_capacity
+        super().__init__({
+            "events": In(stream.Signature(EventLayout(self.addr_bits))),
+            "result": Out(stream.Signature(data.StructLayout({
+                "acc": data.ArrayLayout(signed(acc_bits), lanes),
+                "group": range(group_capacity),
+                "last": 1,
+            }))),
+            "weight_write": In(stream.Signature(data.StructLayout({
+                "addr": range(self.weight_depth),
+                "data": data.ArrayLayout(signed(weight_bits), lanes),
+            }), always_ready=True)),
+            "bias_write": In(stream.Signature(data.StructLayout({
+                "addr": range(group_capacity),
+                "data": data.ArrayLayout(signed(acc_bits), lanes),
+            }), always_ready=True)),
+            "n_groups": In(range(1, group_capacity + 1), init=1),
+            "weight_shift": In(range(max_shift + 1)),
+        })
+
+    # ------------------------------------------------------------------ memory image (for loaders)
+
+    def weight_rows(self, weight) -> list[tuple[int, list[int]]]:
+        """``(addr, P weights)`` rows that load an integer ``weight [C_out, C_in]`` matrix."""
+        c_out, c_in = len(weight), len(weight[0]) if len(weight) else 0
+        self._check_shape(c_out, c_in)
+        rows = []
+        for g in range(-(-c_out // self.lanes)):
+            for c in range(c_in):
+                lanes = [int(weight[o][c]) if o < c_out else 0 for o in range(g * self.lanes, (g + 1) * self.lanes)]
+                rows.append((g * self.in_capacity + c, lanes))
+        return rows
+
+    def bias_rows(self, bias) -> list[tuple[int, list[int]]]:
+        """``(group, P biases)`` rows that load an integer ``bias [C_out]`` vector."""
+        c_out = len(bias)
+        self._check_shape(c_out, 1)
+        return [(g, [int(bias[o]) if o < c_out else 0 for o in range(g * self.lanes, (g + 1) * self.lanes)])
+                for g in range(-(-c_out // self.lanes))]
+
+    def _check_shape(self, c_out: int, c_in: int):
+        if c_in > self.in_capacity:
+            raise ValueError(f"SparseAccumulator: C_in {c_in} exceeds in_capacity {self.in_capacity}")
+        if c_out > self.lanes * self.group_capacity:
+            raise ValueError(f"SparseAccumulator: C_out {c_out} exceeds lanes x group_capacity "
+                             f"= {self.lanes * self.group_capacity}")
+
+    # ------------------------------------------------------------------ gateware
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.lanes
+        m.submodules.weights = weights = memory.Memory(
+            shape=data.ArrayLayout(signed(self.weight_bits), p), depth=self.weight_depth, init=[])
+        m.submodules.biases = biases = memory.Memory(
+            shape=data.ArrayLayout(signed(self.acc_bits), p), depth=self.group_capacity, init=[])
+        m.submodules.event_buffer = event_buffer = memory.Memory(
+            shape=self.addr_bits, depth=self.in_capacity, init=[])
+
+        for mem, port in ((weights, self.weight_write), (biases, self.bias_write)):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
+        w_rd = weights.read_port()
+        b_rd = biases.read_port()
+        e_wr = event_buffer.write_port()
+        e_rd = event_buffer.read_port(domain="comb")
+
+        # ---- stage 0: one (event, group) per cycle, from the input (group 0) or the event buffer.
+        group = Signal(range(self.group_capacity))
+        count = Signal(range(self.in_capacity + 1))    # events of the vector stored so far
+        replay = Signal(range(self.in_capacity + 1))   # index of the next replayed event
+        s0_valid, s0_first, s0_last, s0_empty = Signal(), Signal(), Signal(), Signal()
+        s0_addr = Signal(self.addr_bits)
+
+        advance = Signal()  # the pipeline moves; low only while a result waits for the output register
+        s1_valid, s1_first, s1_last, s1_empty = Signal(), Signal(), Signal(), Signal()
+        s1_group = Signal.like(group)
+        m.d.comb += advance.eq(~(s1_valid & s1_last & self.result.valid & ~self.result.ready))
+
+        m.d.comb += e_rd.addr.eq(replay)
+        with m.If(group == 0):
+            m.d.comb += [
+                s0_valid.eq(self.events.valid),
+                s0_addr.eq(self.events.payload.addr),
+                s0_first.eq(count == 0),
+                s0_last.eq(self.events.payload.last),
+                s0_empty.eq(self.events.payload.empty),
+                self.events.ready.eq(advance),
+            ]
+        with m.Else():
+            m.d.comb += [
+                s0_valid.eq(1),
+                s0_addr.eq(e_rd.data),
+                s0_first.eq(replay == 0),
+                s0_last.eq((replay + 1 >= count)),
+                s0_empty.eq(count == 0),
+            ]
+
+        with m.If(s0_valid & advance):
+            with m.If(group == 0):
+                with m.If(~self.events.payload.empty):
+                    m.d.comb += [e_wr.addr.eq(count), e_wr.data.eq(self.events.payload.addr), e_wr.en.eq(1)]
+                    m.d.sync += count.eq(count + 1)
+            with m.Else():
+                m.d.sync += replay.eq(replay + 1)
+            with m.If(s0_last):
+                m.d.sync += replay.eq(0)
+                with m.If(group + 1 >= self.n_groups):
+                    m.d.sync += [group.eq(0), count.eq(0)]
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
+
+        m.d.comb += [
+            w_rd.addr.eq(Cat(s0_addr, group)), w_rd.en.eq(advance),
+            b_rd.addr.eq(group), b_rd.en.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last),
+                         s1_empty.eq(s0_empty), s1_group.eq(group)]
+
+        # ---- stage 1: acc = (first ? bias : acc) + (w << shift) for P lanes.
+        acc = Signal(data.ArrayLayout(signed(self.acc_bits), p))
+        acc_next = Signal(data.ArrayLayout(signed(self.acc_bits), p))
+        for lane in range(p):
+            base = Mux(s1_first, b_rd.data[lane], acc[lane])
+            add = Mux(s1_empty, 0, w_rd.data[lane] << self.weight_shift)
+            m.d.comb += acc_next[lane].eq(base + add)
+
+        with m.If(self.result.ready):
+            m.d.sync += self.result.valid.eq(0)
+        with m.If(s1_valid & advance):
+            m.d.sync += acc.eq(acc_next)
+            with m.If(s1_last):
+                m.d.sync += [
+                    self.result.valid.eq(1),
+                    self.result.payload.acc.eq(acc_next),
+                    self.result.payload.group.eq(s1_group),
+                    self.result.payload.last.eq(s1_group + 1 >= self.n_groups),
+                ]
+        return m

@@ -1,0 +1,149 @@
+"""SpikeEncoder: a bit-packed spike vector in, the addresses of its set bits out (zeros skipped)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+__all__ = ["SpikeEncoder", "EventLayout", "ChunkLayout"]
+
+
+def _power_of_two(name: str, value: int) -> int:
+    if value < 1 or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two, got {value}")
+    return value
+
+
+class EventLayout(data.StructLayout):
+    """One beat of an address-event stream: the address of a set spike of a vector.
+
+    * ``addr``: the index of the spike in its vector (input channel ``c``);
+    * ``last``: the beat ends the vector;
+    * ``empty``: the beat carries no spike (only an all-zero vector produces one, with ``last``),
+      so that every vector, even an empty one, ends with exactly one ``last`` beat.
+    """
+
+    def __init__(self, addr_bits: int):
+        super().__init__({"addr": max(1, addr_bits), "last": 1, "empty": 1})
+
+
+class ChunkLayout(data.StructLayout):
+    """One beat of a bit-packed spike vector: ``bits`` (bit ``i`` is spike ``chunk * W + i``) and
+    ``last`` (the final chunk of the vector)."""
+
+    def __init__(self, width: int):
+        super().__init__({"bits": width, "last": 1})
+
+
+class SpikeEncoder(wiring.Component):
+    """Turns a bit-packed binary spike vector into the stream of its set-bit addresses.
+
+    This is the front of the event-driven datapath: downstream engines do work per
+    spike, never per zero.
+
+    Parameters
+    ----------
+    width : int
+        W, bits per input chunk (a power of two, 1..64 is typical).
+    capacity : int
+        Longest vector in bits (a power of two, multiple of ``width``); sets the address width.
+
+    Ports
+    -----
+    ``chunks``: ``In(stream.Signature(ChunkLayout(W)))``
+        A vector arrives as ``ceil(length / W)`` chunks, lowest bits first; ``last`` on the final one.
+    ``events``: ``Out(stream.Signature(EventLayout(log2(capacity))))``
+        The addresses of the set bits in increasing order, ``last`` on the final one; an all-zero
+        vector gives one beat with ``empty = last = 1`` and ``addr = 0``.
+
+    Cycle cost (no back-pressure)
+    -----------------------------
+    A chunk with ``k`` set bits takes ``max(k, 1)`` cycles (a priority encoder extracts one address
+    per cycle and loads the next chunk in the cycle that extracts the final bit), plus one cycle per
+    vector to emit its ``last`` beat (overlapped with loading the next vector's first chunk): a
+    one-chunk vector costs ``events + 1`` cycles, an all-zero one 2 cycles, whatever W is. An
+    address leaves one event after it was extracted (so that ``last`` is known); latency 2 cycles.
+    The whole unit stalls while ``events`` is back-pressured.
+    """
+
+    def __init__(self, width: int = 32, capacity: int = 256):
+        self.width = _power_of_two("SpikeEncoder: width", width)
+        self.capacity = _power_of_two("SpikeEncoder: capacity", capacity)
+        if capacity < width:
+            raise ValueError(f"SpikeEncoder: capacity {capacity} is smaller than the chunk width {width}")
+        self.addr_bits = ceil_log2(capacity)
+        super().__init__({
+            "chunks": In(stream.Signature(ChunkLayout(width))),
+            "events": Out(stream.Signature(EventLayout(self.addr_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.width
+        chunk_bits = self.addr_bits - ceil_log2(w)
+
+        rem = Signal(w)                      # set bits of the current chunk not yet extracted
+        loaded = Signal()                    # rem holds a chunk
+        chunk_last = Signal()
+        chunk = Signal(max(1, chunk_bits))   # index of the current chunk in its vector
+        flush = Signal()                     # the vector's final beat is due
+        held = Signal()                      # an extracted address waits for its successor
+        held_addr = Signal(self.addr_bits)
+
+        # Priority encoder: the lowest set bit of rem (later assignments win).
+        low = Signal(range(w) if w > 1 else 1)
+        for b in reversed(range(w)):
+            with m.If(rem[b]):
+                m.d.comb += low.eq(b)
+        rem_next = Signal(w)
+        m.d.comb += rem_next.eq(rem & (rem - 1))
+        event_addr = Signal(self.addr_bits)
+        m.d.comb += event_addr.eq(Cat(low, chunk) if chunk_bits else low)
+
+        out_free = Signal()
+        m.d.comb += out_free.eq(~self.events.valid | self.events.ready)
+        with m.If(self.events.ready):
+            m.d.sync += self.events.valid.eq(0)
+
+        def load_chunk():
+            m.d.comb += self.chunks.ready.eq(1)
+            m.d.sync += loaded.eq(self.chunks.valid)
+            with m.If(self.chunks.valid):
+                m.d.sync += [rem.eq(self.chunks.payload.bits), chunk_last.eq(self.chunks.payload.last)]
+
+        def end_chunk():
+            with m.If(chunk_last):
+                m.d.sync += [loaded.eq(0), flush.eq(1)]
+            with m.Else():
+                m.d.sync += chunk.eq(chunk + 1)
+                load_chunk()
+
+        with m.If(out_free):
+            with m.If(flush):
+                m.d.sync += [
+                    self.events.valid.eq(1),
+                    self.events.payload.addr.eq(Mux(held, held_addr, 0)),
+                    self.events.payload.last.eq(1),
+                    self.events.payload.empty.eq(~held),
+                    held.eq(0), flush.eq(0), chunk.eq(0),
+                ]
+                load_chunk()
+            with m.Elif(loaded):
+                with m.If(rem != 0):
+                    with m.If(held):
+                        m.d.sync += [
+                            self.events.valid.eq(1),
+                            self.events.payload.addr.eq(held_addr),
+                            self.events.payload.last.eq(0),
+                            self.events.payload.empty.eq(0),
+                        ]
+                    m.d.sync += [held.eq(1), held_addr.eq(event_addr), rem.eq(rem_next)]
+                    with m.If(rem_next == 0):
+                        end_chunk()
+                with m.Else():
+                    end_chunk()
+            with m.Else():
+                load_chunk()
+        return m

@@ -76,7 +76,7 @@ class LIFArray(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "spikes": lanes, "v": membranes, "group": range(group_capacity)}))),
             "threshold_write": In(stream.Signature(data.StructLayout({
-                "addr": range(group_capacity), "data": membranes}), always_ready=True)),
+                "addr": range(group_capacity), "data": membranes}))),
         })
 
     def threshold_rows(self, thresholds) -> list[tuple[int, list[int]]]:
@@ -99,7 +99,7 @@ class LIFArray(wiring.Component):
             shape=data.ArrayLayout(signed(self.v_bits), self.lanes), depth=self.group_capacity, init=[])
         wp = th_mem.write_port()
         m.d.comb += [wp.addr.eq(self.threshold_write.payload.addr), wp.data.eq(self.threshold_write.payload.data),
-                     wp.en.eq(self.threshold_write.valid)]
+                     wp.en.eq(self.threshold_write.valid), self.threshold_write.ready.eq(1)]
         rd = th_mem.read_port(domain="comb")
         m.d.comb += rd.addr.eq(self.i.payload.group)
 

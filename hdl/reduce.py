@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_ints, refuse
+
 __all__ = ["LaneReducer", "MaxPool", "OrPool", "TokenSum", "pool3x3s2_windows"]
 
 
@@ -44,10 +46,8 @@ class LaneReducer(wiring.Component):
 
     def __init__(self, op: str, lanes: int = 16, in_shape=signed(16), out_shape=None, group_capacity: int = 4):
         if op not in self.OPS:
-            raise ValueError(f"LaneReducer: op must be one of {self.OPS}, got {op!r}")
-        for name, value in (("lanes", lanes), ("group_capacity", group_capacity)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be an integer >= 1, got {value!r}")
+            refuse(self, f"op must be one of {self.OPS}, got {op!r}")
+        check_ints(self, lanes=(lanes, 1), group_capacity=(group_capacity, 1))
         self.op, self.lanes, self.group_capacity = op, lanes, group_capacity
         self.in_shape = in_shape
         self.out_shape = in_shape if out_shape is None else out_shape
@@ -114,6 +114,6 @@ class TokenSum(LaneReducer):
 
     def __init__(self, lanes: int = 16, u_bits: int = 16, sum_bits: int = 24, group_capacity: int = 4):
         if sum_bits < u_bits:
-            raise ValueError(f"TokenSum: sum_bits {sum_bits} is narrower than u_bits {u_bits}")
+            refuse(self, f"sum_bits {sum_bits} is narrower than u_bits {u_bits}")
         self.u_bits, self.sum_bits = u_bits, sum_bits
         super().__init__("add", lanes, signed(u_bits), signed(sum_bits), group_capacity=group_capacity)

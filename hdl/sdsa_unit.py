@@ -7,6 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lif_array import lif_update
+from .params import check_ints
 
 __all__ = ["SDSAUnit"]
 
@@ -53,10 +54,8 @@ class SDSAUnit(wiring.Component):
     """
 
     def __init__(self, lanes: int = 16, group_capacity: int = 4, token_capacity: int = 256, shift: int = 1):
-        for name, value, lo in (("lanes", lanes, 1), ("group_capacity", group_capacity, 1),
-                                ("token_capacity", token_capacity, 1), ("shift", shift, 0)):
-            if not isinstance(value, int) or value < lo:
-                raise ValueError(f"SDSAUnit: {name} must be an integer >= {lo}, got {value!r}")
+        check_ints(self, lanes=(lanes, 1), group_capacity=(group_capacity, 1),
+                   token_capacity=(token_capacity, 1), shift=(shift, 0))
         self.lanes, self.group_capacity, self.token_capacity, self.shift = lanes, group_capacity, token_capacity, shift
         self.count_bits = token_capacity.bit_length()
         self.v_bits = (2 * token_capacity).bit_length() + 1  # attention membrane holds [0, 2N] unclamped

@@ -6,6 +6,8 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_ints
+
 __all__ = ["ShortcutAdder"]
 
 
@@ -27,9 +29,7 @@ class ShortcutAdder(wiring.Component):
     """
 
     def __init__(self, lanes: int = 16, u_bits: int = 16, x_bits: int = 16):
-        for name, value, lo in (("lanes", lanes, 1), ("u_bits", u_bits, 2), ("x_bits", x_bits, 2)):
-            if not isinstance(value, int) or value < lo:
-                raise ValueError(f"ShortcutAdder: {name} must be an integer >= {lo}, got {value!r}")
+        check_ints(self, lanes=(lanes, 1), u_bits=(u_bits, 2), x_bits=(x_bits, 2))
         self.lanes, self.u_bits, self.x_bits = lanes, u_bits, x_bits
         stream_u = data.ArrayLayout(signed(u_bits), lanes)
         super().__init__({

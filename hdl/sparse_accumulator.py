@@ -7,6 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .params import check_ints, refuse
 from .spike_encoder import EventLayout
 
 __all__ = ["SparseAccumulator"]
@@ -64,13 +65,10 @@ class SparseAccumulator(wiring.Component):
 
     def __init__(self, lanes: int = 16, weight_bits: int = 8, acc_bits: int = 16, in_capacity: int = 256,
                  group_capacity: int = 4, max_shift: int = 16):
-        for name, value, lo in (("lanes", lanes, 1), ("weight_bits", weight_bits, 2), ("acc_bits", acc_bits, 2),
-                                ("in_capacity", in_capacity, 1), ("group_capacity", group_capacity, 1),
-                                ("max_shift", max_shift, 0)):
-            if not isinstance(value, int) or value < lo:
-                raise ValueError(f"SparseAccumulator: {name} must be an integer >= {lo}, got {value!r}")
+        check_ints(self, lanes=(lanes, 1), weight_bits=(weight_bits, 2), acc_bits=(acc_bits, 2),
+                   in_capacity=(in_capacity, 1), group_capacity=(group_capacity, 1), max_shift=(max_shift, 0))
         if acc_bits < weight_bits:
-            raise ValueError(f"SparseAccumulator: acc_bits {acc_bits} is narrower than weight_bits {weight_bits}")
+            refuse(self, f"acc_bits {acc_bits} is narrower than weight_bits {weight_bits}")
         self.lanes, self.weight_bits, self.acc_bits = lanes, weight_bits, acc_bits
         self.addr_bits = max(1, ceil_log2(in_capacity))
         self.in_capacity = 1 << self.addr_bits

@@ -7,13 +7,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .params import check_ints, refuse
+
 __all__ = ["SpikeEncoder", "EventLayout", "ChunkLayout"]
-
-
-def _power_of_two(name: str, value: int) -> int:
-    if value < 1 or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two, got {value}")
-    return value
 
 
 class EventLayout(data.StructLayout):
@@ -69,10 +65,13 @@ class SpikeEncoder(wiring.Component):
     """
 
     def __init__(self, width: int = 32, capacity: int = 256):
-        self.width = _power_of_two("SpikeEncoder: width", width)
-        self.capacity = _power_of_two("SpikeEncoder: capacity", capacity)
+        check_ints(self, width=(width, 1), capacity=(capacity, 1))
+        for name, value in (("width", width), ("capacity", capacity)):
+            if value & (value - 1):
+                refuse(self, f"{name} must be a power of two, got {value}")
         if capacity < width:
-            raise ValueError(f"SpikeEncoder: capacity {capacity} is smaller than the chunk width {width}")
+            refuse(self, f"capacity {capacity} is smaller than the chunk width {width}")
+        self.width, self.capacity = width, capacity
         self.addr_bits = ceil_log2(capacity)
         super().__init__({
             "chunks": In(stream.Signature(ChunkLayout(width))),

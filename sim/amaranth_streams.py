@@ -22,7 +22,10 @@ async def stream_send(ctx, port, payloads, rng: random.Random | None = None, idl
             await ctx.tick()
         ctx.set(port.valid, 1)
         ctx.set(port.payload, payload)
-        await ctx.tick().until(port.ready)
+        while True:  # (a plain loop: a pending .until() is reported when a failing run is cut short)
+            _, _, ready = await ctx.tick().sample(port.ready)
+            if ready:
+                break
         ctx.set(port.valid, 0)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -132,14 +133,6 @@ def _accumulation(block: str, params, n, rng, g) -> Scenario:
     return sc
 
 
-def sparse_accumulator(params, n, rng, g) -> Scenario:
-    return _accumulation("sparse_accumulator", params, n, rng, g)
-
-
-def synaptic_engine(params, n, rng, g) -> Scenario:
-    return _accumulation("synaptic_engine", params, n, rng, g)
-
-
 def lif_array(params, n, rng, g) -> Scenario:
     dut = make_block("lif_array", elaborated=False, **params)
     p = dut.lanes
@@ -227,14 +220,6 @@ def _pool(block: str, params, n, rng, g) -> Scenario:
     return sc
 
 
-def max_pool(params, n, rng, g) -> Scenario:
-    return _pool("max_pool", params, n, rng, g)
-
-
-def or_pool(params, n, rng, g) -> Scenario:
-    return _pool("or_pool", params, n, rng, g)
-
-
 def token_sum(params, n, rng, g) -> Scenario:
     dut = make_block("token_sum", elaborated=False, **params)
     p = dut.lanes
@@ -273,9 +258,15 @@ def shortcut_adder(params, n, rng, g) -> Scenario:
 
 
 SCENARIOS = {
-    "spike_encoder": spike_encoder, "sparse_accumulator": sparse_accumulator,
-    "synaptic_engine": synaptic_engine, "lif_array": lif_array, "sdsa_unit": sdsa_unit,
-    "max_pool": max_pool, "or_pool": or_pool, "token_sum": token_sum, "shortcut_adder": shortcut_adder,
+    "spike_encoder": spike_encoder,
+    "sparse_accumulator": partial(_accumulation, "sparse_accumulator"),
+    "synaptic_engine": partial(_accumulation, "synaptic_engine"),
+    "lif_array": lif_array,
+    "sdsa_unit": sdsa_unit,
+    "max_pool": partial(_pool, "max_pool"),
+    "or_pool": partial(_pool, "or_pool"),
+    "token_sum": token_sum,
+    "shortcut_adder": shortcut_adder,
 }
 
 

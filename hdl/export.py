@@ -18,6 +18,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
+from spikeforge.model.files import atomic_write_bytes
+
 from . import block_parameters, make_block
 
 __all__ = ["port_table", "generate_block", "synthesize", "synthesize_component", "SynthesisError"]
@@ -63,12 +65,8 @@ def generate_block(name: str, params: dict, out_dir: Path) -> tuple[Path, Path]:
     summary = " ".join((type(block).__doc__ or "").strip().split("\n\n")[0].split())
     meta = {"block": name, "class": type(block).__name__, "module": name, "summary": summary,
             "parameters": full, "ports": port_table(block)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    vpath, jpath = out_dir / f"{name}.v", out_dir / f"{name}.json"
-    for path, content in ((vpath, text), (jpath, json.dumps(meta, indent=2) + "\n")):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(path)
+    vpath = atomic_write_bytes(out_dir / f"{name}.v", text.encode())
+    jpath = atomic_write_bytes(out_dir / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
     return vpath, jpath
 
 

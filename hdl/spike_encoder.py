@@ -78,6 +78,15 @@ class SpikeEncoder(wiring.Component):
             "events": Out(stream.Signature(EventLayout(self.addr_bits))),
         })
 
+    def chunk_beats(self, spikes) -> list[dict]:
+        """The ``chunks`` beats (``{"bits", "last"}``) of a 0/1 spike vector (a sequence of ints)."""
+        spikes = [int(b) for b in spikes]
+        if len(spikes) > self.capacity:
+            refuse(self, f"a vector of {len(spikes)} spikes exceeds capacity {self.capacity}")
+        n = max(1, -(-len(spikes) // self.width))
+        return [{"bits": sum(b << i for i, b in enumerate(spikes[k * self.width:(k + 1) * self.width])),
+                 "last": int(k == n - 1)} for k in range(n)]
+
     def elaborate(self, platform):
         m = Module()
         w = self.width

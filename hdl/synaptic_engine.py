@@ -29,9 +29,9 @@ class SynapticEngine(wiring.Component):
 
     def __init__(self, lanes: int = 16, weight_bits: int = 8, acc_bits: int = 16, in_capacity: int = 256,
                  group_capacity: int = 4, max_shift: int = 16, chunk_width: int = 32):
-        self.encoder = SpikeEncoder(width=min(chunk_width, 1 << max(0, (in_capacity - 1).bit_length())),
-                                    capacity=1 << max(0, (in_capacity - 1).bit_length()))
         self.accumulator = SparseAccumulator(lanes, weight_bits, acc_bits, in_capacity, group_capacity, max_shift)
+        capacity = self.accumulator.in_capacity  # rounded up to a power of two
+        self.encoder = SpikeEncoder(width=min(chunk_width, capacity), capacity=capacity)
         acc_sig = self.accumulator.signature.members
         super().__init__({
             "chunks": self.encoder.signature.members["chunks"],

@@ -1,8 +1,8 @@
-"""Stream driver and monitor for Amaranth's own simulator (fast development tests).
+"""Stream driver and simulation runner for Amaranth's own simulator (fast development tests).
 
 The cocotb equivalents for Icarus and Verilator are in :mod:`spikeforge.sim.cocotb_streams`.
-Both insert random idle cycles (``idle``: probability a source withholds ``valid``) and random
-back-pressure (``stall``: probability a sink withholds ``ready``).
+Sources insert random idle cycles (``idle``: probability a source withholds ``valid``); the
+sinks with random back-pressure are in :func:`spikeforge.sim.amaranth_bench.run_scenario`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["stream_send", "stream_collect", "run_amaranth"]
+__all__ = ["stream_send", "run_amaranth"]
 
 
 async def stream_send(ctx, port, payloads, rng: random.Random | None = None, idle: float = 0.0):
@@ -27,23 +27,6 @@ async def stream_send(ctx, port, payloads, rng: random.Random | None = None, idl
             if ready:
                 break
         ctx.set(port.valid, 0)
-
-
-async def stream_collect(ctx, port, count: int, rng: random.Random | None = None, stall: float = 0.0,
-                         on_beat=None) -> list:
-    """Accept ``count`` beats from a stream port; returns their payloads (``ctx.get`` values)."""
-    rng = rng or random.Random(1)
-    beats = []
-    while len(beats) < count:
-        ready = not (stall and rng.random() < stall)
-        ctx.set(port.ready, ready)
-        _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-        if ready and valid:
-            beats.append(payload)
-            if on_beat:
-                on_beat(payload)
-    ctx.set(port.ready, 0)
-    return beats
 
 
 def run_amaranth(dut, main, *background, vcd: str | None = None):

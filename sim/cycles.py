@@ -21,17 +21,11 @@ __all__ = ["vector_cycles", "SYNAPTIC_LATENCY", "firing_rate_table"]
 SYNAPTIC_LATENCY = 5
 
 
-def _chunks(spikes: list[int], width: int) -> list[dict]:
-    n = -(-len(spikes) // width)
-    return [{"bits": sum(b << i for i, b in enumerate(spikes[k * width:(k + 1) * width])), "last": int(k == n - 1)}
-            for k in range(n)]
-
-
 def vector_cycles(engine: SynapticEngine, vectors: list[list[int]], n_groups: int) -> int:
     """Cycles to push ``vectors`` (0/1 lists) back to back through ``engine`` until the last result,
     with the output always ready and the input always valid. Weights are irrelevant to timing
     (memories stay zero)."""
-    chunks = [c for v in vectors for c in _chunks(v, engine.encoder.width)]
+    chunks = [c for v in vectors for c in engine.encoder.chunk_beats(v)]
     want = len(vectors) * n_groups
     out = {}
 

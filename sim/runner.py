@@ -21,6 +21,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from spikeforge.model.files import atomic_write_bytes
+
 from .scenarios import Scenario
 
 __all__ = ["SIMULATORS", "BuildError", "simulator_missing", "verilator_env", "write_verilog", "run_cocotb",
@@ -74,11 +76,7 @@ def write_verilog(component, name: str, path: Path, simulator: str | None = None
     text = verilog.convert(component, name=name, emit_src=False)
     if simulator == "icarus":
         text = icarus_startup_fix(text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, text.encode())
 
 
 def _build_key(block: str, params: dict) -> str:

@@ -70,6 +70,14 @@ def _lanes(t: torch.Tensor, g: int, p: int) -> list[int]:
     return [int(v) for v in t[g * p:(g + 1) * p]]
 
 
+def _lane_groups(block: str, params, rng):
+    """The block (not elaborated), its lanes P, a random channel count C within its capacity and
+    ``ceil(C / P)`` groups: the common start of the lane-group scenarios."""
+    dut = make_block(block, elaborated=False, **params)
+    c = rng.randint(1, dut.lanes * dut.group_capacity)
+    return dut, dut.lanes, c, _groups(c, dut.lanes)
+
+
 def _bits(t: torch.Tensor) -> int:
     return sum(int(b) << i for i, b in enumerate(t.tolist()))
 
@@ -85,11 +93,6 @@ def _events(spikes: torch.Tensor) -> tuple[list[dict], list[dict]]:
     return [{"addr": a, "last": int(i == len(idx) - 1), "empty": 0} for i, a in enumerate(idx)]
 
 
-def _chunks(spikes: torch.Tensor, width: int) -> list[dict]:
-    n = _groups(len(spikes), width)
-    return [{"bits": _bits(spikes[k * width:(k + 1) * width]), "last": int(k == n - 1)} for k in range(n)]
-
-
 def spike_encoder(params, n, rng, g) -> Scenario:
     enc = make_block("spike_encoder", elaborated=False, **params)
     sc = Scenario("spike_encoder", params, transactions=n)
@@ -97,7 +100,7 @@ def spike_encoder(params, n, rng, g) -> Scenario:
     for _ in range(n):
         length = rng.randint(1, enc.capacity)
         s = _spike_tensor(g, (length,), _rates(rng))
-        chunks += _chunks(s, enc.width)
+        chunks += enc.chunk_beats(s.tolist())
         events += _events(s)  # expected: the addresses of the set bits, in order
     sc.inputs["chunks"], sc.expected["events"] = chunks, events
     return sc
@@ -126,7 +129,7 @@ def _accumulation(block: str, params, n, rng, g) -> Scenario:
                                     acc_bits=acc.acc_bits, weight_shift=shift)
     ins, outs = [], []
     for s, row in zip(spikes, sums):
-        ins += _chunks(s, dut.encoder.width) if block == "synaptic_engine" else _events(s)
+        ins += dut.encoder.chunk_beats(s.tolist()) if block == "synaptic_engine" else _events(s)
         outs += [{"acc": _lanes(row, k, p), "group": k, "last": int(k == n_groups - 1)} for k in range(n_groups)]
     sc.inputs["chunks" if block == "synaptic_engine" else "events"] = ins
     sc.expected["result"] = outs
@@ -134,10 +137,7 @@ def _accumulation(block: str, params, n, rng, g) -> Scenario:
 
 
 def lif_array(params, n, rng, g) -> Scenario:
-    dut = make_block("lif_array", elaborated=False, **params)
-    p = dut.lanes
-    c = rng.randint(1, p * dut.group_capacity)
-    n_groups = _groups(c, p)
+    dut, p, c, n_groups = _lane_groups("lif_array", params, rng)
     steps = 4
     tokens = max(1, _groups(n, steps * n_groups))
     lo, hi = golden.signed_range(dut.v_bits)
@@ -166,17 +166,13 @@ def lif_array(params, n, rng, g) -> Scenario:
 
 
 def sdsa_unit(params, n, rng, g) -> Scenario:
-    dut = make_block("sdsa_unit", elaborated=False, **params)
-    p = dut.lanes
-    sc = Scenario("sdsa_unit", params)
-    c = rng.randint(1, p * dut.group_capacity)
-    n_groups = _groups(c, p)
-    sc.config["n_groups"] = n_groups
+    dut, p, c, n_groups = _lane_groups("sdsa_unit", params, rng)
+    sc = Scenario("sdsa_unit", params, config={"n_groups": n_groups})
     kv, qs, outs = [], [], []
     while len(outs) < n:
         steps, tokens = rng.randint(1, 4), rng.randint(1, dut.token_capacity)
-        rate_k, rate_v = _rates(rng), _rates(rng)
-        q, k, v = (_spike_tensor(g, (steps, c, tokens), r) for r in (_rates(rng), rate_k, rate_v))
+        rate_k, rate_v, rate_q = _rates(rng), _rates(rng), _rates(rng)  # (drawn in this order)
+        q, k, v = (_spike_tensor(g, (steps, c, tokens), r) for r in (rate_q, rate_k, rate_v))
         out, _, _ = golden.sdsa(q, k, v, shift=dut.shift)
         q, k, v, out = (_pad_channels(t, p, dim=1) for t in (q, k, v, out))
         for t in range(steps):
@@ -194,11 +190,8 @@ def sdsa_unit(params, n, rng, g) -> Scenario:
 
 
 def _pool(block: str, params, n, rng, g) -> Scenario:
-    dut = make_block(block, elaborated=False, **params)
-    p = dut.lanes
+    dut, p, c, n_groups = _lane_groups(block, params, rng)
     sc = Scenario(block, params)
-    c = rng.randint(1, p * dut.group_capacity)
-    n_groups = _groups(c, p)
     ins, outs = [], []
     while len(outs) < n:
         h, w = rng.randint(1, 9), rng.randint(1, 9)
@@ -221,11 +214,8 @@ def _pool(block: str, params, n, rng, g) -> Scenario:
 
 
 def token_sum(params, n, rng, g) -> Scenario:
-    dut = make_block("token_sum", elaborated=False, **params)
-    p = dut.lanes
+    dut, p, c, n_groups = _lane_groups("token_sum", params, rng)
     sc = Scenario("token_sum", params)
-    c = rng.randint(1, p * dut.group_capacity)
-    n_groups = _groups(c, p)
     max_tokens = 1 << (dut.sum_bits - dut.u_bits)  # N values of u_bits always fit sum_bits
     ins, outs = [], []
     while len(outs) < n:

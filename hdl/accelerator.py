@@ -1,0 +1,685 @@
+"""Accelerator: the whole Spike-driven Transformer overlay, programmed at run time.
+
+One generated :class:`Accelerator` runs any quantized model that fits its
+:class:`~spikeforge.firmware.program.HardwareConfig`: the host loads a program (layer
+descriptors), weights, biases, thresholds and an image through one write port, pulses
+``start`` and reads the logits and performance counters back. ``docs/firmware.md`` describes
+the program; ``docs/accelerator.md`` the datapath.
+
+Datapath of a synaptic layer (a ``CONV`` descriptor), one stream pipeline::
+
+    VectorSource -> SpikeEncoder -> SparseAccumulator -> PostOp
+    (spike / pixel    (set bits ->     (P lanes, weight     (LIF -> spike buffer; or U write / add /
+     buffer reads,     events)          column per event)    max-pool into the residual buffer; or logits)
+     zero taps skipped)
+
+* loop order: output position outer, time step inner (``docs/accelerator.md``): a LIF membrane
+  lives only while its position is processed (a ``groups``-deep membrane memory);
+* 3x3 convolutions are *gathered*: each output position's vector holds the in-map taps of its
+  3x3 window (column ``tap * C_in + c``), so every (input spike, output position) pair is one
+  event, exactly the scatter count, while the accumulators stay P registers;
+* the first layer reads pixels packed plane-minor; the encoder turns bit ``b`` of a pixel into an
+  event whose weight column is added shifted left by ``b`` (bit-plane accumulation);
+* ``LIF_U`` (LIF of the residual stream U), ``SDSA`` (via :class:`SDSAUnit`) and ``GAP`` (via
+  :class:`TokenSum` and the head LIF) are the other steps.
+
+Ports
+-----
+``write``: ``In(stream.Signature({"space", "addr", "data": 32}))``, always ready
+    32-bit word ``addr % 2**k`` of row ``addr >> k`` of memory ``space``
+    (:data:`~spikeforge.firmware.program.SPACES`; ``k`` = :meth:`Accelerator.word_bits`); a row is
+    written when its final word arrives (words of a row in order).
+``start``: ``In(1)``: a one-cycle pulse runs the loaded program from step 0.
+``busy``, ``done``: ``Out(1)``: running; finished (until the next ``start``).
+``read_addr``: ``In(16)``, ``read_data``: ``Out(32)``: combinational read of logits and counters
+    (:data:`READ_MAP`).
+
+Cycle cost: a synaptic layer takes about ``max(events, 1) * groups`` cycles per output vector,
+overlapped with reading its input and writing its output (measured per layer by the counters).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.firmware.program import FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig
+
+from .lif_array import lif_update
+from .reduce import TokenSum
+from .sdsa_unit import SDSAUnit
+from .sparse_accumulator import SparseAccumulator
+from .spike_encoder import SpikeEncoder
+
+__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "LAYER_COUNTERS"]
+
+#: Global performance counters, in read order from ``READ_MAP["counters"]``.
+COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
+            "reader_busy")
+#: Per-step counters (``READ_MAP["layers"] + 4 * step + k``).
+LAYER_COUNTERS = ("cycles", "events", "sops")
+#: Base addresses of the read map.
+READ_MAP = {"logits": 0x000, "counters": 0x100, "hw_id": 0x180, "format": 0x181, "status": 0x182,
+            "layers": 0x200}
+
+DESCRIPTOR = data.StructLayout({f: 32 for f in FIELDS})
+_FIFO_DEPTH = 4
+
+
+def _words(bits: int) -> int:
+    return -(-bits // 32)
+
+
+class Accelerator(wiring.Component):
+    """The SDT v1 overlay for a :class:`HardwareConfig` (see the module docstring)."""
+
+    def __init__(self, hw: HardwareConfig):
+        if not isinstance(hw, HardwareConfig):
+            raise TypeError(f"Accelerator: expected a HardwareConfig, got {type(hw).__name__}")
+        self.hw = hw
+        p = hw.lanes
+        self.row_bits = {
+            "program": len(FIELDS) * 32,
+            "weights": p * hw.weight_bits,
+            "biases": p * hw.acc_bits,
+            "thresholds": p * hw.v_bits,
+            "pixels": hw.max_in_channels << hw.plane_bits,
+        }
+        self.word_bits = max(max(1, (_words(b) - 1).bit_length()) for b in self.row_bits.values())
+        depth = max(hw.program_rows, hw.weight_rows, hw.bias_rows, hw.threshold_rows, hw.max_positions)
+        self.addr_bits = (depth - 1).bit_length() + self.word_bits
+        super().__init__({
+            "write": In(stream.Signature(data.StructLayout({"space": 3, "addr": self.addr_bits, "data": 32}))),
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "read_addr": In(16),
+            "read_data": Out(32),
+        })
+
+    def hw_id(self) -> int:
+        """The first 32 bits of the hardware-config hash (readable at ``READ_MAP["hw_id"]``)."""
+        return int(self.hw.config_hash()[:8], 16)
+
+    def write_words(self, space: str, row: int, value: int) -> list[dict]:
+        """The ``write`` beats that load ``value`` (an integer of the row's bits) into ``row`` of ``space``."""
+        n = _words(self.row_bits[space])
+        return [{"space": SPACES[space], "addr": (row << self.word_bits) | k, "data": (value >> (32 * k)) & 0xFFFFFFFF}
+                for k in range(n)]
+
+    def pack_lanes(self, space: str, values: list[int]) -> int:
+        """P signed lane values -> the row integer of ``space`` (weights, biases or thresholds)."""
+        bits = self.row_bits[space] // self.hw.lanes
+        out = 0
+        for i, v in enumerate(values):
+            out |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+        return out
+
+    # ---------------------------------------------------------------------------------- gateware
+
+    def elaborate(self, platform):  # noqa: C901 (one datapath, sectioned below)
+        m = Module()
+        hw, p = self.hw, self.hw.lanes
+        W = hw.max_channels
+        gcap = hw.groups
+        in_bits = max(hw.acc_bits, hw.u_bits, hw.gap_bits)
+        dense = not hw.event_driven
+
+        # ------------------------------------------------------------------ memories
+        m.submodules.program = prog_mem = memory.Memory(shape=DESCRIPTOR, depth=hw.program_rows, init=[])
+        m.submodules.spikes = spk_mem = memory.Memory(shape=W, depth=hw.spike_rows, init=[])
+        m.submodules.pixels = pix_mem = memory.Memory(shape=self.row_bits["pixels"], depth=hw.max_positions, init=[])
+        u_layout = data.ArrayLayout(signed(hw.u_bits), p)
+        m.submodules.residual = u_mem = memory.Memory(shape=u_layout, depth=hw.u_rows, init=[])
+        v_layout = data.ArrayLayout(signed(hw.v_bits), p)
+        m.submodules.thresholds = th_mem = memory.Memory(shape=v_layout, depth=hw.threshold_rows, init=[])
+        m.submodules.membranes = v_mem = memory.Memory(shape=v_layout, depth=gcap, init=[])
+        logit_layout = data.ArrayLayout(signed(hw.logit_bits), p)
+        n_logit_rows = -(-hw.max_classes // p)
+        logits = Signal(data.ArrayLayout(logit_layout, n_logit_rows))   # registers: summed over T
+        self.memories = {"spikes": spk_mem, "residual": u_mem, "membranes": v_mem}  # for simulation probes
+        m.submodules.layer_counters = lc_mem = memory.Memory(
+            shape=data.ArrayLayout(32, len(LAYER_COUNTERS)), depth=hw.program_rows, init=[])
+
+        m.submodules.encoder = enc = SpikeEncoder(width=W, capacity=hw.in_columns, plane_bits=hw.plane_bits,
+                                                  dense=dense)
+        m.submodules.accumulator = acc = SparseAccumulator(
+            lanes=p, weight_bits=hw.weight_bits, acc_bits=hw.acc_bits, in_capacity=hw.in_columns,
+            group_capacity=gcap, max_shift=16, weight_depth=hw.weight_rows, bias_depth=hw.bias_rows,
+            plane_bits=hw.plane_bits, dense=dense)
+        self.engines = {"accumulator": acc, "encoder": enc}
+        emb_groups = hw.max_embed // p
+        m.submodules.sdsa = sdsa = SDSAUnit(lanes=p, group_capacity=emb_groups,
+                                            token_capacity=hw.max_positions, shift=1)
+        m.submodules.token_sum = tsum = TokenSum(lanes=p, u_bits=hw.u_bits, sum_bits=hw.gap_bits,
+                                                 group_capacity=emb_groups)
+
+        # ------------------------------------------------------------------ loader (write port)
+        stage = Signal(max(self.row_bits.values()) + 32)
+        row_data = Signal.like(stage)
+        wr = self.write.payload
+        word = wr.addr[:self.word_bits]
+        row = wr.addr[self.word_bits:]
+        m.d.comb += [self.write.ready.eq(1), row_data.eq(stage), row_data.word_select(word, 32).eq(wr.data)]
+        with m.If(self.write.valid):
+            m.d.sync += stage.word_select(word, 32).eq(wr.data)
+        commit = {}
+        for name, bits in self.row_bits.items():
+            commit[name] = Signal(name=f"commit_{name}")
+            m.d.comb += commit[name].eq(self.write.valid & (wr.space == SPACES[name]) & (word == _words(bits) - 1))
+        prog_wr = prog_mem.write_port()
+        pix_wr = pix_mem.write_port()
+        th_wr = th_mem.write_port()
+        for port, name in ((prog_wr, "program"), (pix_wr, "pixels"), (th_wr, "thresholds")):
+            m.d.comb += [port.addr.eq(row), port.data.eq(row_data[:self.row_bits[name]]), port.en.eq(commit[name])]
+        m.d.comb += [
+            acc.weight_write.valid.eq(commit["weights"]), acc.weight_write.payload.addr.eq(row),
+            acc.weight_write.payload.data.eq(row_data[:self.row_bits["weights"]]),
+            acc.bias_write.valid.eq(commit["biases"]), acc.bias_write.payload.addr.eq(row),
+            acc.bias_write.payload.data.eq(row_data[:self.row_bits["biases"]]),
+        ]
+
+        # ------------------------------------------------------------------ sequencer
+        d = Signal(DESCRIPTOR)          # the running step's descriptor
+        pc = Signal(range(hw.program_rows + 1))
+        go = Signal()                   # one-cycle pulse: the step in ``d`` starts
+        step_done = Signal()            # the running step has finished
+        prog_rd = prog_mem.read_port()
+        m.d.comb += prog_rd.addr.eq(pc)
+        is_conv = Signal()
+        is_pixel = Signal()
+        m.d.comb += [is_conv.eq(d.op == OPS["CONV"]), is_pixel.eq(d.kind == KINDS["pixel3x3"])]
+
+        counters = {n: Signal(32, name=f"count_{n}") for n in COUNTERS}
+        layer_cnt = [Signal(32, name=f"layer_{n}") for n in LAYER_COUNTERS]
+
+        with m.FSM(name="sequencer"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(0), self.done.eq(0), *[c.eq(0) for c in counters.values()]]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += d.eq(prog_rd.data)
+                with m.If(prog_rd.data.op == OPS["END"]):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += [self.busy.eq(1), go.eq(1)]
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(step_done):
+                    m.next = "RECORD"
+            with m.State("RECORD"):
+                m.d.comb += self.busy.eq(1)
+                lc_wr = lc_mem.write_port()
+                m.d.comb += [lc_wr.addr.eq(pc), lc_wr.en.eq(1)]
+                for i, c in enumerate(layer_cnt):
+                    m.d.comb += lc_wr.data[i].eq(c)
+                m.d.sync += pc.eq(pc + 1)
+                m.next = "FETCH"
+
+        with m.If(self.busy):
+            m.d.sync += [counters["cycles"].eq(counters["cycles"] + 1), layer_cnt[0].eq(layer_cnt[0] + 1)]
+        ev_counted = Signal()
+        m.d.comb += ev_counted.eq(acc.events.valid & acc.events.ready & ~acc.events.payload.empty
+                                  & (~acc.events.payload.zero if dense else 1))
+        with m.If(ev_counted):
+            m.d.sync += [counters["events"].eq(counters["events"] + 1), layer_cnt[1].eq(layer_cnt[1] + 1),
+                         counters["sops"].eq(counters["sops"] + d.cout), layer_cnt[2].eq(layer_cnt[2] + d.cout)]
+        with m.If(acc.busy):
+            m.d.sync += counters["accumulator_busy"].eq(counters["accumulator_busy"] + 1)
+        with m.If(go):   # after the increments above: a new step starts its counts from 0
+            m.d.sync += [c.eq(0) for c in layer_cnt]
+
+        # ------------------------------------------------------------------ shared read ports
+        spk_rd = spk_mem.read_port()
+        pix_rd = pix_mem.read_port()
+        u_rd = u_mem.read_port()                 # U reader (LIF_U, GAP)
+        spk_wr = spk_mem.write_port(granularity=p)
+        u_wr = u_mem.write_port()
+        u_rmw = u_mem.read_port(transparent_for=(u_wr,))
+        v_wr = v_mem.write_port()
+        v_rd = v_mem.read_port(transparent_for=(v_wr,))
+        th_rd = th_mem.read_port()
+
+        # ------------------------------------------------------------------ vector source (CONV)
+        # Loops: y, x (output position), t (time step), tap (3x3 window, dy-major); one memory
+        # read per tap; all-zero and out-of-map taps are not sent (except a vector's final tap,
+        # which carries ``last``).
+        chunk_fifo = fifo.SyncFIFO(width=len(Cat(enc.chunks.payload)), depth=_FIFO_DEPTH)
+        m.submodules.chunk_fifo = chunk_fifo
+        m.d.comb += [enc.chunks.valid.eq(chunk_fifo.r_rdy), enc.chunks.payload.eq(chunk_fifo.r_data),
+                     chunk_fifo.r_en.eq(enc.chunks.ready)]
+        if hw.plane_bits:
+            m.d.comb += enc.planes.eq(is_pixel)
+
+        src_active = Signal()
+        sy, sx, st = Signal(16), Signal(16), Signal(16)
+        dy, dx = Signal(2), Signal(2)
+        rowc = Signal(range(max(hw.spike_rows, hw.max_positions) + 1))   # row of (y, x, t)
+        tap_base = Signal(range(hw.in_columns + 1))
+        one_tap = Signal()
+        m.d.comb += one_tap.eq(d.kind == KINDS["1x1"])
+        iy = Signal(signed(18))
+        ix = Signal(signed(18))
+        m.d.comb += [iy.eq(sy + dy - 1), ix.eq(sx + dx - 1)]   # 1x1: the centre tap dy = dx = 1
+        in_map = Signal()
+        m.d.comb += in_map.eq((iy >= 0) & (iy < d.height) & (ix >= 0) & (ix < d.width))
+        tap_row = Signal(signed(max(hw.spike_rows, hw.max_positions).bit_length() + 2))
+        oy = Mux(one_tap, 0, Mux(dy == 0, -d.row_stride, Mux(dy == 1, 0, d.row_stride)))
+        ox = Mux(one_tap, 0, Mux(dx == 0, -d.steps, Mux(dx == 1, 0, d.steps)))
+        m.d.comb += tap_row.eq(rowc + oy + ox)
+        last_tap = Signal()
+        m.d.comb += last_tap.eq(one_tap | ((dy == 2) & (dx == 2)))
+
+        b_valid, b_in_map, b_last = Signal(), Signal(), Signal()
+        b_base = Signal.like(tap_base)
+        issue = Signal()
+        can_issue = Signal()
+        m.d.comb += can_issue.eq(chunk_fifo.level + b_valid < _FIFO_DEPTH - 1)
+        m.d.comb += issue.eq(src_active & can_issue)
+        with m.If(src_active & ~can_issue):
+            m.d.sync += counters["source_stall"].eq(counters["source_stall"] + 1)
+        m.d.comb += [pix_rd.addr.eq(tap_row), pix_rd.en.eq(1)]
+        with m.If(is_conv):
+            m.d.comb += [spk_rd.addr.eq(d.in_base + tap_row)]
+        m.d.sync += b_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [b_in_map.eq(in_map), b_last.eq(last_tap), b_base.eq(tap_base)]
+            # advance the loops
+            with m.If(last_tap):
+                m.d.sync += [dy.eq(Mux(one_tap, 1, 0)), dx.eq(Mux(one_tap, 1, 0)), tap_base.eq(0)]
+                with m.If(st + 1 < d.steps):
+                    m.d.sync += [st.eq(st + 1), rowc.eq(rowc + 1)]
+                with m.Else():
+                    m.d.sync += [st.eq(0), rowc.eq(rowc + 1)]
+                    with m.If(sx + 1 < d.width):
+                        m.d.sync += sx.eq(sx + 1)
+                    with m.Else():
+                        m.d.sync += sx.eq(0)
+                        with m.If(sy + 1 < d.height):
+                            m.d.sync += sy.eq(sy + 1)
+                        with m.Else():
+                            m.d.sync += src_active.eq(0)
+            with m.Else():
+                m.d.sync += tap_base.eq(tap_base + d.cin)
+                with m.If(dx == 2):
+                    m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                with m.Else():
+                    m.d.sync += dx.eq(dx + 1)
+        with m.If(go & is_conv):
+            m.d.sync += [src_active.eq(1), sy.eq(0), sx.eq(0), st.eq(0), rowc.eq(0), tap_base.eq(0),
+                         dy.eq(Mux(d.kind == KINDS["1x1"], 1, 0)), dx.eq(Mux(d.kind == KINDS["1x1"], 1, 0))]
+
+        in_mask = Signal(W)
+        cin = d.cin[:W.bit_length()]     # shift amounts narrowed to what can matter
+        m.d.comb += in_mask.eq(Mux(is_pixel, (Const(1, W + 1) << (cin << hw.plane_bits)[:W.bit_length()]) - 1,
+                                   (Const(1, W + 1) << cin) - 1))
+        b_bits = Signal(W)
+        m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & in_mask, 0))
+        chunk = Signal(enc.chunks.payload.shape())
+        m.d.comb += [chunk.base.eq(b_base), chunk.last.eq(b_last)]
+        if dense:
+            m.d.comb += [chunk.bits.eq(Mux(b_in_map, in_mask, 0)), chunk.spikes.eq(b_bits),
+                         chunk_fifo.w_en.eq(b_valid & (b_in_map | b_last))]
+        else:
+            m.d.comb += [chunk.bits.eq(b_bits), chunk_fifo.w_en.eq(b_valid & ((b_bits != 0) | b_last))]
+        m.d.comb += chunk_fifo.w_data.eq(chunk)
+
+        # accumulator configuration
+        m.d.comb += [acc.n_groups.eq(d.groups), acc.weight_shift.eq(d.weight_shift),
+                     acc.weight_base.eq(d.weight_base), acc.n_columns.eq(d.n_columns), acc.bias_base.eq(d.bias_base)]
+        wiring.connect(m, enc.events, acc.events)
+
+        # ------------------------------------------------------------------ U reader (LIF_U, GAP)
+        # LIF_U: rows in U order (position, t, group) = 0, 1, 2, ...; GAP: (t, group) outer, position
+        # inner: row = position * u_pos_stride + t * u_groups + group.
+        ur_fifo = fifo.SyncFIFO(width=u_layout.size + 2 + 16, depth=_FIFO_DEPTH)
+        m.submodules.u_fifo = ur_fifo
+        ur_active = Signal()
+        ur_t, ur_g = Signal(16), Signal(16)
+        ur_addr = Signal(range(hw.u_rows + 1))
+        ur_tg = Signal(range(hw.u_rows + 1))
+        ur_b_valid = Signal()
+        ur_b_first, ur_b_last = Signal(), Signal()
+        ur_b_group = Signal(16)
+        ur_issue = Signal()
+        is_gap = Signal()
+        m.d.comb += is_gap.eq(d.op == OPS["GAP"])
+        ur_pos_last = Signal()
+        m.d.comb += ur_issue.eq(ur_active & (ur_fifo.level + ur_b_valid < _FIFO_DEPTH - 1))
+        m.d.comb += [u_rd.addr.eq(ur_addr), u_rd.en.eq(1)]
+        m.d.sync += ur_b_valid.eq(ur_issue)
+        ury, urx = Signal(16), Signal(16)
+        m.d.comb += ur_pos_last.eq((ury + 1 >= d.height) & (urx + 1 >= d.width))
+        with m.If(ur_issue):
+            m.d.sync += counters["reader_busy"].eq(counters["reader_busy"] + 1)
+            m.d.sync += [ur_b_first.eq((ury == 0) & (urx == 0)), ur_b_last.eq(ur_pos_last), ur_b_group.eq(ur_g)]
+
+            def next_pos(on_wrap):
+                with m.If(urx + 1 < d.width):
+                    m.d.sync += urx.eq(urx + 1)
+                with m.Else():
+                    m.d.sync += urx.eq(0)
+                    with m.If(ury + 1 < d.height):
+                        m.d.sync += ury.eq(ury + 1)
+                    with m.Else():
+                        m.d.sync += ury.eq(0)
+                        on_wrap()
+
+            with m.If(is_gap):
+                # (t, g) outer, position inner
+                with m.If(ur_pos_last):
+                    m.d.sync += [ury.eq(0), urx.eq(0), ur_addr.eq(ur_tg + 1), ur_tg.eq(ur_tg + 1)]
+                    with m.If(ur_g + 1 < d.u_groups):
+                        m.d.sync += ur_g.eq(ur_g + 1)
+                    with m.Else():
+                        m.d.sync += ur_g.eq(0)
+                        with m.If(ur_t + 1 < d.steps):
+                            m.d.sync += ur_t.eq(ur_t + 1)
+                        with m.Else():
+                            m.d.sync += ur_active.eq(0)
+                with m.Else():
+                    m.d.sync += ur_addr.eq(ur_addr + d.u_pos_stride)
+                    next_pos(lambda: None)
+            with m.Else():
+                # (position, t, g): sequential rows
+                m.d.sync += ur_addr.eq(ur_addr + 1)
+                with m.If(ur_g + 1 < d.u_groups):
+                    m.d.sync += ur_g.eq(ur_g + 1)
+                with m.Else():
+                    m.d.sync += ur_g.eq(0)
+                    with m.If(ur_t + 1 < d.steps):
+                        m.d.sync += ur_t.eq(ur_t + 1)
+                    with m.Else():
+                        m.d.sync += ur_t.eq(0)
+                        with m.If(ur_pos_last):
+                            m.d.sync += ur_active.eq(0)
+                        next_pos(lambda: None)
+        with m.If(go & ((d.op == OPS["LIF_U"]) | is_gap)):
+            m.d.sync += [ur_active.eq(1), ur_t.eq(0), ur_g.eq(0), ur_addr.eq(0), ur_tg.eq(0),
+                         ury.eq(0), urx.eq(0)]
+        m.d.comb += [ur_fifo.w_en.eq(ur_b_valid),
+                     ur_fifo.w_data.eq(Cat(u_rd.data, ur_b_first, ur_b_last, ur_b_group))]
+        ur_out = data.View(data.StructLayout({"x": u_layout, "first": 1, "last": 1, "group": 16}), ur_fifo.r_data)
+
+        # ------------------------------------------------------------------ post-op input mux
+        pin_valid = Signal()
+        pin_ready = Signal()
+        pin_x = Signal(data.ArrayLayout(signed(in_bits), p))
+        with m.Switch(d.op):
+            with m.Case(OPS["CONV"]):
+                m.d.comb += [pin_valid.eq(acc.result.valid), acc.result.ready.eq(pin_ready)]
+                for lane in range(p):
+                    m.d.comb += pin_x[lane].eq(acc.result.payload.acc[lane])
+            with m.Case(OPS["LIF_U"]):
+                m.d.comb += [pin_valid.eq(ur_fifo.r_rdy), ur_fifo.r_en.eq(pin_ready)]
+                for lane in range(p):
+                    m.d.comb += pin_x[lane].eq(ur_out.x[lane])
+            with m.Case(OPS["GAP"]):
+                m.d.comb += [tsum.i.valid.eq(ur_fifo.r_rdy), ur_fifo.r_en.eq(tsum.i.ready),
+                             tsum.i.payload.x.eq(ur_out.x), tsum.i.payload.first.eq(ur_out.first),
+                             tsum.i.payload.last.eq(ur_out.last), tsum.i.payload.group.eq(ur_out.group),
+                             pin_valid.eq(tsum.o.valid), tsum.o.ready.eq(pin_ready)]
+                for lane in range(p):
+                    m.d.comb += pin_x[lane].eq(tsum.o.payload.y[lane])
+
+        # ------------------------------------------------------------------ post-op
+        # Loops (mirroring the producer): position (py, px), then t, then group; a pixel layer
+        # (``repeat`` = T) goes position, group, t and uses each beat for all T steps. A max-pool
+        # beat updates up to 4 pooled positions (targets ty, tx).
+        post_active = Signal()
+        py, px, pt, pg = Signal(16), Signal(16), Signal(16), Signal(16)
+        ty, tx = Signal(), Signal()
+        urow = Signal(range(hw.u_rows + 1))       # U row of (position, t, group), sequential
+        ybase = Signal(range(hw.u_rows + 1))
+        xbase = Signal(range(hw.u_rows + 1))
+        tgu = Signal(range(hw.u_rows + 1))         # t * u_groups + g
+        orow = Signal(range(hw.spike_rows + 1))    # out_base + position * T_out
+        pos_h = Signal(16)
+        pos_w = Signal(16)
+        t_out = Signal(16)
+        m.d.comb += [pos_h.eq(Mux(is_gap, 1, d.height)), pos_w.eq(Mux(is_gap, 1, d.width)),
+                     t_out.eq(Mux(is_conv & is_pixel, d.repeat, d.steps))]
+        post = d.post
+        is_lif = Signal()
+        m.d.comb += is_lif.eq(~is_conv | (post == POSTS["LIF"]))
+        is_pool = Signal()
+        m.d.comb += is_pool.eq(is_conv & (post == POSTS["U_MAXPOOL"]))
+        repeat_mode = Signal()
+        m.d.comb += repeat_mode.eq(is_conv & is_pixel)
+
+        more_ty = Signal()
+        more_tx = Signal()
+        m.d.comb += [more_ty.eq(is_pool & py[0] & (py + 1 < d.height) & ~ty),
+                     more_tx.eq(is_pool & px[0] & (px + 1 < d.width) & ~tx)]
+        # a beat is consumed on its final use (last pool target, last repeat step)
+        consume = Signal()
+        m.d.comb += consume.eq(Mux(repeat_mode, pt + 1 >= t_out, ~more_ty & ~more_tx))
+        step = Signal()
+        m.d.comb += [step.eq(post_active & pin_valid), pin_ready.eq(post_active & consume)]
+        with m.If(step):
+            m.d.sync += counters["post_busy"].eq(counters["post_busy"] + 1)
+
+        # stage-1 addresses
+        u_target = Signal(range(2 * hw.u_rows + 2))
+        m.d.comb += u_target.eq(Mux(is_pool, ybase + xbase + tgu + Mux(ty, d.u_row_stride, 0)
+                                    + Mux(tx, d.u_pos_stride, 0), urow))
+        m.d.comb += [u_rmw.addr.eq(u_target), u_rmw.en.eq(1),
+                     v_rd.addr.eq(pg), v_rd.en.eq(1), th_rd.addr.eq(d.th_base + pg), th_rd.en.eq(1)]
+        s2 = Signal()
+        s2_x = Signal.like(pin_x)
+        s2_first = Signal()
+        s2_t0 = Signal()
+        s2_u = Signal.like(u_target)
+        s2_g = Signal.like(pg)
+        s2_row = Signal.like(orow)
+        m.d.sync += s2.eq(step)
+        with m.If(step):
+            m.d.sync += [s2_x.eq(pin_x), s2_u.eq(u_target), s2_g.eq(pg), s2_row.eq(orow + pt), s2_t0.eq(pt == 0),
+                         s2_first.eq((ty | (py == 0)) & (tx | (px == 0)))]
+
+            def next_position():
+                m.d.sync += [orow.eq(orow + t_out), tgu.eq(0)]
+                with m.If(px + 1 < pos_w):
+                    m.d.sync += px.eq(px + 1)
+                    with m.If(px[0]):   # next x is even: a new pooled column
+                        m.d.sync += xbase.eq(xbase + d.u_pos_stride)
+                with m.Else():
+                    m.d.sync += [px.eq(0), xbase.eq(0)]
+                    with m.If(py + 1 < pos_h):
+                        m.d.sync += py.eq(py + 1)
+                        with m.If(py[0]):
+                            m.d.sync += ybase.eq(ybase + d.u_row_stride)
+                    with m.Else():
+                        m.d.sync += post_active.eq(0)
+
+            with m.If(more_tx):
+                m.d.sync += tx.eq(1)
+            with m.Elif(more_ty):
+                m.d.sync += [ty.eq(1), tx.eq(0)]
+            with m.Else():
+                m.d.sync += [ty.eq(0), tx.eq(0), urow.eq(urow + 1)]
+                with m.If(repeat_mode):
+                    # position, group, t
+                    with m.If(pt + 1 < t_out):
+                        m.d.sync += pt.eq(pt + 1)
+                    with m.Else():
+                        m.d.sync += pt.eq(0)
+                        with m.If(pg + 1 < d.groups):
+                            m.d.sync += pg.eq(pg + 1)
+                        with m.Else():
+                            m.d.sync += pg.eq(0)
+                            next_position()
+                with m.Else():
+                    m.d.sync += tgu.eq(tgu + 1)
+                    with m.If(pg + 1 < d.groups):
+                        m.d.sync += pg.eq(pg + 1)
+                    with m.Else():
+                        m.d.sync += pg.eq(0)
+                        with m.If(pt + 1 < t_out):
+                            m.d.sync += pt.eq(pt + 1)
+                        with m.Else():
+                            m.d.sync += pt.eq(0)
+                            next_position()
+        with m.If(go & (d.op != OPS["SDSA"])):
+            m.d.sync += [post_active.eq(1), py.eq(0), px.eq(0), pt.eq(0), pg.eq(0), ty.eq(0), tx.eq(0),
+                         urow.eq(0), ybase.eq(0), xbase.eq(0), tgu.eq(0), orow.eq(d.out_base)]
+
+        # stage 2: compute and write
+        spikes = Signal(p)
+        v_new = Signal(v_layout)
+        for lane in range(p):
+            v_old = Signal(signed(hw.v_bits), name=f"v_old{lane}")
+            m.d.comb += v_old.eq(Mux(s2_t0, 0, v_rd.data[lane]))
+            s, v = lif_update(m, s2_x[lane], v_old, th_rd.data[lane], 1, hw.v_bits)
+            m.d.comb += [spikes[lane].eq(s), v_new[lane].eq(v)]
+        u_new = Signal(u_layout)
+        lg_new = Signal(logit_layout)
+        lg_old = logits[s2_g]
+        for lane in range(p):
+            old, x = u_rmw.data[lane], s2_x[lane]
+            with m.Switch(post):
+                with m.Case(POSTS["U_ADD"]):
+                    m.d.comb += u_new[lane].eq(old + x)
+                with m.Case(POSTS["U_MAXPOOL"]):
+                    m.d.comb += u_new[lane].eq(Mux(s2_first | (x > old), x, old))
+                with m.Default():
+                    m.d.comb += u_new[lane].eq(x)
+            m.d.comb += lg_new[lane].eq(Mux(s2_t0, x, lg_old[lane] + x))
+        is_u_post = Signal()
+        m.d.comb += is_u_post.eq(is_conv & ((post == POSTS["U_WRITE"]) | (post == POSTS["U_ADD"]) | is_pool))
+        m.d.comb += [
+            v_wr.addr.eq(s2_g), v_wr.data.eq(v_new), v_wr.en.eq(s2 & is_lif),
+            u_wr.addr.eq(s2_u), u_wr.data.eq(u_new), u_wr.en.eq(s2 & is_u_post),
+        ]
+        with m.If(s2 & is_conv & (post == POSTS["LOGITS"])):
+            m.d.sync += logits[s2_g].eq(lg_new)
+
+        # ------------------------------------------------------------------ SDSA driver
+        # Per time step: COUNT reads rows (n, t) for K and V beats, then MASK reads them again
+        # for Q beats; the unit's output beats are written to the output rows.
+        sd_active = Signal()
+        sd_t, sd_g = Signal(16), Signal(16)
+        sd_y, sd_x = Signal(16), Signal(16)
+        sd_phase = Signal()          # 0: count (kv), 1: mask (q)
+        sd_row = Signal(range(hw.spike_rows + 1))
+        sd_fifo = fifo.SyncFIFO(width=W + 16 + 3, depth=_FIFO_DEPTH)
+        m.submodules.sd_fifo = sd_fifo
+        sd_b_valid = Signal()
+        sd_b = Signal(data.StructLayout({"group": 16, "phase": 1, "last": 1, "t0": 1}))
+        sd_issue = Signal()
+        sd_pos_last = Signal()
+        m.d.comb += [sd_pos_last.eq((sd_y + 1 >= d.height) & (sd_x + 1 >= d.width)),
+                     sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1))]
+        with m.If(d.op == OPS["SDSA"]):
+            m.d.comb += spk_rd.addr.eq(d.in_base + sd_row)
+        m.d.comb += spk_rd.en.eq(1)
+        m.d.sync += sd_b_valid.eq(sd_issue)
+        with m.If(sd_issue):
+            beat_last = sd_pos_last & (sd_g + 1 >= d.groups)
+            m.d.sync += [sd_b.group.eq(sd_g), sd_b.phase.eq(sd_phase), sd_b.last.eq(beat_last),
+                         sd_b.t0.eq((sd_t == 0) & (sd_row == sd_t))]
+            with m.If(sd_g + 1 < d.groups):
+                m.d.sync += sd_g.eq(sd_g + 1)
+            with m.Else():
+                m.d.sync += [sd_g.eq(0), sd_row.eq(sd_row + d.steps)]
+                with m.If(sd_x + 1 < d.width):
+                    m.d.sync += sd_x.eq(sd_x + 1)
+                with m.Else():
+                    m.d.sync += sd_x.eq(0)
+                    with m.If(sd_y + 1 < d.height):
+                        m.d.sync += sd_y.eq(sd_y + 1)
+                    with m.Else():
+                        m.d.sync += [sd_y.eq(0), sd_phase.eq(~sd_phase)]
+                        with m.If(sd_phase):
+                            m.d.sync += sd_row.eq(sd_t + 1)
+                            m.d.sync += sd_t.eq(sd_t + 1)
+                            with m.If(sd_t + 1 >= d.steps):
+                                m.d.sync += sd_active.eq(0)
+                        with m.Else():
+                            m.d.sync += sd_row.eq(sd_t)
+        with m.If(go & (d.op == OPS["SDSA"])):
+            m.d.sync += [sd_active.eq(1), sd_t.eq(0), sd_g.eq(0), sd_y.eq(0), sd_x.eq(0), sd_phase.eq(0),
+                         sd_row.eq(0)]
+        m.d.comb += [sd_fifo.w_en.eq(sd_b_valid), sd_fifo.w_data.eq(Cat(spk_rd.data, sd_b))]
+        sd_head = data.View(data.StructLayout({"row": W, "group": 16, "phase": 1, "last": 1, "t0": 1}),
+                            sd_fifo.r_data)
+        m.d.comb += [sdsa.n_groups.eq(d.groups),
+                     sdsa.kv.payload.k.eq(sd_head.row.word_select(sd_head.group + d.u_groups, p)),
+                     sdsa.kv.payload.v.eq(sd_head.row.word_select(sd_head.group + (d.u_groups << 1), p)),
+                     sdsa.kv.payload.group.eq(sd_head.group), sdsa.kv.payload.t0.eq(sd_head.t0),
+                     sdsa.kv.payload.last.eq(sd_head.last),
+                     sdsa.q.payload.q.eq(sd_head.row.word_select(sd_head.group, p)),
+                     sdsa.q.payload.group.eq(sd_head.group), sdsa.q.payload.last.eq(sd_head.last)]
+        with m.If(sd_head.phase):
+            m.d.comb += [sdsa.q.valid.eq(sd_fifo.r_rdy), sd_fifo.r_en.eq(sdsa.q.ready)]
+        with m.Else():
+            m.d.comb += [sdsa.kv.valid.eq(sd_fifo.r_rdy), sd_fifo.r_en.eq(sdsa.kv.ready)]
+        with m.If(sd_fifo.r_en & sd_fifo.r_rdy):
+            m.d.sync += counters["sdsa_busy"].eq(counters["sdsa_busy"] + 1)
+        # writer of the unit's output: rows (n, t) in order, groups inner
+        so_row = Signal(range(hw.spike_rows + 1))
+        so_t = Signal(16)
+        so_g = Signal(16)
+        m.d.comb += sdsa.o.ready.eq(1)
+        with m.If(sdsa.o.valid):
+            with m.If(so_g + 1 < d.groups):
+                m.d.sync += so_g.eq(so_g + 1)
+            with m.Else():
+                m.d.sync += so_g.eq(0)
+                with m.If(sdsa.o.payload.last):
+                    m.d.sync += [so_t.eq(so_t + 1), so_row.eq(so_t + 1)]
+                with m.Else():
+                    m.d.sync += so_row.eq(so_row + d.steps)
+        with m.If(go & (d.op == OPS["SDSA"])):
+            m.d.sync += [so_row.eq(0), so_t.eq(0), so_g.eq(0)]
+
+        # ------------------------------------------------------------------ spike-buffer writes
+        en_bits = W // p
+        with m.If(d.op == OPS["SDSA"]):
+            m.d.comb += [spk_wr.addr.eq(d.out_base + so_row),
+                         spk_wr.data.eq(sdsa.o.payload.spikes.replicate(en_bits)),
+                         spk_wr.en.eq(Mux(sdsa.o.valid, Const(1, en_bits) << so_g[:max(1, en_bits.bit_length())], 0))]
+        with m.Else():
+            m.d.comb += [spk_wr.addr.eq(s2_row), spk_wr.data.eq(spikes.replicate(en_bits)),
+                         spk_wr.en.eq(Mux(s2 & is_lif, Const(1, en_bits) << s2_g[:max(1, en_bits.bit_length())], 0))]
+
+        # ------------------------------------------------------------------ step completion
+        m.d.comb += step_done.eq(Mux(d.op == OPS["SDSA"], ~sd_active & (so_t >= d.steps) & ~go,
+                                     ~post_active & ~s2 & ~go))
+
+        # ------------------------------------------------------------------ read map
+        lc_rd = lc_mem.read_port(domain="comb")
+        ra = self.read_addr
+        m.d.comb += lc_rd.addr.eq((ra - READ_MAP["layers"]) >> 2)
+        with m.If(ra < READ_MAP["counters"]):
+            with m.Switch(ra):
+                for i in range(n_logit_rows * p):
+                    with m.Case(i):
+                        m.d.comb += self.read_data.eq(logits[i // p][i % p])
+        with m.Elif(ra < READ_MAP["hw_id"]):
+            with m.Switch(ra - READ_MAP["counters"]):
+                for i, n in enumerate(COUNTERS):
+                    with m.Case(i):
+                        m.d.comb += self.read_data.eq(counters[n])
+        with m.Elif(ra == READ_MAP["hw_id"]):
+            m.d.comb += self.read_data.eq(self.hw_id())
+        with m.Elif(ra == READ_MAP["format"]):
+            m.d.comb += self.read_data.eq(FORMAT_VERSION)
+        with m.Elif(ra == READ_MAP["status"]):
+            m.d.comb += self.read_data.eq(Cat(self.busy, self.done))
+        with m.Elif(ra >= READ_MAP["layers"]):
+            with m.Switch(ra[:2]):
+                for i in range(len(LAYER_COUNTERS)):
+                    with m.Case(i):
+                        m.d.comb += self.read_data.eq(lc_rd.data[i])
+        return m

@@ -1,0 +1,169 @@
+"""Whole-accelerator RTL simulation: compile, generate, simulate images, compare with the golden model.
+
+:func:`run_rtl` runs images through the accelerator's Verilog on Verilator (or Icarus) via the
+cocotb bench :mod:`spikeforge.sim.benches.accelerator_bench`, loading program, weights, biases
+and thresholds through the same write port the host link drives. :func:`simulate` adds the
+golden model's logits and trace and builds the report of ``spikeforge sim``: mismatches,
+accuracy, cycles against the event-driven bound, utilisation, and a per-layer table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from spikeforge.firmware.compiler import Compiled, pixel_rows
+from spikeforge.firmware.program import KINDS, OPS, HardwareConfig
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator
+from spikeforge.model import golden
+
+from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_run, simulator_missing, write_verilog
+
+__all__ = ["load_beats", "image_beats", "run_rtl", "simulate"]
+
+BENCH = "spikeforge.sim.benches.accelerator_bench"
+
+
+def load_beats(top: Accelerator, compiled: Compiled) -> list[list[int]]:
+    """``[space, addr, data]`` write beats that load a compiled model (program, weights, biases, thresholds)."""
+    beats = []
+    for row, desc in enumerate(compiled.program):
+        value = sum(w << (32 * k) for k, w in enumerate(desc.words()))
+        beats += top.write_words("program", row, value)
+    for space, rows in (("weights", compiled.weights), ("biases", compiled.biases),
+                        ("thresholds", compiled.thresholds)):
+        for row, lanes in rows:
+            beats += top.write_words(space, row, top.pack_lanes(space, lanes))
+    return [[b["space"], b["addr"], b["data"]] for b in beats]
+
+
+def image_beats(top: Accelerator, pixels: torch.Tensor) -> list[list[int]]:
+    beats = []
+    for row, value in pixel_rows(top.hw, pixels):
+        beats += top.write_words("pixels", row, value)
+    return [[b["space"], b["addr"], b["data"]] for b in beats]
+
+
+def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilator",
+            build_root: Path | None = None, waves: bool = False, progress=None) -> dict:
+    """Run ``images [B, C, H, W]`` through the accelerator RTL. Returns ``{"images": [{"logits",
+    "counters", "layers"}], "build_s", "run_s"}``; raises :class:`BuildError` or ``AssertionError``."""
+    missing = simulator_missing(simulator)
+    if missing:
+        raise BuildError(missing)
+    hw = compiled.hardware
+    top = Accelerator(hw)
+    build_dir = Path(build_root or DEFAULT_BUILD_ROOT) / f"accelerator-{hw.config_hash()[:12]}-{simulator}"
+    vfile = build_dir / "accelerator.v"
+    t0 = time.time()
+    write_verilog(top, "accelerator", vfile, simulator)   # unchanged text keeps the build cached
+    n_classes = compiled.manifest["model"]["num_classes"]
+    n_steps = len(compiled.program)
+    reads = {
+        "logits": [READ_MAP["logits"] + i for i in range(n_classes)],
+        "counters": [READ_MAP["counters"] + i for i in range(len(COUNTERS))],
+        "layers": [READ_MAP["layers"] + 4 * s + k for s in range(n_steps) for k in range(len(LAYER_COUNTERS))],
+    }
+    job = {"addr_bits": top.addr_bits, "load": load_beats(top, compiled),
+           "images": [image_beats(top, img) for img in images], "reads": reads, "timeout_cycles": 2_000_000}
+    run_id = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:12]
+    job_file, result_file = build_dir / f"job-{run_id}.json", build_dir / f"result-{run_id}.json"
+    job_file.write_text(json.dumps(job))
+    result_file.unlink(missing_ok=True)
+    tests, failed = cocotb_run("accelerator", vfile, build_dir, simulator, BENCH, run_id,
+                               {"SPIKEFORGE_JOB": str(job_file), "SPIKEFORGE_RESULT": str(result_file)}, waves)
+    total_s = time.time() - t0
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    log = build_dir / f"run-{run_id}.log"
+    if result.get("error") or failed or not tests:
+        raise AssertionError(f"{simulator}: accelerator run failed: {result.get('error') or 'see log'} (log: {log})")
+    images_out = []
+    for img in result["images"]:
+        layers = img["layers"]
+        per = len(LAYER_COUNTERS)
+        images_out.append({
+            "logits": img["logits"],
+            "counters": dict(zip(COUNTERS, img["counters"])),
+            "layers": [dict(zip(LAYER_COUNTERS, layers[s * per:(s + 1) * per])) for s in range(n_steps)],
+        })
+    return {"images": images_out, "total_s": total_s, "log": str(log), "build_dir": str(build_dir)}
+
+
+def _golden_sops(compiled: Compiled, trace: golden.Trace) -> dict[str, int]:
+    """Golden SOPs per program step (Q, K and V are one step on the accelerator)."""
+    by_name = {l.name: l for l in trace.layers}
+    out = {}
+    for d in compiled.program:
+        if d.op != OPS["CONV"] or d.kind == KINDS["pixel3x3"]:
+            continue
+        if d.name.endswith(".attn.qkv"):
+            pre = d.name[:-len("qkv")]
+            out[d.name] = sum(by_name[pre + n].sops for n in ("q", "k", "v"))
+        else:
+            out[d.name] = by_name[d.name].sops
+    return out
+
+
+def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor | None = None,
+             simulator: str = "verilator", build_root: Path | None = None) -> dict:
+    """RTL vs golden on ``pixels``: the report of ``spikeforge sim`` (see the module docstring).
+
+    Per layer: ``cycles`` (RTL counter, summed over images), ``events`` (accumulator events: for
+    3x3 layers one per (input spike, in-map output position) pair; for the first layer one per set
+    pixel bit-plane bit), ``sops`` (RTL counter) and ``bound_cycles`` = ``events * groups`` (the
+    event-driven lower bound of ARCHITECTURE.md section 7; 0 for steps without synapses).
+    """
+    rtl = run_rtl(compiled, pixels, simulator, build_root)
+    p = compiled.hardware.lanes
+    mismatches, correct, sop_mismatches = [], 0, []
+    layers = {d.name: {"name": d.name, "cycles": 0, "bound_cycles": 0, "events": 0, "sops": 0, "golden_sops": 0}
+              for d in compiled.program if d.op != OPS["END"]}
+    for i, img in enumerate(rtl["images"]):
+        tr = golden.Trace()
+        want = golden.forward(qm, pixels[i:i + 1], tr)[0].tolist()
+        if img["logits"] != want:
+            mismatches.append({"image": i, "rtl": img["logits"], "golden": want})
+        pred = max(range(len(img["logits"])), key=lambda k: (img["logits"][k], -k))
+        if labels is not None and pred == int(labels[i]):
+            correct += 1
+        gs = _golden_sops(compiled, tr)
+        for d, counts in zip(compiled.program, img["layers"]):
+            if d.op == OPS["END"]:
+                continue
+            row = layers[d.name]
+            row["cycles"] += counts["cycles"]
+            row["events"] += counts["events"]
+            row["sops"] += counts["sops"]
+            if d.op == OPS["CONV"]:
+                row["bound_cycles"] += counts["events"] * d.groups
+            if d.name in gs:
+                row["golden_sops"] += gs[d.name]
+                if counts["sops"] != gs[d.name]:
+                    sop_mismatches.append({"image": i, "layer": d.name, "rtl": counts["sops"], "golden": gs[d.name]})
+    n = len(rtl["images"])
+    cycles = sum(img["counters"]["cycles"] for img in rtl["images"])
+    bound = sum(r["bound_cycles"] for r in layers.values())
+    sops = sum(r["sops"] for r in layers.values())
+    return {
+        "images": n,
+        "mismatches": len(mismatches),
+        "mismatch_details": mismatches[:5],
+        "sop_mismatches": len(sop_mismatches),
+        "accuracy": correct / n if labels is not None and n else None,
+        "cycles_per_inference": cycles / n,
+        "bound_cycles": bound / n,
+        "cycles_over_bound": cycles / bound if bound else None,
+        "utilization": sops / (p * cycles) if cycles else 0.0,
+        "lanes": p,
+        "event_driven": compiled.hardware.event_driven,
+        "simulator": simulator,
+        "sim_seconds": rtl["total_s"],
+        "images_per_second": n / rtl["total_s"] if rtl["total_s"] else None,
+        "layers": [{**r, "cycles": r["cycles"] / n, "bound_cycles": r["bound_cycles"] / n, "events": r["events"] / n,
+                    "sops": r["sops"] / n, "golden_sops": r["golden_sops"] / n} for r in layers.values()],
+    }

@@ -10,17 +10,23 @@ quantity and the limit. ``docs/firmware.md`` describes the result.
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from spikeforge.model.quantize import QuantizedModel, config_tokens, lif_domains
 from spikeforge.model.golden import signed_range
 
-from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2
+from spikeforge.model.files import atomic_write_bytes
 
-__all__ = ["CapacityError", "Compiled", "compile_model", "hardware_for", "layer_table", "pixel_rows"]
+from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2, pack_program, \
+    unpack_program
+
+__all__ = ["CapacityError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
+           "memory_images", "save_compiled", "load_program", "IMAGE_FILES"]
 
 
 class CapacityError(ValueError):
@@ -29,24 +35,6 @@ class CapacityError(ValueError):
 
 def _groups(c: int, p: int) -> int:
     return -(-c // p)
-
-
-def layer_table(config: dict) -> list[dict]:
-    """The synaptic layers of a model config in execution order: ``name``, ``kind``, ``cin``, ``cout``
-    (the one place that lists them; :mod:`~spikeforge.model.qfile` checks shapes against it)."""
-    c, ci = config["embed_dims"], config["in_channels"]
-    hidden = int(c * config["mlp_ratios"])
-    sps = [c // 8, c // 4, c // 2, c]
-    rows = [{"name": "sps.conv0", "kind": "pixel3x3", "cin": ci, "cout": sps[0]}]
-    rows += [{"name": f"sps.conv{i}", "kind": "3x3", "cin": sps[i - 1], "cout": sps[i]} for i in (1, 2, 3)]
-    rows.append({"name": "sps.rpe", "kind": "3x3", "cin": c, "cout": c})
-    for i in range(config["depths"]):
-        for n in ("q", "k", "v", "proj"):
-            rows.append({"name": f"block.{i}.attn.{n}", "kind": "1x1", "cin": c, "cout": c})
-        rows.append({"name": f"block.{i}.mlp.fc1", "kind": "1x1", "cin": c, "cout": hidden})
-        rows.append({"name": f"block.{i}.mlp.fc2", "kind": "1x1", "cin": hidden, "cout": c})
-    rows.append({"name": "head", "kind": "1x1", "cin": c, "cout": config["num_classes"]})
-    return rows
 
 
 def hardware_for(qm: QuantizedModel, lanes: int = 16, event_driven: bool = True, **overrides) -> HardwareConfig:
@@ -70,10 +58,9 @@ def hardware_for(qm: QuantizedModel, lanes: int = 16, event_driven: bool = True,
     probe = HardwareConfig(**{**base, "weight_rows": 1 << 30, "bias_rows": 1 << 30, "threshold_rows": 1 << 30,
                               "spike_rows": 1 << 30, "u_rows": 1 << 30, "program_rows": 1 << 30})
     used = compile_model(qm, probe).manifest["capacities_used"]
-    for key in ("weight_rows", "bias_rows", "threshold_rows", "spike_rows", "u_rows", "program_rows"):
-        base.setdefault(key, used[key])
+    for key, rows in used.items():
         if key not in overrides:
-            base[key] = used[key]
+            base[key] = rows
     return HardwareConfig(**base)
 
 
@@ -158,8 +145,8 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
     b.need("sps.conv0", "input channels", ci, hw.max_in_channels, "max_in_channels")
     b.need(model, "embedding channels", _groups(c, p) * p, hw.max_embed, "max_embed")
     b.need(model, "classes", cfg["num_classes"], hw.max_classes, "max_classes")
-    if qm.shift != 1 and False:
-        pass
+    if qm.shift != 1:
+        raise CapacityError(f"{model}: LIF leak shift {qm.shift} (tau = 2**shift); the hardware's LIFs use shift 1")
     for i in range(3):
         if stat[i] == "1":
             raise CapacityError(f"layer sps.conv{i}: an OR-pool after SPS stage {i} (pooling_stat "
@@ -272,3 +259,65 @@ def pixel_rows(hw: HardwareConfig, pixels: torch.Tensor) -> list[tuple[int, int]
                          f"got [{int(pixels.min())}, {int(pixels.max())}]")
     pb = hw.plane_bits
     return [(y * w + x, sum(int(pixels[c, y, x]) << (c << pb) for c in range(ci))) for y in range(h) for x in range(w)]
+
+
+# ------------------------------------------------------------------------------------------ files
+
+#: Files of a compiled model folder (``spikeforge generate QMODEL --out DIR``).
+IMAGE_FILES = {"program": "program.bin", "weights": "weights.bin", "biases": "biases.bin",
+               "thresholds": "thresholds.bin"}
+
+
+def _row_bytes(lanes: list[int], bits: int) -> bytes:
+    value = 0
+    for i, v in enumerate(lanes):
+        value |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return value.to_bytes(-(-len(lanes) * bits // 8), "little")
+
+
+def memory_images(compiled: Compiled) -> dict[str, bytes]:
+    """The binary images: ``program.bin`` (32-bit little-endian words, :data:`FIELDS` per descriptor)
+    and one file per memory, rows 0.. in order, each row its P lanes (two's complement, lane 0 in the
+    lowest bits) packed little-endian into ``ceil(P * bits / 8)`` bytes."""
+    hw = compiled.hardware
+    out = {"program": pack_program(compiled.program)}
+    for space, rows, bits in (("weights", compiled.weights, hw.weight_bits), ("biases", compiled.biases, hw.acc_bits),
+                              ("thresholds", compiled.thresholds, hw.v_bits)):
+        ordered = sorted(rows)
+        if [r for r, _ in ordered] != list(range(len(ordered))):
+            raise ValueError(f"{space}: rows are not contiguous from 0")
+        out[space] = b"".join(_row_bytes(lanes, bits) for _, lanes in ordered)
+    return out
+
+
+def save_compiled(compiled: Compiled, out_dir) -> dict[str, Path]:
+    """Write the images and ``manifest.json`` (with each file's size and SHA-256) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    images = memory_images(compiled)
+    paths = {}
+    files = {}
+    for key, blob in images.items():
+        paths[key] = atomic_write_bytes(out_dir / IMAGE_FILES[key], blob)
+        files[key] = {"file": IMAGE_FILES[key], "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    manifest = {**compiled.manifest, "files": files}
+    paths["manifest"] = atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    return paths
+
+
+def load_program(path) -> tuple[list[Descriptor], dict | None]:
+    """Read ``program.bin`` (names come from a ``manifest.json`` beside it, when present)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such program file")
+    manifest = None
+    mpath = path.parent / "manifest.json"
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{mpath}: not valid JSON ({exc})") from None
+    try:
+        descs = unpack_program(path.read_bytes(), (manifest or {}).get("layers"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return descs, manifest

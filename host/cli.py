@@ -177,8 +177,20 @@ def cmd_eval(args) -> int:
         qm = _load_qmodel(path)
         pred = golden.forward(qm, data.test_pixels).argmax(1)
         acc = (pred == data.test_labels).double().mean().item()
+    elif args.backend == "rtl":
+        if args.model is None:
+            raise UsageError("--backend rtl needs a quantized model file (QMODEL from `spikeforge quantize`)")
+        path = Path(args.model)
+        report = _sim_report(_load_qmodel(path), args, args.images)
+        acc = report["accuracy"]
+        if args.json:
+            print(json.dumps({"accuracy": acc, "n": report["images"], "mismatches": report["mismatches"]}))
+        else:
+            _out().print(f"{path}: accuracy {acc:.4f} on {report['images']} digits test images (backend rtl, "
+                         f"{report['mismatches']} logit mismatches against the golden model)")
+        return 1 if report["mismatches"] else 0
     else:
-        raise UsageError(f"backend {args.backend!r} is not available yet (available: float, golden)")
+        raise UsageError(f"unknown backend {args.backend!r} (available: float, golden, rtl)")
     result = {"accuracy": acc, "n": len(data.test_labels)}
     if args.json:
         print(json.dumps(result))
@@ -284,8 +296,12 @@ def cmd_generate(args) -> int:
             table.add_row(name, ", ".join(f"{k}={v}" for k, v in block_parameters(name).items()))
         _out().print(table)
         return 0
+    if args.qmodel is not None:
+        if args.block:
+            raise UsageError("generate takes either QMODEL (the whole accelerator) or --block NAME, not both")
+        return _generate_accelerator(args)
     if not args.block or not args.out:
-        raise UsageError("generate needs --block NAME and --out DIR (or --list)")
+        raise UsageError("generate needs QMODEL or --block NAME, and --out DIR (or --list)")
     if args.block not in BLOCKS:
         raise UsageError(f"unknown block {args.block!r}; blocks: {', '.join(BLOCKS)}")
     params = _block_params(args)
@@ -301,6 +317,152 @@ def cmd_generate(args) -> int:
     rows += [(f"ECP5 {k}", f"{v:,}") for k, v in result.get("ecp5_cells", {}).items()]
     _out().print(_kv_table(f"generated block {args.block}", rows))
     return 0
+
+
+CAPACITY_FLAGS = ("max_channels", "max_embed", "max_height", "max_width", "max_steps", "max_in_channels",
+                  "max_3x3_channels", "max_classes", "weight_rows", "bias_rows", "threshold_rows", "spike_rows",
+                  "u_rows", "program_rows")
+
+
+def _qmodel_or_embedded(qmodel: str | None):
+    """A quantized model file, or (``None``) the embedded checkpoint quantized to 8-bit weights."""
+    if qmodel is not None:
+        return Path(qmodel), _load_qmodel(Path(qmodel))
+    from spikeforge.model.data import PIXEL_MAX
+    from spikeforge.model.quantize import quantize
+
+    path, model = _load_model(None, None)
+    return path, quantize(model, w_bits=8, pixel_max=PIXEL_MAX)
+
+
+def _compile(qm, args):
+    from spikeforge.firmware.compiler import compile_model, hardware_for
+
+    overrides = {f: getattr(args, f) for f in CAPACITY_FLAGS if getattr(args, f, None) is not None}
+    hw = hardware_for(qm, lanes=args.lanes or 16, event_driven=not args.dense, **overrides)
+    return compile_model(qm, hw)
+
+
+def _generate_accelerator(args) -> int:
+    from spikeforge.firmware.compiler import save_compiled
+    from spikeforge.hdl.accelerator import Accelerator
+    from spikeforge.sim.runner import write_verilog
+
+    if not args.out:
+        raise UsageError("generate QMODEL needs --out DIR")
+    path, qm = _qmodel_or_embedded(args.qmodel)
+    compiled = _compile(qm, args)
+    _err.print(f"generating the accelerator Verilog for {path.name} (P = {compiled.hardware.lanes}) ...")
+    vpath = write_verilog(Accelerator(compiled.hardware), "accelerator", Path(args.out) / "accelerator.v")
+    files = save_compiled(compiled, args.out)
+    result = {"model": str(path), "verilog": str(vpath), **{k: str(v) for k, v in files.items()},
+              "hardware": compiled.hardware.as_dict(), "hardware_hash": compiled.manifest["hardware_hash"],
+              "capacities_used": compiled.manifest["capacities_used"]}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = [("Verilog", str(vpath))] + [(k, str(v)) for k, v in files.items()]
+    rows += [("hardware hash", result["hardware_hash"][:16])]
+    rows += [(k, f"{v:,} of {getattr(compiled.hardware, k):,}") for k, v in result["capacities_used"].items()]
+    _out().print(_kv_table(f"accelerator for {path.name}", rows))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- disasm
+
+
+def cmd_disasm(args) -> int:
+    from spikeforge.firmware.compiler import load_program
+    from spikeforge.firmware.program import KINDS, OPS, POSTS
+
+    descs, manifest = load_program(args.program)
+    names = {v: k for k, v in OPS.items()}, {v: k for k, v in KINDS.items()}, {v: k for k, v in POSTS.items()}
+    rows = []
+    for i, d in enumerate(descs):
+        op = names[0].get(d.op, f"?{d.op}")
+        row = {"step": i, "name": d.name, "op": op}
+        if op == "CONV":
+            row.update(kind=names[1].get(d.kind, f"?{d.kind}"), post=names[2].get(d.post, f"?{d.post}"),
+                       map=f"{d.height}x{d.width}", T=d.steps if d.repeat == 1 else d.repeat, cin=d.cin, cout=d.cout,
+                       groups=d.groups, weights=f"{d.weight_base}+{d.groups}x{d.n_columns}", bias=d.bias_base,
+                       shift=d.weight_shift, thresholds=d.th_base if d.post == POSTS["LIF"] else "",
+                       input=f"rows@{d.in_base}" if d.kind != KINDS["pixel3x3"] else "pixels",
+                       output=f"rows@{d.out_base}" if d.post == POSTS["LIF"] else ("U" if d.post != POSTS["LOGITS"]
+                                                                                  else "logits"))
+        elif op in ("LIF_U", "GAP", "SDSA"):
+            row.update(map=f"{d.height}x{d.width}", T=d.steps, cin=d.cin, groups=d.groups,
+                       thresholds=d.th_base if op != "SDSA" else "",
+                       input="U" if op != "SDSA" else f"rows@{d.in_base}", output=f"rows@{d.out_base}")
+        rows.append(row)
+        if op == "END":
+            break
+    if args.json:
+        print(json.dumps({"program": str(args.program), "manifest": manifest, "steps": rows}))
+        return 0
+    cols = ["step", "name", "op", "kind", "post", "map", "T", "cin", "cout", "groups", "weights", "bias", "shift",
+            "thresholds", "input", "output"]
+    table = Table(title=f"{args.program}" + (f" (hardware {manifest['hardware_hash'][:12]}, format "
+                                              f"{manifest['format_version']})" if manifest else ""))
+    for c in cols:
+        table.add_column(c, justify="right" if c in ("step", "T", "cin", "cout", "groups", "bias", "shift") else "left")
+    for r in rows:
+        table.add_row(*(str(r.get(c, "")) for c in cols))
+    _out().print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- sim
+
+
+def _sim_report(qm, args, n_images: int) -> dict:
+    from spikeforge.model.data import load_digits_split
+    from spikeforge.sim.accelerator_sim import simulate
+    from spikeforge.sim.runner import simulator_missing
+
+    missing = simulator_missing(args.simulator)
+    if missing:
+        raise UsageError(missing)
+    data = load_digits_split()
+    n = len(data.test_labels) if n_images is None else n_images
+    if not 1 <= n <= len(data.test_labels):
+        raise UsageError(f"--images must be in 1..{len(data.test_labels)}, got {n}")
+    compiled = _compile(qm, args)
+    _err.print(f"simulating {n} test images on the accelerator RTL ({args.simulator}, P = {compiled.hardware.lanes}"
+               f"{', dense baseline' if args.dense else ''}); the first run builds the simulator (about a minute) ...")
+    return simulate(qm, compiled, data.test_pixels[:n].long(), data.test_labels[:n], args.simulator)
+
+
+def _print_sim(report: dict, title: str) -> None:
+    out = _out()
+    out.print(_kv_table(title, [
+        ("images", str(report["images"])),
+        ("logit mismatches (RTL vs golden)", str(report["mismatches"])),
+        ("SOP-counter mismatches", str(report["sop_mismatches"])),
+        ("accuracy (RTL)", f"{report['accuracy']:.4f}"),
+        ("cycles per inference", f"{report['cycles_per_inference']:,.0f}"),
+        ("event-driven bound", f"{report['bound_cycles']:,.0f}"),
+        ("cycles / bound", f"{report['cycles_over_bound']:.3f}"),
+        ("utilisation (SOPs / P x cycles)", f"{report['utilization']:.3f}"),
+        ("simulation", f"{report['sim_seconds']:.1f} s, {report['images_per_second']:.2f} images/s"),
+    ]))
+    table = Table(title="per layer (mean per image)")
+    for c in ("layer", "cycles", "bound", "cycles/bound", "events", "SOPs"):
+        table.add_column(c, justify="left" if c == "layer" else "right")
+    for r in report["layers"]:
+        ratio = f"{r['cycles'] / r['bound_cycles']:.2f}" if r["bound_cycles"] else "-"
+        table.add_row(r["name"], f"{r['cycles']:,.0f}", f"{r['bound_cycles']:,.0f}", ratio, f"{r['events']:,.0f}",
+                      f"{r['sops']:,.0f}")
+    out.print(table)
+
+
+def cmd_sim(args) -> int:
+    path, qm = _qmodel_or_embedded(args.qmodel)
+    report = _sim_report(qm, args, args.images)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_sim(report, f"accelerator RTL vs golden model: {path.name}")
+    return 1 if report["mismatches"] else 0
 
 
 # ---------------------------------------------------------------------------------------- demo
@@ -334,6 +496,8 @@ def cmd_demo(args) -> int:
         ("float/integer agreement", f"{(int_pred == pred).float().mean().item():.4f}"),
     ]))
 
+    rtl = _demo_rtl(qm, data, args.rtl_images)
+
     per_class = Table(title="per-class accuracy")
     per_class.add_column("digit", justify="right")
     per_class.add_column("images", justify="right")
@@ -342,10 +506,37 @@ def cmd_demo(args) -> int:
         sel = data.test_labels == digit
         per_class.add_row(str(digit), str(int(sel.sum())), str(int(correct[sel].sum())))
     out.print(per_class)
+    if rtl is not None:
+        out.print(_kv_table(f"accelerator RTL (Verilator, P = 16) on the first {rtl['images']} test images", [
+            ("logits equal to the golden model", f"{rtl['images'] - rtl['mismatches']} of {rtl['images']}"),
+            ("cycles per inference", f"{rtl['cycles_per_inference']:,.0f}"),
+            ("event-driven bound", f"{rtl['bound_cycles']:,.0f}"),
+            ("cycles / bound", f"{rtl['cycles_over_bound']:.3f}"),
+            ("utilisation", f"{rtl['utilization']:.3f}"),
+        ]))
     if args.json:
         print(json.dumps({"accuracy": correct.float().mean().item(), "n": len(correct),
-                          "errors": int((~correct).sum()), **{k: info[k] for k in ("params", "tokens", "T")}}))
-    return 0
+                          "errors": int((~correct).sum()), **{k: info[k] for k in ("params", "tokens", "T")},
+                          "rtl": None if rtl is None else {k: rtl[k] for k in (
+                              "images", "mismatches", "cycles_per_inference", "bound_cycles", "utilization")}}))
+    return 0 if rtl is None or rtl["mismatches"] == 0 else 1
+
+
+def _demo_rtl(qm, data, n: int):
+    """Generate the accelerator for the embedded model and simulate ``n`` test images (None if n = 0)."""
+    from spikeforge.firmware.compiler import compile_model, hardware_for
+    from spikeforge.sim.accelerator_sim import simulate
+    from spikeforge.sim.runner import simulator_missing
+
+    if n <= 0:
+        return None
+    missing = simulator_missing("verilator")
+    if missing:
+        raise UsageError(f"the demo simulates the accelerator RTL, but {missing}; `--rtl-images 0` skips it")
+    _err.print(f"generating the accelerator and simulating {n} images on Verilator (the first build takes about "
+               f"a minute) ...")
+    compiled = compile_model(qm, hardware_for(qm, lanes=16))
+    return simulate(qm, compiled, data.test_pixels[:n].long(), data.test_labels[:n], "verilator")
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -360,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="evaluate the embedded model (float and integer) on the digits test split")
     s.add_argument("--json", action="store_true", help="also print a JSON summary")
+    s.add_argument("--rtl-images", type=int, default=4, help="test images to run on the accelerator RTL (default 4)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("info", help="parameter count, tokens and T of a named config")
@@ -398,12 +590,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", nargs="?", help="checkpoint (float; default: the embedded model) or QMODEL (golden)")
     s.add_argument("--config", help="named config, needed for a plain state dict or a timm checkpoint")
     s.add_argument("--backend", default="float",
-                   help="float (the PyTorch model) or golden (the integer model of a QMODEL)")
+                   help="float (the PyTorch model), golden (the integer model of a QMODEL) or rtl "
+                        "(QMODEL on the accelerator RTL, simulated)")
+    s.add_argument("--images", type=int, default=None, help="rtl backend: test images (default: all)")
+    _rtl_args(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("generate", help="write one hardware block's Verilog and a JSON of its ports")
+    s = sub.add_parser("generate", help="write the accelerator (QMODEL) or one block's Verilog and files")
+    s.add_argument("qmodel", nargs="?", help="quantized model (.sfq): generate the whole accelerator, program, "
+                                             "weight image and manifest for it")
     s.add_argument("--block", help="block name (see --list)")
+    s.add_argument("--dense", action="store_true", help="the dense baseline (event_driven=False)")
+    _capacity_args(s)
     s.add_argument("--lanes", type=int, help="P, lanes processed per cycle")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other block parameter, e.g. --set acc_bits=20 (repeatable)")
@@ -412,7 +611,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true", help="list the blocks and their parameters")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("disasm", help="print a compiled program (program.bin) readably")
+    s.add_argument("program", type=Path, help="program.bin written by `spikeforge generate QMODEL`")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_disasm)
+
+    s = sub.add_parser("sim", help="run digits test images through the whole accelerator RTL, compare with golden")
+    s.add_argument("qmodel", nargs="?", help="quantized model (.sfq; default: the embedded model at 8 bits)")
+    _rtl_args(s)
+    s.add_argument("--images", type=int, default=8, help="test images to simulate (default 8)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sim)
     return p
+
+
+def _capacity_args(s) -> None:
+    for f in CAPACITY_FLAGS:
+        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int, help=argparse.SUPPRESS if f.endswith("rows") else
+                       f"hardware capacity {f} (default: what the model needs)")
+
+
+def _rtl_args(s) -> None:
+    s.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    s.add_argument("--lanes", type=int, default=16, help="P, output channels per cycle (default 16)")
+    s.add_argument("--dense", action="store_true", help="simulate the dense baseline (event_driven=False)")
+    _capacity_args(s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
 
 from spikeforge.firmware.compiler import Compiled, pixel_rows
-from spikeforge.firmware.program import KINDS, OPS, HardwareConfig
+from spikeforge.firmware.program import KINDS, OPS
 from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator
 from spikeforge.model import golden
 

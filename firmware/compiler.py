@@ -37,30 +37,42 @@ def _groups(c: int, p: int) -> int:
     return -(-c // p)
 
 
-def hardware_for(qm: QuantizedModel, lanes: int = 16, event_driven: bool = True, **overrides) -> HardwareConfig:
-    """The smallest :class:`HardwareConfig` (capacities rounded to what the memories need) that runs
-    ``qm``; ``overrides`` replace any field (larger capacities make an overlay for bigger models)."""
-    cfg, w = qm.config, qm.widths
+def _needs(qm: QuantizedModel, lanes: int) -> dict:
+    """Widths and capacities (not memory rows) that ``qm`` needs at ``lanes``."""
+    cfg, w, p = qm.config, qm.widths, lanes
     c = cfg["embed_dims"]
     hidden = int(c * cfg["mlp_ratios"])
-    p = lanes
     widest = max(cfg["in_channels"] << max(1, ceil_log2(qm.pixel_bits)), 3 * _groups(c, p) * p,
                  _groups(hidden, p) * p, p)
-    base = dict(
-        lanes=p, weight_bits=qm.w_bits, acc_bits=w["acc_bits"], u_bits=w["u_bits"],
-        v_bits=max(w["v_bits"], w["gap_bits"]), gap_bits=w["gap_bits"], logit_bits=w["logit_bits"],
-        pixel_bits=qm.pixel_bits, max_channels=max(1 << ceil_log2(widest), p), max_embed=_groups(c, p) * p,
-        max_height=cfg["img_size_h"], max_width=cfg["img_size_w"], max_steps=cfg["T"],
-        max_in_channels=cfg["in_channels"], max_3x3_channels=c, max_classes=_groups(cfg["num_classes"], p) * p,
-        event_driven=event_driven,
+    return dict(
+        weight_bits=qm.w_bits, acc_bits=w["acc_bits"], u_bits=w["u_bits"], v_bits=max(w["v_bits"], w["gap_bits"]),
+        gap_bits=w["gap_bits"], logit_bits=w["logit_bits"], pixel_bits=qm.pixel_bits,
+        max_channels=max(1 << ceil_log2(widest), p), max_embed=_groups(c, p) * p, max_height=cfg["img_size_h"],
+        max_width=cfg["img_size_w"], max_steps=cfg["T"], max_in_channels=cfg["in_channels"], max_3x3_channels=c,
+        max_classes=_groups(cfg["num_classes"], p) * p,
     )
+
+
+def hardware_for(models, lanes: int = 16, event_driven: bool = True, **overrides) -> HardwareConfig:
+    """The smallest :class:`HardwareConfig` that runs every model in ``models`` (one
+    :class:`QuantizedModel` or several: an overlay for all of them); ``overrides`` replace any field.
+    Memory rows are sized by compiling each model."""
+    qms = [models] if isinstance(models, QuantizedModel) else list(models)
+    if not qms:
+        raise ValueError("hardware_for: no model given")
+    base: dict = {}
+    for qm in qms:
+        for key, value in _needs(qm, lanes).items():
+            base[key] = max(base.get(key, value), value)
+    base.update(lanes=lanes, event_driven=event_driven)
     base.update(overrides)
-    probe = HardwareConfig(**{**base, "weight_rows": 1 << 30, "bias_rows": 1 << 30, "threshold_rows": 1 << 30,
-                              "spike_rows": 1 << 30, "u_rows": 1 << 30, "program_rows": 1 << 30})
-    used = compile_model(qm, probe).manifest["capacities_used"]
-    for key, rows in used.items():
-        if key not in overrides:
-            base[key] = rows
+    rows = ("weight_rows", "bias_rows", "threshold_rows", "spike_rows", "u_rows", "program_rows")
+    probe = HardwareConfig(**{**base, **{k: 1 << 30 for k in rows}})
+    for qm in qms:
+        used = compile_model(qm, probe).manifest["capacities_used"]
+        for key in rows:
+            if key not in overrides:
+                base[key] = max(base.get(key, 1), used[key])
     return HardwareConfig(**base)
 
 

@@ -37,6 +37,9 @@ CONFIGS: dict[str, dict] = {
     # 8x8 digits, one grey channel. The stage-4 pool (before its LIF) halves 8x8 to 4x4 = 16 tokens.
     "digits-tiny": dict(img_size_h=8, img_size_w=8, in_channels=1, num_classes=10, embed_dims=32,
                         num_heads=8, mlp_ratios=4, depths=1, T=4, pooling_stat="0001"),
+    # A second, smaller digits model (16 channels, 2 blocks): runs on the accelerator generated for digits-tiny.
+    "digits-micro": dict(img_size_h=8, img_size_w=8, in_channels=1, num_classes=10, embed_dims=16,
+                         num_heads=8, mlp_ratios=4, depths=2, T=4, pooling_stat="0001"),
     "digits-small": dict(img_size_h=8, img_size_w=8, in_channels=1, num_classes=10, embed_dims=64,
                          num_heads=8, mlp_ratios=4, depths=2, T=4, pooling_stat="0001"),
 }

@@ -24,7 +24,7 @@ from .configs import build_model, get_config
 from .data import DigitsSplit, load_digits_split, normalize_pixels
 from .sdt import SpikeDrivenTransformer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "predict", "recalibrate_batchnorm"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "predict", "recalibrate_batchnorm", "calibrated_model"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,16 @@ def recalibrate_batchnorm(model: SpikeDrivenTransformer, pixels: torch.Tensor, b
     for bn, momentum in zip(bns, saved):
         bn.momentum = momentum
     model.eval()
+
+
+def calibrated_model(config: str | dict, seed: int = 0, data: DigitsSplit | None = None) -> SpikeDrivenTransformer:
+    """An *untrained* model of ``config`` (weights from ``seed``) whose BatchNorm statistics are
+    measured on the digits training split, so that every layer spikes: a second, differently
+    sized model for hardware tests (its accuracy is chance level; its integer model is real work)."""
+    torch.manual_seed(seed)
+    model = build_model(get_config(config) if isinstance(config, str) else dict(config))
+    recalibrate_batchnorm(model, (data or load_digits_split()).train_pixels)
+    return model
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:

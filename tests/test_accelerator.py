@@ -1,0 +1,96 @@
+"""The whole accelerator RTL (Verilator through cocotb) against the golden model on digits test
+images: logits bit for bit, SOP counters equal to the golden trace, cycles within the target of
+the event-driven bound; several lane counts, the dense baseline, and the overlay property (one
+generated hardware runs two different models)."""
+
+import copy
+import os
+
+import pytest
+
+from spikeforge.firmware.compiler import compile_model, hardware_for
+from spikeforge.model.quantize import quantize
+from spikeforge.model.train import calibrated_model
+from spikeforge.sim.accelerator_sim import simulate
+from spikeforge.sim.runner import simulator_missing
+
+
+def _need(simulator="verilator"):
+    missing = simulator_missing(simulator)
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def micro(digits):
+    return quantize(calibrated_model("digits-micro", seed=1, data=digits), 8)
+
+
+def _images(digits, start, n):
+    return digits.test_pixels[start:start + n].long(), digits.test_labels[start:start + n]
+
+
+def _check(report, n):
+    assert report["images"] == n
+    assert report["mismatches"] == 0, report["mismatch_details"]
+    assert report["sop_mismatches"] == 0
+    for layer in report["layers"]:
+        if layer["golden_sops"]:
+            assert layer["sops"] == layer["golden_sops"], layer["name"]
+        assert layer["cycles"] >= layer["bound_cycles"], layer["name"]   # nothing beats the lower bound
+
+
+@pytest.mark.parametrize("lanes", [16, 8, 32])
+def test_accelerator_equals_golden(qmodel8, digits, lanes):
+    _need()
+    n = 4 if lanes == 16 else 2
+    pixels, labels = _images(digits, 10 * lanes, n)
+    report = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8, lanes=lanes)), pixels, labels)
+    _check(report, n)
+    assert report["bound_cycles"] > 0
+    if lanes == 16:   # the performance target of the embedded model at P = 16
+        assert report["cycles_per_inference"] <= 1.25 * report["bound_cycles"]
+
+
+def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):
+    _need()
+    pixels, labels = _images(digits, 3, 1)
+    dense = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8, event_driven=False)), pixels, labels)
+    sparse = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels)
+    _check(dense, 1)
+    assert dense["event_driven"] is False and sparse["event_driven"] is True
+    assert dense["cycles_per_inference"] > 3 * sparse["cycles_per_inference"]
+
+
+def test_one_hardware_runs_two_models(qmodel8, micro, digits):
+    """The overlay property: one generated configuration, two programs and weight images."""
+    _need()
+    hw = hardware_for([qmodel8, micro])
+    pixels, labels = _images(digits, 40, 2)
+    for qm in (qmodel8, micro):
+        compiled = compile_model(qm, hw)
+        assert compiled.manifest["hardware_hash"] == hw.config_hash()
+        _check(simulate(qm, compiled, pixels, labels), 2)
+
+
+def test_the_comparison_can_fail(qmodel8, digits):
+    """A weight image that differs from the golden model's by one weight gives mismatching logits."""
+    _need()
+    compiled = compile_model(qmodel8, hardware_for(qmodel8))
+    bad = copy.deepcopy(compiled)
+    steps = {d.name: d for d in bad.program}
+    head = steps["head"]
+    for i, (row, lanes) in enumerate(bad.weights):
+        if head.weight_base <= row < head.weight_base + head.n_columns:
+            bad.weights[i] = (row, [v + 1 for v in lanes])   # every column of the head, every class
+    pixels, labels = _images(digits, 0, 1)
+    report = simulate(qmodel8, bad, pixels, labels)
+    assert report["mismatches"] == 1
+
+
+def test_accelerator_on_icarus_equals_golden(qmodel8, digits):
+    _need("icarus")
+    pixels, labels = _images(digits, 7, 1)
+    _check(simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels, "icarus"), 1)

@@ -236,8 +236,6 @@ class Accelerator(wiring.Component):
                          counters["sops"].eq(counters["sops"] + d.cout), layer_cnt[2].eq(layer_cnt[2] + d.cout)]
         with m.If(acc.busy):
             m.d.sync += counters["accumulator_busy"].eq(counters["accumulator_busy"] + 1)
-        with m.If(go):   # after the increments above: a new step starts its counts from 0
-            m.d.sync += [c.eq(0) for c in layer_cnt]
 
         # ------------------------------------------------------------------ shared read ports
         spk_rd = spk_mem.read_port()
@@ -364,7 +362,7 @@ class Accelerator(wiring.Component):
             m.d.sync += counters["reader_busy"].eq(counters["reader_busy"] + 1)
             m.d.sync += [ur_b_first.eq((ury == 0) & (urx == 0)), ur_b_last.eq(ur_pos_last), ur_b_group.eq(ur_g)]
 
-            def next_pos(on_wrap):
+            def next_pos():
                 with m.If(urx + 1 < d.width):
                     m.d.sync += urx.eq(urx + 1)
                 with m.Else():
@@ -373,7 +371,6 @@ class Accelerator(wiring.Component):
                         m.d.sync += ury.eq(ury + 1)
                     with m.Else():
                         m.d.sync += ury.eq(0)
-                        on_wrap()
 
             with m.If(is_gap):
                 # (t, g) outer, position inner
@@ -389,7 +386,7 @@ class Accelerator(wiring.Component):
                             m.d.sync += ur_active.eq(0)
                 with m.Else():
                     m.d.sync += ur_addr.eq(ur_addr + d.u_pos_stride)
-                    next_pos(lambda: None)
+                    next_pos()
             with m.Else():
                 # (position, t, g): sequential rows
                 m.d.sync += ur_addr.eq(ur_addr + 1)
@@ -403,7 +400,7 @@ class Accelerator(wiring.Component):
                         m.d.sync += ur_t.eq(0)
                         with m.If(ur_pos_last):
                             m.d.sync += ur_active.eq(0)
-                        next_pos(lambda: None)
+                        next_pos()
         with m.If(go & ((d.op == OPS["LIF_U"]) | is_gap)):
             m.d.sync += [ur_active.eq(1), ur_t.eq(0), ur_g.eq(0), ur_addr.eq(0), ur_tg.eq(0),
                          ury.eq(0), urx.eq(0)]
@@ -626,6 +623,13 @@ class Accelerator(wiring.Component):
             m.d.comb += [sdsa.kv.valid.eq(sd_fifo.r_rdy), sd_fifo.r_en.eq(sdsa.kv.ready)]
         with m.If(sd_fifo.r_en & sd_fifo.r_rdy):
             m.d.sync += counters["sdsa_busy"].eq(counters["sdsa_busy"] + 1)
+        # SDSA's synaptic operations (the golden trace's): one per set bit of K AND V, counted as events and SOPs
+        kv_ops = Signal(range(p + 1))
+        kv_and = sdsa.kv.payload.k & sdsa.kv.payload.v
+        m.d.comb += kv_ops.eq(sum(kv_and[i] for i in range(p)))
+        with m.If(sdsa.kv.valid & sdsa.kv.ready):
+            m.d.sync += [counters["sops"].eq(counters["sops"] + kv_ops), layer_cnt[2].eq(layer_cnt[2] + kv_ops),
+                         layer_cnt[1].eq(layer_cnt[1] + kv_ops)]
         # writer of the unit's output: rows (n, t) in order, groups inner
         so_row = Signal(range(hw.spike_rows + 1))
         so_t = Signal(16)
@@ -642,6 +646,9 @@ class Accelerator(wiring.Component):
                     m.d.sync += so_row.eq(so_row + d.steps)
         with m.If(go & (d.op == OPS["SDSA"])):
             m.d.sync += [so_row.eq(0), so_t.eq(0), so_g.eq(0)]
+
+        with m.If(go):   # after every increment above: a new step starts its counts from 0
+            m.d.sync += [c.eq(0) for c in layer_cnt]
 
         # ------------------------------------------------------------------ spike-buffer writes
         en_bits = W // p

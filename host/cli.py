@@ -399,14 +399,18 @@ def cmd_disasm(args) -> int:
     if args.json:
         print(json.dumps({"program": str(args.program), "manifest": manifest, "steps": rows}))
         return 0
-    cols = ["step", "name", "op", "kind", "post", "map", "T", "cin", "cout", "groups", "weights", "bias", "shift",
-            "thresholds", "input", "output"]
     table = Table(title=f"{args.program}" + (f" (hardware {manifest['hardware_hash'][:12]}, format "
                                               f"{manifest['format_version']})" if manifest else ""))
-    for c in cols:
-        table.add_column(c, justify="right" if c in ("step", "T", "cin", "cout", "groups", "bias", "shift") else "left")
+    for c in ("step", "name", "op", "map x T", "channels", "weights (shift)", "bias", "thr", "in -> out"):
+        table.add_column(c, no_wrap=True, justify="right" if c in ("step", "bias", "thr") else "left")
     for r in rows:
-        table.add_row(*(str(r.get(c, "")) for c in cols))
+        op = " ".join(str(r[k]) for k in ("op", "kind", "post") if r.get(k))
+        chans = f"{r['cin']} -> {r['cout']} ({r['groups']}g)" if "cout" in r else \
+            (f"{r['cin']} ({r['groups']}g)" if "cin" in r else "")
+        weights = f"{r['weights']} (<<{r['shift']})" if "weights" in r else ""
+        table.add_row(str(r["step"]), r["name"], op, f"{r['map']} x {r['T']}" if "map" in r else "", chans, weights,
+                      str(r.get("bias", "")), str(r.get("thresholds", "")),
+                      f"{r['input']} -> {r['output']}" if "input" in r else "")
     _out().print(table)
     return 0
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,10 +50,46 @@ def image_beats(top: Accelerator, pixels: torch.Tensor) -> list[list[int]]:
     return [[b["space"], b["addr"], b["data"]] for b in beats]
 
 
+class _LogProgress:
+    """Reports the bench's ``image k/N done`` lines (written to its log) while the simulation runs."""
+
+    def __init__(self, log: Path, progress):
+        self.log, self.progress = log, progress
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.log.unlink(missing_ok=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _watch(self):
+        last = None
+        while not self.stop.wait(1.0):
+            try:
+                lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if " done (" in ln]
+            except OSError:
+                continue
+            if lines and lines[-1] != last:
+                last = lines[-1]
+                self.progress(last.strip())
+
+
+def _stderr_progress(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
+
+
 def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilator",
-            build_root: Path | None = None, waves: bool = False, progress=None) -> dict:
+            build_root: Path | None = None, waves: bool = False, progress=_stderr_progress) -> dict:
     """Run ``images [B, C, H, W]`` through the accelerator RTL. Returns ``{"images": [{"logits",
-    "counters", "layers"}], "build_s", "run_s"}``; raises :class:`BuildError` or ``AssertionError``."""
+    "counters", "layers"}], "total_s", "log", "build_dir"}``; raises :class:`BuildError` or ``AssertionError``.
+    ``progress(line)`` gets the bench's per-image progress lines (default: printed to stderr)."""
     missing = simulator_missing(simulator)
     if missing:
         raise BuildError(missing)
@@ -74,11 +112,12 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
     job_file, result_file = build_dir / f"job-{run_id}.json", build_dir / f"result-{run_id}.json"
     job_file.write_text(json.dumps(job))
     result_file.unlink(missing_ok=True)
-    tests, failed = cocotb_run("accelerator", vfile, build_dir, simulator, BENCH, run_id,
-                               {"SPIKEFORGE_JOB": str(job_file), "SPIKEFORGE_RESULT": str(result_file)}, waves)
+    log = build_dir / f"run-{run_id}.log"
+    with _LogProgress(log, progress):
+        tests, failed = cocotb_run("accelerator", vfile, build_dir, simulator, BENCH, run_id,
+                                   {"SPIKEFORGE_JOB": str(job_file), "SPIKEFORGE_RESULT": str(result_file)}, waves)
     total_s = time.time() - t0
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
-    log = build_dir / f"run-{run_id}.log"
     if result.get("error") or failed or not tests:
         raise AssertionError(f"{simulator}: accelerator run failed: {result.get('error') or 'see log'} (log: {log})")
     images_out = []
@@ -98,6 +137,9 @@ def _golden_sops(compiled: Compiled, trace: golden.Trace) -> dict[str, int]:
     by_name = {l.name: l for l in trace.layers}
     out = {}
     for d in compiled.program:
+        if d.op == OPS["SDSA"]:
+            out[d.name] = by_name[d.name].sops   # K AND V set bits counted
+            continue
         if d.op != OPS["CONV"] or d.kind == KINDS["pixel3x3"]:
             continue
         if d.name.endswith(".attn.qkv"):

@@ -31,8 +31,59 @@ def test_info_json(name, params):
 
 
 def test_demo_prints_table():
-    out = run("demo").stdout
+    proc = run("demo", "--rtl-images", "2", "--json")
+    out = proc.stdout
     assert "accuracy (float model)" in out and "accuracy (integer golden, 8-bit)" in out and "digits-tiny" in out
+    assert "logits equal to the golden model" in out and "2 of 2" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["rtl"]["images"] == 2 and summary["rtl"]["mismatches"] == 0
+    assert summary["rtl"]["cycles_per_inference"] >= summary["rtl"]["bound_cycles"] > 0
+
+
+@pytest.fixture(scope="module")
+def qmodel_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("q") / "m8.sfq"
+    run("quantize", "--out", str(path), "--json")
+    return path
+
+
+def test_generate_accelerator_and_disasm(qmodel_file, tmp_path):
+    out = json.loads(run("generate", str(qmodel_file), "--lanes", "16", "--out", str(tmp_path), "--json").stdout)
+    for key in ("verilog", "program", "weights", "biases", "thresholds", "manifest"):
+        assert (tmp_path / out[key].split("/")[-1]).is_file(), key
+    assert "module accelerator" in (tmp_path / "accelerator.v").read_text()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["hardware_hash"] == out["hardware_hash"] and manifest["hardware"]["lanes"] == 16
+    listing = json.loads(run("disasm", str(tmp_path / "program.bin"), "--json").stdout)
+    steps = {s["name"]: s for s in listing["steps"]}
+    assert steps["sps.conv3"]["op"] == "CONV" and steps["sps.conv3"]["post"] == "U_MAXPOOL"
+    assert steps["block.0.attn.qkv"]["cout"] == 96 and steps["end"]["op"] == "END"
+    table = run("disasm", str(tmp_path / "program.bin")).stdout
+    assert "block.0.attn.sdsa" in table and "SDSA" in table
+
+
+def test_sim_json_reports_layers(qmodel_file):
+    out = json.loads(run("sim", str(qmodel_file), "--images", "2", "--json").stdout)
+    assert out["images"] == 2 and out["mismatches"] == 0 and out["sop_mismatches"] == 0
+    assert 0 < out["utilization"] <= 1 and out["cycles_per_inference"] >= out["bound_cycles"]
+    names = [l["name"] for l in out["layers"]]
+    assert names[0] == "sps.conv0" and names[-1] == "head"
+    assert set(out["layers"][0]) >= {"name", "cycles", "bound_cycles", "events", "sops"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "{q}", "--out", "{tmp}", "--max-channels", "64"],
+     "layer block.0.attn.qkv: output channels 96 exceeds the hardware's max_channels = 64"),
+    (["generate", "{q}", "--block", "lif_array", "--out", "{tmp}"], "either QMODEL"),
+    (["sim", "{q}", "--images", "0"], "--images must be in 1..360, got 0"),
+    (["eval", "--backend", "rtl"], "--backend rtl needs a quantized model file"),
+    (["disasm", "{tmp}/nothing.bin"], "no such program file"),
+])
+def test_accelerator_command_errors(qmodel_file, tmp_path, args, message):
+    args = [a.format(q=qmodel_file, tmp=tmp_path) for a in args]
+    proc = run(*args, ok=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "program.bin").exists()
 
 
 def test_train_writes_loadable_checkpoint(tmp_path):

@@ -122,8 +122,15 @@ def _accumulation(block: str, params, n, rng, g) -> Scenario:
     bias = _rand_int(g, bias_bits, (c_out,))
     n_groups = _groups(c_out, p)
     sc = Scenario(block, params, transactions=n, config={"n_groups": n_groups, "weight_shift": shift})
-    sc.writes["weight_write"] = [{"addr": a, "data": d} for a, d in dut.weight_rows(w.tolist())]
-    sc.writes["bias_write"] = [{"addr": a, "data": d} for a, d in dut.bias_rows(bias.tolist())]
+    weight_rows, bias_rows = dut.weight_rows(w.tolist()), dut.bias_rows(bias.tolist())
+    if block == "sparse_accumulator":
+        # Place the layer at the top of the memories, groups C_in rows apart (as the accelerator does).
+        wbase, bbase = acc.weight_depth - n_groups * c_in, acc.bias_depth - n_groups
+        sc.config.update(weight_base=wbase, n_columns=c_in, bias_base=bbase)
+        weight_rows = [(wbase + (a // acc.in_capacity) * c_in + a % acc.in_capacity, d) for a, d in weight_rows]
+        bias_rows = [(bbase + a, d) for a, d in bias_rows]
+    sc.writes["weight_write"] = [{"addr": a, "data": d} for a, d in weight_rows]
+    sc.writes["bias_write"] = [{"addr": a, "data": d} for a, d in bias_rows]
     spikes = torch.stack([_spike_tensor(g, (c_in,), _rates(rng)) for _ in range(n)])
     sums = golden.sparse_accumulate(spikes, _pad_channels(w, p), _pad_channels(bias, p),
                                     acc_bits=acc.acc_bits, weight_shift=shift)

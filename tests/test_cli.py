@@ -99,7 +99,7 @@ def test_train_writes_loadable_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["info", "imagenet-1-1"], "unknown config 'imagenet-1-1'; known configs:"),
-    (["eval", "--backend", "rtl"], "backend 'rtl' is not available yet"),
+    (["eval", "--backend", "nope"], "unknown backend 'nope' (available: float, golden, rtl)"),
     (["eval", str(REFERENCE / "timm_checkpoint.pth.tar")], "name one with --config"),
     (["eval", str(REFERENCE / "timm_checkpoint.pth.tar"), "--config", "digits-tiny"],
      "key 'patch_embed.proj_conv.weight' has shape [2, 1, 3, 3], the config expects [4, 1, 3, 3]"),

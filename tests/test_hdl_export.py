@@ -35,7 +35,7 @@ def test_generate_writes_verilog_and_a_port_table_that_agree(tmp_path, capsys):
     (["--block", "lif_array", "--set", "v_bits", "--out", "x"], "expected KEY=VALUE"),
     (["--block", "lif_array", "--set", "v_bits=wide", "--out", "x"], "v_bits must be an integer"),
     (["--block", "lif_array", "--set", "bogus=1", "--out", "x"], "has no parameter bogus"),
-    (["--block", "lif_array"], "needs --block NAME and --out DIR"),
+    (["--block", "lif_array"], "needs QMODEL or --block NAME, and --out DIR"),
 ])
 def test_generate_refuses_bad_input_without_writing(tmp_path, capsys, argv, message):
     argv = [a if a != "x" else str(tmp_path / "out") for a in argv]

@@ -16,6 +16,9 @@ TokenSum            sum over tokens (GAP)                              ``token_s
 ShortcutAdder       membrane shortcut U + X                            ``shortcut_add``
 ==================  =================================================  =========================
 
+The whole-model overlay, :class:`~spikeforge.hdl.accelerator.Accelerator`, puts the engines
+together behind a sequencer that runs a compiled program (``docs/accelerator.md``).
+
 :data:`BLOCKS` maps the block names of ``spikeforge generate --block`` to their classes;
 :func:`make_block` builds one from keyword parameters with a clear error for unknown ones.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 
+from .accelerator import Accelerator
 from .lif_array import LIFArray
 from .reduce import LaneReducer, MaxPool, OrPool, TokenSum, pool3x3s2_windows
 from .sdsa_unit import SDSAUnit
@@ -33,7 +37,7 @@ from .spike_encoder import SpikeEncoder
 from .synaptic_engine import SynapticEngine
 
 __all__ = [
-    "BLOCKS", "make_block", "block_parameters",
+    "BLOCKS", "make_block", "block_parameters", "Accelerator",
     "SpikeEncoder", "SparseAccumulator", "SynapticEngine", "LIFArray", "SDSAUnit",
     "LaneReducer", "MaxPool", "OrPool", "TokenSum", "ShortcutAdder", "pool3x3s2_windows",
 ]

@@ -201,6 +201,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         "cycles_over_bound": cycles / bound if bound else None,
         "utilization": sops / (p * cycles) if cycles else 0.0,
         "lanes": p,
+        "engine_counters": {k: sum(img["counters"][k] for img in rtl["images"]) / n for k in rtl["images"][0]["counters"]},
         "event_driven": compiled.hardware.event_driven,
         "simulator": simulator,
         "sim_seconds": rtl["total_s"],

@@ -159,14 +159,18 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
     b.need(model, "classes", cfg["num_classes"], hw.max_classes, "max_classes")
     if qm.shift != 1:
         raise CapacityError(f"{model}: LIF leak shift {qm.shift} (tau = 2**shift); the hardware's LIFs use shift 1")
-    for i in range(3):
-        if stat[i] == "1":
-            raise CapacityError(f"layer sps.conv{i}: an OR-pool after SPS stage {i} (pooling_stat "
-                                f"{stat!r}) is not supported by this accelerator yet")
     gc = _groups(c, p)
+
+    def pooled(hh, ww):
+        return (hh - 1) // 2 + 1, (ww - 1) // 2 + 1
+
+    # SPS maps: stage i runs on maps[i]; a "1" in pooling_stat halves the map after the stage.
+    maps = [(h, wd)]
+    for i in range(3):
+        maps.append(pooled(*maps[-1]) if stat[i] == "1" else maps[-1])
+    ht, wt = pooled(*maps[3]) if stat[3] == "1" else maps[3]
     # spike-buffer regions (rows are position-major, time-minor: row = base + pos * T + t)
     hwt = h * wd * T
-    ht, wt = ((h - 1) // 2 + 1, (wd - 1) // 2 + 1) if stat[3] == "1" else (h, wd)
     n_tok = ht * wt
     assert n_tok == config_tokens(cfg)
     sps_a, sps_b = 0, hwt
@@ -208,10 +212,21 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
         b.program.append(d)
 
     sps = [c // 8, c // 4, c // 2, c]
-    conv("sps.conv0", "pixel3x3", ci, sps[0], 0, h, wd, "LIF", sps_a, "sps.lif0", steps=1)
-    conv("sps.conv1", "3x3", sps[0], sps[1], sps_a, h, wd, "LIF", sps_b, "sps.lif1")
-    conv("sps.conv2", "3x3", sps[1], sps[2], sps_b, h, wd, "LIF", sps_a, "sps.lif2")
-    conv("sps.conv3", "3x3", sps[2], c, sps_a, h, wd, "U_MAXPOOL" if stat[3] == "1" else "U_WRITE",
+    cur, other = sps_a, sps_b     # the region holding the current stage's input, and the free one
+    for i in range(3):
+        mh, mw = maps[i]
+        if i == 0:
+            conv("sps.conv0", "pixel3x3", ci, sps[0], 0, mh, mw, "LIF", cur, "sps.lif0", steps=1)
+        else:
+            conv(f"sps.conv{i}", "3x3", sps[i - 1], sps[i], cur, mh, mw, "LIF", other, f"sps.lif{i}")
+            cur, other = other, cur
+        if stat[i] == "1":
+            ph, pw = maps[i + 1]
+            b.program.append(Descriptor(name=f"sps.pool{i}", op=OPS["POOL_OR"], height=mh, width=mw, steps=T,
+                                        cin=sps[i], cout=sps[i], in_base=cur, out_base=other, row_stride=mw * T,
+                                        out_height=ph, out_width=pw))
+            cur, other = other, cur
+    conv("sps.conv3", "3x3", sps[2], c, cur, *maps[3], "U_MAXPOOL" if stat[3] == "1" else "U_WRITE",
          out_h=ht, out_w=wt)
     lif_u("sps.lif3", reg_c)
     conv("sps.rpe", "3x3", c, c, reg_c, ht, wt, "U_ADD")

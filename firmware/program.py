@@ -30,7 +30,7 @@ FIELDS = (
 )
 
 #: ``op``: what the step does.
-OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4}
+OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4, "POOL_OR": 5}
 #: ``kind`` of a CONV: its input and window.
 KINDS = {"1x1": 0, "3x3": 1, "pixel3x3": 2}
 #: ``post``: what happens to each group of P accumulator sums (or U values, token sums).

@@ -527,7 +527,7 @@ class Accelerator(wiring.Component):
                         with m.Else():
                             m.d.sync += pt.eq(0)
                             next_position()
-        with m.If(go & (d.op != OPS["SDSA"])):
+        with m.If(go & (d.op != OPS["SDSA"]) & (d.op != OPS["POOL_OR"])):
             m.d.sync += [post_active.eq(1), py.eq(0), px.eq(0), pt.eq(0), pg.eq(0), ty.eq(0), tx.eq(0),
                          urow.eq(0), ybase.eq(0), xbase.eq(0), tgu.eq(0), orow.eq(d.out_base)]
 
@@ -647,12 +647,68 @@ class Accelerator(wiring.Component):
         with m.If(go & (d.op == OPS["SDSA"])):
             m.d.sync += [so_row.eq(0), so_t.eq(0), so_g.eq(0)]
 
+        # ------------------------------------------------------------------ OR-pool (POOL_OR)
+        # 3x3 / stride 2 / pad 1 max-pool of a spike map, an OR over the window: loops (i, j) pooled
+        # position, t, tap; one whole row (all channels) per read, one write per pooled row.
+        po_active = Signal()
+        po_i, po_j, po_t = Signal(16), Signal(16), Signal(16)
+        po_dy, po_dx = Signal(2), Signal(2)
+        po_base = Signal(range(hw.spike_rows + 1))      # (2i * W + 2j) * T
+        po_ibase = Signal(range(hw.spike_rows + 1))     # 2i * W * T
+        po_orow = Signal(range(hw.spike_rows + 1))
+        po_y = Signal(signed(18))
+        po_x = Signal(signed(18))
+        m.d.comb += [po_y.eq((po_i << 1) + po_dy - 1), po_x.eq((po_j << 1) + po_dx - 1)]
+        po_last_tap = Signal()
+        m.d.comb += po_last_tap.eq((po_dy == 2) & (po_dx == 2))
+        po_b_valid, po_b_in, po_b_first, po_b_last = Signal(), Signal(), Signal(), Signal()
+        po_b_row = Signal.like(po_orow)
+        po_acc = Signal(W)
+        po_new = Signal(W)
+        with m.If(d.op == OPS["POOL_OR"]):
+            oy = Mux(po_dy == 0, -d.row_stride, Mux(po_dy == 1, 0, d.row_stride))
+            ox = Mux(po_dx == 0, -d.steps, Mux(po_dx == 1, 0, d.steps))
+            m.d.comb += spk_rd.addr.eq(d.in_base + po_base + po_t + oy + ox)
+        m.d.sync += po_b_valid.eq(po_active)
+        with m.If(po_active):
+            m.d.sync += [po_b_in.eq((po_y >= 0) & (po_y < d.height) & (po_x >= 0) & (po_x < d.width)),
+                         po_b_first.eq((po_dy == 0) & (po_dx == 0)), po_b_last.eq(po_last_tap),
+                         po_b_row.eq(po_orow)]
+            with m.If(po_last_tap):
+                m.d.sync += [po_dy.eq(0), po_dx.eq(0), po_orow.eq(po_orow + 1)]
+                with m.If(po_t + 1 < d.steps):
+                    m.d.sync += po_t.eq(po_t + 1)
+                with m.Else():
+                    m.d.sync += po_t.eq(0)
+                    with m.If(po_j + 1 < d.out_width):
+                        m.d.sync += [po_j.eq(po_j + 1), po_base.eq(po_base + (d.steps << 1))]
+                    with m.Else():
+                        m.d.sync += [po_j.eq(0), po_base.eq(po_ibase + (d.row_stride << 1)),
+                                     po_ibase.eq(po_ibase + (d.row_stride << 1))]
+                        with m.If(po_i + 1 < d.out_height):
+                            m.d.sync += po_i.eq(po_i + 1)
+                        with m.Else():
+                            m.d.sync += po_active.eq(0)
+            with m.Elif(po_dx == 2):
+                m.d.sync += [po_dx.eq(0), po_dy.eq(po_dy + 1)]
+            with m.Else():
+                m.d.sync += po_dx.eq(po_dx + 1)
+        with m.If(go & (d.op == OPS["POOL_OR"])):
+            m.d.sync += [po_active.eq(1), po_i.eq(0), po_j.eq(0), po_t.eq(0), po_dy.eq(0), po_dx.eq(0),
+                         po_base.eq(0), po_ibase.eq(0), po_orow.eq(d.out_base)]
+        m.d.comb += po_new.eq(Mux(po_b_first, 0, po_acc) | Mux(po_b_in, spk_rd.data & in_mask, 0))
+        with m.If(po_b_valid):
+            m.d.sync += po_acc.eq(po_new)
+
         with m.If(go):   # after every increment above: a new step starts its counts from 0
             m.d.sync += [c.eq(0) for c in layer_cnt]
 
         # ------------------------------------------------------------------ spike-buffer writes
         en_bits = W // p
-        with m.If(d.op == OPS["SDSA"]):
+        with m.If(d.op == OPS["POOL_OR"]):
+            m.d.comb += [spk_wr.addr.eq(po_b_row), spk_wr.data.eq(po_new),
+                         spk_wr.en.eq(Mux(po_b_valid & po_b_last, (1 << en_bits) - 1, 0))]
+        with m.Elif(d.op == OPS["SDSA"]):
             m.d.comb += [spk_wr.addr.eq(d.out_base + so_row),
                          spk_wr.data.eq(sdsa.o.payload.spikes.replicate(en_bits)),
                          spk_wr.en.eq(Mux(sdsa.o.valid, Const(1, en_bits) << so_g[:max(1, en_bits.bit_length())], 0))]
@@ -661,8 +717,13 @@ class Accelerator(wiring.Component):
                          spk_wr.en.eq(Mux(s2 & is_lif, Const(1, en_bits) << s2_g[:max(1, en_bits.bit_length())], 0))]
 
         # ------------------------------------------------------------------ step completion
-        m.d.comb += step_done.eq(Mux(d.op == OPS["SDSA"], ~sd_active & (so_t >= d.steps) & ~go,
-                                     ~post_active & ~s2 & ~go))
+        with m.Switch(d.op):
+            with m.Case(OPS["SDSA"]):
+                m.d.comb += step_done.eq(~sd_active & (so_t >= d.steps) & ~go)
+            with m.Case(OPS["POOL_OR"]):
+                m.d.comb += step_done.eq(~po_active & ~po_b_valid & ~go)
+            with m.Default():
+                m.d.comb += step_done.eq(~post_active & ~s2 & ~go)
 
         # ------------------------------------------------------------------ read map
         lc_rd = lc_mem.read_port(domain="comb")

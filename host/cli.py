@@ -389,6 +389,9 @@ def cmd_disasm(args) -> int:
                        input=f"rows@{d.in_base}" if d.kind != KINDS["pixel3x3"] else "pixels",
                        output=f"rows@{d.out_base}" if d.post == POSTS["LIF"] else ("U" if d.post != POSTS["LOGITS"]
                                                                                   else "logits"))
+        elif op == "POOL_OR":
+            row.update(map=f"{d.height}x{d.width} -> {d.out_height}x{d.out_width}", T=d.steps, cin=d.cin, groups=d.groups,
+                       input=f"rows@{d.in_base}", output=f"rows@{d.out_base}")
         elif op in ("LIF_U", "GAP", "SDSA"):
             row.update(map=f"{d.height}x{d.width}", T=d.steps, cin=d.cin, groups=d.groups,
                        thresholds=d.th_base if op != "SDSA" else "",

@@ -75,6 +75,17 @@ def test_one_hardware_runs_two_models(qmodel8, micro, digits):
         _check(simulate(qm, compiled, pixels, labels), 2)
 
 
+@pytest.mark.parametrize("pooling", ["0011", "1111"])
+def test_or_pooled_models_equal_golden(qmodel8, digits, pooling):
+    """OR-pools after SPS stages (CIFAR's 0011, ImageNet's 1111 pooling) on calibrated 8x8 models."""
+    _need()
+    qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": pooling}, seed=2, data=digits), 8)
+    pixels, labels = _images(digits, 20, 2)
+    report = simulate(qm, compile_model(qm, hardware_for(qm)), pixels, labels)
+    _check(report, 2)
+    assert any(l["name"].startswith("sps.pool") for l in report["layers"])
+
+
 def test_the_comparison_can_fail(qmodel8, digits):
     """A weight image that differs from the golden model's by one weight gives mismatching logits."""
     _need()

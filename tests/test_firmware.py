@@ -83,10 +83,17 @@ def test_a_model_that_does_not_fit_is_refused_by_name(qmodel8, override, match):
         compile_model(qmodel8, small)
 
 
-def test_or_pool_in_early_stages_is_refused(qmodel8):
-    qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": "0011"}, seed=0), 8)
-    with pytest.raises(CapacityError, match=r"sps\.conv2: an OR-pool after SPS stage 2"):
-        hardware_for(qm)
+def test_or_pools_become_pool_steps(qmodel8):
+    qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": "1011"}, seed=0), 8)
+    c = compile_model(qm, hardware_for(qm))
+    steps = {d.name: d for d in c.program}
+    assert [d.name for d in c.program][:6] == ["sps.conv0", "sps.pool0", "sps.conv1", "sps.conv2", "sps.pool2",
+                                               "sps.conv3"]
+    p0 = steps["sps.pool0"]
+    assert p0.op == OPS["POOL_OR"] and (p0.height, p0.width, p0.out_height, p0.out_width) == (8, 8, 4, 4)
+    # the pool reads what the conv wrote and writes what the next conv reads
+    assert p0.in_base == steps["sps.conv0"].out_base and steps["sps.conv1"].in_base == p0.out_base != p0.in_base
+    assert (steps["sps.conv1"].height, steps["sps.conv3"].height, steps["sps.rpe"].height) == (4, 2, 1)
 
 
 def test_hardware_config_checks_its_fields():

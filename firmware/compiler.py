@@ -22,8 +22,8 @@ from spikeforge.model.golden import signed_range
 
 from spikeforge.model.files import atomic_write_bytes
 
-from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2, pack_program, \
-    unpack_program
+from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2, pack_lanes, \
+    pack_program, unpack_program
 
 __all__ = ["CapacityError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
            "memory_images", "save_compiled", "load_program", "IMAGE_FILES"]
@@ -296,10 +296,7 @@ IMAGE_FILES = {"program": "program.bin", "weights": "weights.bin", "biases": "bi
 
 
 def _row_bytes(lanes: list[int], bits: int) -> bytes:
-    value = 0
-    for i, v in enumerate(lanes):
-        value |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return value.to_bytes(-(-len(lanes) * bits // 8), "little")
+    return pack_lanes(lanes, bits).to_bytes(-(-len(lanes) * bits // 8), "little")
 
 
 def memory_images(compiled: Compiled) -> dict[str, bytes]:

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
-           "pack_program", "unpack_program", "ceil_log2"]
+           "pack_program", "unpack_program", "pack_lanes", "ceil_log2"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -177,6 +177,14 @@ class Descriptor:
         if len(words) != len(FIELDS):
             raise ValueError(f"a descriptor has {len(FIELDS)} words, got {len(words)}")
         return cls(name=name, **dict(zip(FIELDS, (int(w) for w in words))))
+
+
+def pack_lanes(values, bits: int) -> int:
+    """P signed lane values as one row integer: lane ``i`` (two's complement, ``bits`` wide) at bit ``i * bits``."""
+    out = 0
+    for i, v in enumerate(values):
+        out |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return out
 
 
 def pack_program(descs: list[Descriptor]) -> bytes:

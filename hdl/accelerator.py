@@ -44,7 +44,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig
+from spikeforge.firmware.program import FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, pack_lanes
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -110,11 +110,7 @@ class Accelerator(wiring.Component):
 
     def pack_lanes(self, space: str, values: list[int]) -> int:
         """P signed lane values -> the row integer of ``space`` (weights, biases or thresholds)."""
-        bits = self.row_bits[space] // self.hw.lanes
-        out = 0
-        for i, v in enumerate(values):
-            out |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-        return out
+        return pack_lanes(values, self.row_bits[space] // self.hw.lanes)
 
     # ---------------------------------------------------------------------------------- gateware
 

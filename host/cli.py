@@ -358,12 +358,18 @@ def _generate_accelerator(args) -> int:
     result = {"model": str(path), "verilog": str(vpath), **{k: str(v) for k, v in files.items()},
               "hardware": compiled.hardware.as_dict(), "hardware_hash": compiled.manifest["hardware_hash"],
               "capacities_used": compiled.manifest["capacities_used"]}
+    if args.synth:
+        from spikeforge.hdl.export import synthesize_component
+
+        _err.print("synthesising for ECP5 with Yosys (about a minute) ...")
+        result["ecp5_cells"] = synthesize_component(Accelerator(compiled.hardware), "accelerator")
     if args.json:
         print(json.dumps(result))
         return 0
     rows = [("Verilog", str(vpath))] + [(k, str(v)) for k, v in files.items()]
     rows += [("hardware hash", result["hardware_hash"][:16])]
     rows += [(k, f"{v:,} of {getattr(compiled.hardware, k):,}") for k, v in result["capacities_used"].items()]
+    rows += [(f"ECP5 {k}", f"{v:,}") for k, v in result.get("ecp5_cells", {}).items() if not k.startswith("$")]
     _out().print(_kv_table(f"accelerator for {path.name}", rows))
     return 0
 
@@ -647,12 +653,14 @@ def _rtl_args(s) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spikeforge.hdl.export import SynthesisError
     from spikeforge.model.checkpoint import CheckpointError
+    from spikeforge.sim.runner import BuildError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, CheckpointError, ValueError, OverflowError) as exc:
+    except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError) as exc:
         _err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyError as exc:  # unknown config names

@@ -88,7 +88,7 @@ def _stderr_progress(line: str) -> None:
 def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilator",
             build_root: Path | None = None, waves: bool = False, progress=_stderr_progress) -> dict:
     """Run ``images [B, C, H, W]`` through the accelerator RTL. Returns ``{"images": [{"logits",
-    "counters", "layers"}], "total_s", "log", "build_dir"}``; raises :class:`BuildError` or ``AssertionError``.
+    "counters", "layers"}], "total_s", "log", "build_dir"}``; raises :class:`BuildError` when the build or the run fails.
     ``progress(line)`` gets the bench's per-image progress lines (default: printed to stderr)."""
     missing = simulator_missing(simulator)
     if missing:
@@ -119,7 +119,7 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
     total_s = time.time() - t0
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     if result.get("error") or failed or not tests:
-        raise AssertionError(f"{simulator}: accelerator run failed: {result.get('error') or 'see log'} (log: {log})")
+        raise BuildError(f"{simulator}: accelerator run failed: {result.get('error') or 'see log'} (log: {log})")
     images_out = []
     for img in result["images"]:
         layers = img["layers"]

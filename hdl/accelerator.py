@@ -187,13 +187,14 @@ class Accelerator(wiring.Component):
         is_pixel = Signal()
         m.d.comb += [is_conv.eq(d.op == OPS["CONV"]), is_pixel.eq(d.kind == KINDS["pixel3x3"])]
 
+        error = Signal()                # the last run met an unknown op or no END
         counters = {n: Signal(32, name=f"count_{n}") for n in COUNTERS}
         layer_cnt = [Signal(32, name=f"layer_{n}") for n in LAYER_COUNTERS]
 
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [pc.eq(0), self.done.eq(0), *[c.eq(0) for c in counters.values()]]
+                    m.d.sync += [pc.eq(0), self.done.eq(0), error.eq(0), *[c.eq(0) for c in counters.values()]]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.busy.eq(1)
@@ -201,8 +202,10 @@ class Accelerator(wiring.Component):
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d.eq(prog_rd.data)
-                with m.If(prog_rd.data.op == OPS["END"]):
-                    m.d.sync += self.done.eq(1)
+                bad = (prog_rd.data.op > max(OPS.values())) | (pc >= hw.program_rows)
+                with m.If((prog_rd.data.op == OPS["END"]) | bad):
+                    # an unknown op or a program without END stops the run with the error flag set
+                    m.d.sync += [self.done.eq(1), error.eq(bad)]
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "START"
@@ -740,7 +743,7 @@ class Accelerator(wiring.Component):
         with m.Elif(ra == READ_MAP["format"]):
             m.d.comb += self.read_data.eq(FORMAT_VERSION)
         with m.Elif(ra == READ_MAP["status"]):
-            m.d.comb += self.read_data.eq(Cat(self.busy, self.done))
+            m.d.comb += self.read_data.eq(Cat(self.busy, self.done, error))
         with m.Elif(ra >= READ_MAP["layers"]):
             with m.Switch(ra[:2]):
                 for i in range(len(LAYER_COUNTERS)):

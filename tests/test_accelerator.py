@@ -105,3 +105,53 @@ def test_accelerator_on_icarus_equals_golden(qmodel8, digits):
     _need("icarus")
     pixels, labels = _images(digits, 7, 1)
     _check(simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels, "icarus"), 1)
+
+
+def test_sequencer_stops_on_an_unknown_op_and_identifies_itself(qmodel8):
+    """Amaranth simulation of the top: identity words, END, and an unknown op that sets ``error``."""
+    from amaranth.sim import Simulator
+
+    from spikeforge.firmware.program import FORMAT_VERSION, Descriptor
+    from spikeforge.hdl.accelerator import READ_MAP, Accelerator
+
+    hw = hardware_for(qmodel8)
+    top = Accelerator(hw)
+    seen = {}
+
+    async def bench(ctx):
+        async def load(descs):
+            for row, desc in enumerate(descs):
+                value = sum(w << (32 * k) for k, w in enumerate(desc.words()))
+                for beat in top.write_words("program", row, value):
+                    for k, v in beat.items():
+                        ctx.set(getattr(top.write.payload, k), v)
+                    ctx.set(top.write.valid, 1)
+                    await ctx.tick()
+            ctx.set(top.write.valid, 0)
+
+        async def run():
+            ctx.set(top.start, 1)
+            await ctx.tick()
+            ctx.set(top.start, 0)
+            for cycle in range(50):
+                if ctx.get(top.done):
+                    ctx.set(top.read_addr, READ_MAP["status"])
+                    return cycle, ctx.get(top.read_data)
+                await ctx.tick()
+            return None, None
+
+        for name in ("hw_id", "format"):
+            ctx.set(top.read_addr, READ_MAP[name])
+            seen[name] = ctx.get(top.read_data)
+        await load([Descriptor(name="end")])
+        seen["end"] = await run()
+        await load([Descriptor(name="bad", op=9)])
+        seen["bad"] = await run()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["hw_id"] == int(hw.config_hash()[:8], 16) and seen["format"] == FORMAT_VERSION
+    assert seen["end"][0] is not None and seen["end"][1] == 0b010      # done, no error
+    assert seen["bad"][0] is not None and seen["bad"][1] == 0b110      # done, error

@@ -40,7 +40,10 @@ overlapped with reading its input and writing its output (measured per layer by 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -69,6 +72,44 @@ _FIFO_DEPTH = 4
 
 def _words(bits: int) -> int:
     return -(-bits // 32)
+
+
+#: Extra work of a loop step: synchronous statements, or a function that adds them (conditional ones).
+_Hook = Callable[[], None] | list | None
+
+
+@dataclass
+class _Loop:
+    """One counter of a loop nest: ``counter`` runs ``0 .. limit - 1``; ``on_step`` / ``on_wrap`` run
+    when it increments / wraps back to 0."""
+
+    counter: Value
+    limit: Value
+    on_step: _Hook = None
+    on_wrap: _Hook = None
+
+
+def _run_hook(m: Module, hook: _Hook) -> None:
+    if callable(hook):
+        hook()
+    elif hook:
+        m.d.sync += hook
+
+
+def _step_loops(m: Module, loops: list[_Loop], done: _Hook = None) -> None:
+    """Statements that advance a loop nest by one iteration, innermost loop first: a counter that
+    reaches its limit wraps to 0 and carries into the next; ``done`` runs when the outermost wraps."""
+    loop = loops[0]
+    with m.If(loop.counter + 1 < loop.limit):
+        m.d.sync += loop.counter.eq(loop.counter + 1)
+        _run_hook(m, loop.on_step)
+    with m.Else():
+        m.d.sync += loop.counter.eq(0)
+        _run_hook(m, loop.on_wrap)
+        if len(loops) > 1:
+            _step_loops(m, loops[1:], done)
+        else:
+            _run_hook(m, done)
 
 
 class Accelerator(wiring.Component):
@@ -293,19 +334,10 @@ class Accelerator(wiring.Component):
             m.d.sync += [b_in_map.eq(in_map), b_last.eq(last_tap), b_base.eq(tap_base)]
             # advance the loops
             with m.If(last_tap):
-                m.d.sync += [dy.eq(Mux(one_tap, 1, 0)), dx.eq(Mux(one_tap, 1, 0)), tap_base.eq(0)]
-                with m.If(st + 1 < d.steps):
-                    m.d.sync += [st.eq(st + 1), rowc.eq(rowc + 1)]
-                with m.Else():
-                    m.d.sync += [st.eq(0), rowc.eq(rowc + 1)]
-                    with m.If(sx + 1 < d.width):
-                        m.d.sync += sx.eq(sx + 1)
-                    with m.Else():
-                        m.d.sync += sx.eq(0)
-                        with m.If(sy + 1 < d.height):
-                            m.d.sync += sy.eq(sy + 1)
-                        with m.Else():
-                            m.d.sync += src_active.eq(0)
+                m.d.sync += [dy.eq(Mux(one_tap, 1, 0)), dx.eq(Mux(one_tap, 1, 0)), tap_base.eq(0),
+                             rowc.eq(rowc + 1)]
+                _step_loops(m, [_Loop(st, d.steps), _Loop(sx, d.width), _Loop(sy, d.height)],
+                            done=[src_active.eq(0)])
             with m.Else():
                 m.d.sync += tap_base.eq(tap_base + d.cin)
                 with m.If(dx == 2):
@@ -361,45 +393,18 @@ class Accelerator(wiring.Component):
             m.d.sync += counters["reader_busy"].eq(counters["reader_busy"] + 1)
             m.d.sync += [ur_b_first.eq((ury == 0) & (urx == 0)), ur_b_last.eq(ur_pos_last), ur_b_group.eq(ur_g)]
 
-            def next_pos():
-                with m.If(urx + 1 < d.width):
-                    m.d.sync += urx.eq(urx + 1)
-                with m.Else():
-                    m.d.sync += urx.eq(0)
-                    with m.If(ury + 1 < d.height):
-                        m.d.sync += ury.eq(ury + 1)
-                    with m.Else():
-                        m.d.sync += ury.eq(0)
-
+            next_row = [ur_addr.eq(ur_addr + d.u_pos_stride)]
+            next_tg = [ur_addr.eq(ur_tg + 1), ur_tg.eq(ur_tg + 1)]
+            finish = [ur_active.eq(0)]
             with m.If(is_gap):
                 # (t, g) outer, position inner
-                with m.If(ur_pos_last):
-                    m.d.sync += [ury.eq(0), urx.eq(0), ur_addr.eq(ur_tg + 1), ur_tg.eq(ur_tg + 1)]
-                    with m.If(ur_g + 1 < d.u_groups):
-                        m.d.sync += ur_g.eq(ur_g + 1)
-                    with m.Else():
-                        m.d.sync += ur_g.eq(0)
-                        with m.If(ur_t + 1 < d.steps):
-                            m.d.sync += ur_t.eq(ur_t + 1)
-                        with m.Else():
-                            m.d.sync += ur_active.eq(0)
-                with m.Else():
-                    m.d.sync += ur_addr.eq(ur_addr + d.u_pos_stride)
-                    next_pos()
+                _step_loops(m, [_Loop(urx, d.width, next_row), _Loop(ury, d.height, next_row, next_tg),
+                                _Loop(ur_g, d.u_groups), _Loop(ur_t, d.steps)], finish)
             with m.Else():
                 # (position, t, g): sequential rows
                 m.d.sync += ur_addr.eq(ur_addr + 1)
-                with m.If(ur_g + 1 < d.u_groups):
-                    m.d.sync += ur_g.eq(ur_g + 1)
-                with m.Else():
-                    m.d.sync += ur_g.eq(0)
-                    with m.If(ur_t + 1 < d.steps):
-                        m.d.sync += ur_t.eq(ur_t + 1)
-                    with m.Else():
-                        m.d.sync += ur_t.eq(0)
-                        with m.If(ur_pos_last):
-                            m.d.sync += ur_active.eq(0)
-                        next_pos()
+                _step_loops(m, [_Loop(ur_g, d.u_groups), _Loop(ur_t, d.steps), _Loop(urx, d.width),
+                                _Loop(ury, d.height)], finish)
         with m.If(go & ((d.op == OPS["LIF_U"]) | is_gap)):
             m.d.sync += [ur_active.eq(1), ur_t.eq(0), ur_g.eq(0), ur_addr.eq(0), ur_tg.eq(0),
                          ury.eq(0), urx.eq(0)]
@@ -483,20 +488,18 @@ class Accelerator(wiring.Component):
             m.d.sync += [s2_x.eq(pin_x), s2_u.eq(u_target), s2_g.eq(pg), s2_row.eq(orow + pt), s2_t0.eq(pt == 0),
                          s2_first.eq((ty | (py == 0)) & (tx | (px == 0)))]
 
-            def next_position():
-                m.d.sync += [orow.eq(orow + t_out), tgu.eq(0)]
-                with m.If(px + 1 < pos_w):
-                    m.d.sync += px.eq(px + 1)
-                    with m.If(px[0]):   # next x is even: a new pooled column
-                        m.d.sync += xbase.eq(xbase + d.u_pos_stride)
-                with m.Else():
-                    m.d.sync += [px.eq(0), xbase.eq(0)]
-                    with m.If(py + 1 < pos_h):
-                        m.d.sync += py.eq(py + 1)
-                        with m.If(py[0]):
-                            m.d.sync += ybase.eq(ybase + d.u_row_stride)
-                    with m.Else():
-                        m.d.sync += post_active.eq(0)
+            new_position = [orow.eq(orow + t_out), tgu.eq(0)]
+            finish = [post_active.eq(0)]
+
+            def next_x():
+                with m.If(px[0]):   # next x is even: a new pooled column
+                    m.d.sync += xbase.eq(xbase + d.u_pos_stride)
+
+            def next_y():
+                with m.If(py[0]):   # next y is even: a new pooled row
+                    m.d.sync += ybase.eq(ybase + d.u_row_stride)
+
+            positions = [_Loop(px, pos_w, next_x, [xbase.eq(0)]), _Loop(py, pos_h, next_y)]
 
             with m.If(more_tx):
                 m.d.sync += tx.eq(1)
@@ -506,26 +509,10 @@ class Accelerator(wiring.Component):
                 m.d.sync += [ty.eq(0), tx.eq(0), urow.eq(urow + 1)]
                 with m.If(repeat_mode):
                     # position, group, t
-                    with m.If(pt + 1 < t_out):
-                        m.d.sync += pt.eq(pt + 1)
-                    with m.Else():
-                        m.d.sync += pt.eq(0)
-                        with m.If(pg + 1 < d.groups):
-                            m.d.sync += pg.eq(pg + 1)
-                        with m.Else():
-                            m.d.sync += pg.eq(0)
-                            next_position()
+                    _step_loops(m, [_Loop(pt, t_out), _Loop(pg, d.groups, on_wrap=new_position), *positions], finish)
                 with m.Else():
                     m.d.sync += tgu.eq(tgu + 1)
-                    with m.If(pg + 1 < d.groups):
-                        m.d.sync += pg.eq(pg + 1)
-                    with m.Else():
-                        m.d.sync += pg.eq(0)
-                        with m.If(pt + 1 < t_out):
-                            m.d.sync += pt.eq(pt + 1)
-                        with m.Else():
-                            m.d.sync += pt.eq(0)
-                            next_position()
+                    _step_loops(m, [_Loop(pg, d.groups), _Loop(pt, t_out, on_wrap=new_position), *positions], finish)
         with m.If(go & (d.op != OPS["SDSA"]) & (d.op != OPS["POOL_OR"])):
             m.d.sync += [post_active.eq(1), py.eq(0), px.eq(0), pt.eq(0), pg.eq(0), ty.eq(0), tx.eq(0),
                          urow.eq(0), ybase.eq(0), xbase.eq(0), tgu.eq(0), orow.eq(d.out_base)]
@@ -584,25 +571,18 @@ class Accelerator(wiring.Component):
             beat_last = sd_pos_last & (sd_g + 1 >= d.groups)
             m.d.sync += [sd_b.group.eq(sd_g), sd_b.phase.eq(sd_phase), sd_b.last.eq(beat_last),
                          sd_b.t0.eq((sd_t == 0) & (sd_row == sd_t))]
-            with m.If(sd_g + 1 < d.groups):
-                m.d.sync += sd_g.eq(sd_g + 1)
-            with m.Else():
-                m.d.sync += [sd_g.eq(0), sd_row.eq(sd_row + d.steps)]
-                with m.If(sd_x + 1 < d.width):
-                    m.d.sync += sd_x.eq(sd_x + 1)
+
+            def next_phase():   # after all positions: count -> mask of the same t, or mask -> count of t + 1
+                m.d.sync += sd_phase.eq(~sd_phase)
+                with m.If(sd_phase):
+                    m.d.sync += [sd_row.eq(sd_t + 1), sd_t.eq(sd_t + 1)]
+                    with m.If(sd_t + 1 >= d.steps):
+                        m.d.sync += sd_active.eq(0)
                 with m.Else():
-                    m.d.sync += sd_x.eq(0)
-                    with m.If(sd_y + 1 < d.height):
-                        m.d.sync += sd_y.eq(sd_y + 1)
-                    with m.Else():
-                        m.d.sync += [sd_y.eq(0), sd_phase.eq(~sd_phase)]
-                        with m.If(sd_phase):
-                            m.d.sync += sd_row.eq(sd_t + 1)
-                            m.d.sync += sd_t.eq(sd_t + 1)
-                            with m.If(sd_t + 1 >= d.steps):
-                                m.d.sync += sd_active.eq(0)
-                        with m.Else():
-                            m.d.sync += sd_row.eq(sd_t)
+                    m.d.sync += sd_row.eq(sd_t)
+
+            _step_loops(m, [_Loop(sd_g, d.groups, on_wrap=[sd_row.eq(sd_row + d.steps)]), _Loop(sd_x, d.width),
+                            _Loop(sd_y, d.height)], next_phase)
         with m.If(go & (d.op == OPS["SDSA"])):
             m.d.sync += [sd_active.eq(1), sd_t.eq(0), sd_g.eq(0), sd_y.eq(0), sd_x.eq(0), sd_phase.eq(0),
                          sd_row.eq(0)]
@@ -673,25 +653,12 @@ class Accelerator(wiring.Component):
             m.d.sync += [po_b_in.eq((po_y >= 0) & (po_y < d.height) & (po_x >= 0) & (po_x < d.width)),
                          po_b_first.eq((po_dy == 0) & (po_dx == 0)), po_b_last.eq(po_last_tap),
                          po_b_row.eq(po_orow)]
-            with m.If(po_last_tap):
-                m.d.sync += [po_dy.eq(0), po_dx.eq(0), po_orow.eq(po_orow + 1)]
-                with m.If(po_t + 1 < d.steps):
-                    m.d.sync += po_t.eq(po_t + 1)
-                with m.Else():
-                    m.d.sync += po_t.eq(0)
-                    with m.If(po_j + 1 < d.out_width):
-                        m.d.sync += [po_j.eq(po_j + 1), po_base.eq(po_base + (d.steps << 1))]
-                    with m.Else():
-                        m.d.sync += [po_j.eq(0), po_base.eq(po_ibase + (d.row_stride << 1)),
-                                     po_ibase.eq(po_ibase + (d.row_stride << 1))]
-                        with m.If(po_i + 1 < d.out_height):
-                            m.d.sync += po_i.eq(po_i + 1)
-                        with m.Else():
-                            m.d.sync += po_active.eq(0)
-            with m.Elif(po_dx == 2):
-                m.d.sync += [po_dx.eq(0), po_dy.eq(po_dy + 1)]
-            with m.Else():
-                m.d.sync += po_dx.eq(po_dx + 1)
+            _step_loops(m, [
+                _Loop(po_dx, 3), _Loop(po_dy, 3, on_wrap=[po_orow.eq(po_orow + 1)]), _Loop(po_t, d.steps),
+                _Loop(po_j, d.out_width, on_step=[po_base.eq(po_base + (d.steps << 1))],
+                      on_wrap=[po_base.eq(po_ibase + (d.row_stride << 1)), po_ibase.eq(po_ibase + (d.row_stride << 1))]),
+                _Loop(po_i, d.out_height),
+            ], done=[po_active.eq(0)])
         with m.If(go & (d.op == OPS["POOL_OR"])):
             m.d.sync += [po_active.eq(1), po_i.eq(0), po_j.eq(0), po_t.eq(0), po_dy.eq(0), po_dx.eq(0),
                          po_base.eq(0), po_ibase.eq(0), po_orow.eq(d.out_base)]

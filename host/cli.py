@@ -509,7 +509,7 @@ def cmd_demo(args) -> int:
         ("float/integer agreement", f"{(int_pred == pred).float().mean().item():.4f}"),
     ]))
 
-    rtl = _demo_rtl(qm, data, args.rtl_images)
+    rtl = _demo_rtl(qm, args.rtl_images)
 
     per_class = Table(title="per-class accuracy")
     per_class.add_column("digit", justify="right")
@@ -535,21 +535,15 @@ def cmd_demo(args) -> int:
     return 0 if rtl is None or rtl["mismatches"] == 0 else 1
 
 
-def _demo_rtl(qm, data, n: int):
+def _demo_rtl(qm, n: int):
     """Generate the accelerator for the embedded model and simulate ``n`` test images (None if n = 0)."""
-    from spikeforge.firmware.compiler import compile_model, hardware_for
-    from spikeforge.sim.accelerator_sim import simulate
-    from spikeforge.sim.runner import simulator_missing
-
     if n <= 0:
         return None
-    missing = simulator_missing("verilator")
-    if missing:
-        raise UsageError(f"the demo simulates the accelerator RTL, but {missing}; `--rtl-images 0` skips it")
-    _err.print(f"generating the accelerator and simulating {n} images on Verilator (the first build takes about "
-               f"a minute) ...")
-    compiled = compile_model(qm, hardware_for(qm, lanes=16))
-    return simulate(qm, compiled, data.test_pixels[:n].long(), data.test_labels[:n], "verilator")
+    args = argparse.Namespace(simulator="verilator", lanes=16, dense=False, **dict.fromkeys(CAPACITY_FLAGS))
+    try:
+        return _sim_report(qm, args, n)
+    except UsageError as exc:
+        raise UsageError(f"the demo simulates the accelerator RTL: {exc}; `--rtl-images 0` skips it") from None
 
 
 # ---------------------------------------------------------------------------------------- main

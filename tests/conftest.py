@@ -1,5 +1,6 @@
 """Shared fixtures: the reference fixture file and the digits split (loaded once per session)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,14 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def waves(request):
     return request.config.getoption("--waves")
+
+
+def need_simulator(simulator: str) -> None:
+    """Skip a test when ``simulator`` is missing here; under CI (which installs both) fail instead."""
+    from spikeforge.sim.runner import simulator_missing
+
+    missing = simulator_missing(simulator)
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)

@@ -4,7 +4,6 @@ the event-driven bound; several lane counts, the dense baseline, and the overlay
 generated hardware runs two different models)."""
 
 import copy
-import os
 
 import pytest
 
@@ -12,15 +11,8 @@ from spikeforge.firmware.compiler import compile_model, hardware_for
 from spikeforge.model.quantize import quantize
 from spikeforge.model.train import calibrated_model
 from spikeforge.sim.accelerator_sim import simulate
-from spikeforge.sim.runner import simulator_missing
 
-
-def _need(simulator="verilator"):
-    missing = simulator_missing(simulator)
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+from conftest import need_simulator
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +36,7 @@ def _check(report, n):
 
 @pytest.mark.parametrize("lanes", [16, 8, 32])
 def test_accelerator_equals_golden(qmodel8, digits, lanes):
-    _need()
+    need_simulator("verilator")
     n = 4 if lanes == 16 else 2
     pixels, labels = _images(digits, 10 * lanes, n)
     report = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8, lanes=lanes)), pixels, labels)
@@ -55,7 +47,7 @@ def test_accelerator_equals_golden(qmodel8, digits, lanes):
 
 
 def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):
-    _need()
+    need_simulator("verilator")
     pixels, labels = _images(digits, 3, 1)
     dense = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8, event_driven=False)), pixels, labels)
     sparse = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels)
@@ -66,7 +58,7 @@ def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):
 
 def test_one_hardware_runs_two_models(qmodel8, micro, digits):
     """The overlay property: one generated configuration, two programs and weight images."""
-    _need()
+    need_simulator("verilator")
     hw = hardware_for([qmodel8, micro])
     pixels, labels = _images(digits, 40, 2)
     for qm in (qmodel8, micro):
@@ -78,7 +70,7 @@ def test_one_hardware_runs_two_models(qmodel8, micro, digits):
 @pytest.mark.parametrize("pooling", ["0011", "1111"])
 def test_or_pooled_models_equal_golden(qmodel8, digits, pooling):
     """OR-pools after SPS stages (CIFAR's 0011, ImageNet's 1111 pooling) on calibrated 8x8 models."""
-    _need()
+    need_simulator("verilator")
     qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": pooling}, seed=2, data=digits), 8)
     pixels, labels = _images(digits, 20, 2)
     report = simulate(qm, compile_model(qm, hardware_for(qm)), pixels, labels)
@@ -88,7 +80,7 @@ def test_or_pooled_models_equal_golden(qmodel8, digits, pooling):
 
 def test_the_comparison_can_fail(qmodel8, digits):
     """A weight image that differs from the golden model's by one weight gives mismatching logits."""
-    _need()
+    need_simulator("verilator")
     compiled = compile_model(qmodel8, hardware_for(qmodel8))
     bad = copy.deepcopy(compiled)
     steps = {d.name: d for d in bad.program}
@@ -102,7 +94,7 @@ def test_the_comparison_can_fail(qmodel8, digits):
 
 
 def test_accelerator_on_icarus_equals_golden(qmodel8, digits):
-    _need("icarus")
+    need_simulator("icarus")
     pixels, labels = _images(digits, 7, 1)
     _check(simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels, "icarus"), 1)
 

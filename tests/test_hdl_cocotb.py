@@ -2,29 +2,21 @@
 with random idle cycles and back-pressure, two parameterisations each, scored bit for bit against
 the golden op functions (``spikeforge.model.golden``)."""
 
-import os
-
 import pytest
 
-from spikeforge.sim.runner import SIMULATORS, run_cocotb, simulator_missing
+from spikeforge.sim.runner import SIMULATORS, run_cocotb
 from spikeforge.sim.scenarios import BENCH_CONFIGS, make_scenario
+
+from conftest import need_simulator
 
 CASES = [(block, k) for block, configs in BENCH_CONFIGS.items() for k in range(len(configs))]
 TRANSACTIONS = 1000
 
 
-def _need(simulator):
-    missing = simulator_missing(simulator)
-    if missing:
-        if os.environ.get("CI"):  # CI installs both simulators: a missing one is a failure there
-            pytest.fail(missing)
-        pytest.skip(missing)
-
-
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("block,config", CASES, ids=[f"{b}-{k}" for b, k in CASES])
 def test_block_on_simulator_equals_golden(simulator, block, config, waves, tmp_path_factory):
-    _need(simulator)
+    need_simulator(simulator)
     params = BENCH_CONFIGS[block][config]
     sc = make_scenario(block, params, transactions=TRANSACTIONS, seed=10 + config)
     assert sc.transactions >= TRANSACTIONS
@@ -37,7 +29,7 @@ def test_block_on_simulator_equals_golden(simulator, block, config, waves, tmp_p
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_cocotb_bench_fails_on_a_wrong_expectation(simulator):
     """A corrupted golden expectation must fail the cocotb run (the bench can fail)."""
-    _need(simulator)
+    need_simulator(simulator)
     sc = make_scenario("lif_array", BENCH_CONFIGS["lif_array"][0], transactions=50, seed=2)
     sc.expected["o"][17]["v"][1] += 1
     with pytest.raises(AssertionError, match="beat 17 differs from the golden model"):

@@ -1,0 +1,575 @@
+"""Host link gateware: UART PHY, COBS framing, CRC and the command controller (``docs/protocol.md``).
+
+The byte protocol is the one :mod:`spikeforge.host.protocol` speaks. The chain::
+
+    rx bytes -> COBSDecoder -> LinkController -> (CRC appended) -> COBSEncoder -> tx bytes
+                                 |  frame buffer (MAX_FRAME bytes), CRC-16 check
+                                 +-> accelerator: write stream, start, reset, read_addr/read_data
+
+:class:`HostLink` is that chain with byte-stream ports (``rx`` in, ``tx`` out with ``last`` on each
+frame's delimiter): the AXI4-Stream-style port a PCIe DMA drives. :class:`UARTReceiver` and
+:class:`UARTTransmitter` put it on two pins for small boards (``hdl/board.py`` assembles both).
+
+A frame is executed only after its CRC checked, so a corrupted frame never writes a memory; every
+malformed frame (bad CRC, COBS error, too short, oversized, bytes lost while the controller was
+busy) gets an error reply and the controller returns to receiving. Empty frames (two delimiters in
+a row) are ignored, so a host may begin every frame with a delimiter to flush line noise.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import crc, data, memory, stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.firmware.program import SPACES
+from spikeforge.host.protocol import CMD, MAX_FRAME, STATUS
+
+__all__ = ["UARTReceiver", "UARTTransmitter", "COBSDecoder", "COBSEncoder", "LinkController", "HostLink",
+           "FRAME_BEAT", "WIRE_BYTE", "CRC16"]
+
+#: The protocol's CRC: CRC-16/CCITT-FALSE on bytes (residue 0 over a frame and its big-endian CRC).
+CRC16 = crc.catalog.CRC16_CCITT_FALSE(8)
+#: A decoded frame byte, or (``end``) the end of a frame, with ``error`` when its COBS was malformed.
+FRAME_BEAT = data.StructLayout({"data": 8, "end": 1, "error": 1})
+#: A byte with ``last`` marking the final byte of a frame (the reply stream; the wire's delimiter).
+WIRE_BYTE = data.StructLayout({"data": 8, "last": 1})
+
+
+class UARTReceiver(wiring.Component):
+    """8N1 UART receiver: the ``rx`` pin (idle high, LSB first) -> ``bytes``.
+
+    ``divisor`` clock cycles per bit (at least 4); the bit is sampled mid-bit after a two-flop
+    synchroniser. A received byte is offered on ``bytes`` until taken; a byte completed while the
+    previous one is still waiting is dropped with an ``overrun`` pulse, a byte whose stop bit is
+    low with a ``frame_error`` pulse. Cycle cost: ``10 * divisor`` per byte.
+    """
+
+    def __init__(self, divisor: int):
+        if divisor < 4:
+            raise ValueError(f"UARTReceiver: divisor must be at least 4 cycles per bit, got {divisor}")
+        self.divisor = divisor
+        super().__init__({"rx": In(1), "bytes": Out(stream.Signature(8)), "overrun": Out(1),
+                          "frame_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        div = self.divisor
+        rx = Signal(init=1)
+        m.submodules.sync_rx = FFSynchronizer(self.rx, rx, init=1)
+        timer = Signal(range(div))
+        bit = Signal(range(8))
+        shreg = Signal(8)
+        with m.If(self.bytes.valid & self.bytes.ready):
+            m.d.sync += self.bytes.valid.eq(0)
+        with m.FSM(name="uart_rx"):
+            with m.State("IDLE"):
+                with m.If(~rx):
+                    m.d.sync += timer.eq(div // 2 - 1)
+                    m.next = "START"
+            with m.State("START"):
+                m.d.sync += timer.eq(timer - 1)
+                with m.If(timer == 0):
+                    m.d.sync += [timer.eq(div - 1), bit.eq(0)]
+                    m.next = "DATA"
+                    with m.If(rx):   # a glitch, not a start bit
+                        m.next = "IDLE"
+            with m.State("DATA"):
+                m.d.sync += timer.eq(timer - 1)
+                with m.If(timer == 0):
+                    m.d.sync += [timer.eq(div - 1), shreg.eq(Cat(shreg[1:], rx)), bit.eq(bit + 1)]
+                    with m.If(bit == 7):
+                        m.next = "STOP"
+            with m.State("STOP"):
+                m.d.sync += timer.eq(timer - 1)
+                with m.If(timer == 0):
+                    with m.If(~rx):
+                        m.d.comb += self.frame_error.eq(1)
+                    with m.Elif(self.bytes.valid & ~self.bytes.ready):
+                        m.d.comb += self.overrun.eq(1)
+                    with m.Else():
+                        m.d.sync += [self.bytes.payload.eq(shreg), self.bytes.valid.eq(1)]
+                    m.next = "IDLE"
+        return m
+
+
+class UARTTransmitter(wiring.Component):
+    """8N1 UART transmitter: ``bytes`` -> the ``tx`` pin (idle high). ``divisor`` cycles per bit;
+    cycle cost ``10 * divisor + 1`` per byte."""
+
+    def __init__(self, divisor: int):
+        if divisor < 1:
+            raise ValueError(f"UARTTransmitter: divisor must be positive, got {divisor}")
+        self.divisor = divisor
+        super().__init__({"bytes": In(stream.Signature(8)), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        shreg = Signal(10)
+        bits = Signal(range(11))
+        timer = Signal(range(self.divisor))
+        with m.FSM(name="uart_tx"):
+            with m.State("IDLE"):
+                m.d.comb += self.bytes.ready.eq(1)
+                with m.If(self.bytes.valid):
+                    m.d.sync += [shreg.eq(Cat(Const(0, 1), self.bytes.payload, Const(1, 1))), bits.eq(10), timer.eq(0)]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.sync += timer.eq(timer - 1)
+                with m.If(timer == 0):
+                    with m.If(bits == 0):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [self.tx.eq(shreg[0]), shreg.eq(shreg >> 1), bits.eq(bits - 1),
+                                     timer.eq(self.divisor - 1)]
+        return m
+
+
+class COBSDecoder(wiring.Component):
+    """COBS decoder: wire ``bytes`` -> ``frames`` beats (:data:`FRAME_BEAT`).
+
+    A ``0x00`` byte ends a frame: it comes out as an ``end`` beat, with ``error`` set when the
+    frame stopped inside a COBS block (truncated or garbage). A code byte ``c`` announces ``c - 1``
+    data bytes followed (when ``c < 0xFF`` and more follows) by an implied zero. One output beat per
+    cycle; an implied zero costs one cycle without consuming input.
+    """
+
+    def __init__(self):
+        super().__init__({"bytes": In(stream.Signature(8)), "frames": Out(stream.Signature(FRAME_BEAT))})
+
+    def elaborate(self, platform):
+        m = Module()
+        remain = Signal(8)          # data bytes left in the current block
+        zero_pending = Signal()     # the current block ended with an implied zero
+        b = self.bytes.payload
+        out = self.frames
+        fire = out.valid & out.ready
+        with m.If(self.bytes.valid):
+            with m.If(b == 0):
+                m.d.comb += [out.valid.eq(1), out.payload.end.eq(1), out.payload.error.eq(remain != 0),
+                             self.bytes.ready.eq(out.ready)]
+                with m.If(fire):
+                    m.d.sync += [remain.eq(0), zero_pending.eq(0)]
+            with m.Elif(remain == 0):
+                with m.If(zero_pending):
+                    m.d.comb += [out.valid.eq(1), out.payload.data.eq(0)]
+                    with m.If(fire):
+                        m.d.sync += zero_pending.eq(0)
+                with m.Else():
+                    m.d.comb += self.bytes.ready.eq(1)
+                    m.d.sync += [remain.eq(b - 1), zero_pending.eq(b != 0xFF)]
+            with m.Else():
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(b), self.bytes.ready.eq(out.ready)]
+                with m.If(fire):
+                    m.d.sync += remain.eq(remain - 1)
+        return m
+
+
+class COBSEncoder(wiring.Component):
+    """COBS encoder: frame ``bytes`` (:data:`WIRE_BYTE`, ``last`` on a frame's final byte) -> wire
+    ``bytes`` with the ``0x00`` delimiter appended (``last`` set on it).
+
+    Non-zero bytes collect in a 254-byte block buffer; a zero byte, a full block or the frame's
+    end sends the block's code and its bytes. Same output as :func:`spikeforge.host.protocol.cobs_encode`.
+    Cycle cost: about two cycles per byte plus the output's back-pressure (one block buffered).
+    """
+
+    def __init__(self):
+        super().__init__({"bytes": In(stream.Signature(WIRE_BYTE)), "wire": Out(stream.Signature(WIRE_BYTE))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = block = memory.Memory(shape=8, depth=256, init=[])
+        wr, rd = block.write_port(), block.read_port()
+        n = Signal(range(256))      # bytes in the block
+        i = Signal(range(256))      # next byte of the block to send
+        code = Signal(8)
+        tail = Signal()             # the frame ended with a zero: an empty block follows
+        end = Signal()              # the frame ends after this block
+        out = self.wire
+        inp = self.bytes.payload
+        m.d.comb += [wr.addr.eq(n), wr.data.eq(inp.data), rd.addr.eq(i)]
+        with m.FSM(name="cobs_enc"):
+            with m.State("FILL"):
+                m.d.comb += self.bytes.ready.eq(1)
+                with m.If(self.bytes.valid):
+                    m.d.sync += [i.eq(0), end.eq(inp.last)]
+                    with m.If(inp.data == 0):
+                        m.d.sync += [code.eq(n + 1), tail.eq(inp.last)]
+                        m.next = "CODE"
+                    with m.Else():
+                        m.d.comb += wr.en.eq(1)
+                        m.d.sync += [n.eq(n + 1), tail.eq(0)]
+                        with m.If((n == 253) | inp.last):
+                            m.d.sync += code.eq(n + 2)
+                            m.next = "CODE"
+            with m.State("CODE"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(code)]
+                with m.If(out.ready):
+                    m.next = "DATA"
+                    with m.If(code == 1):
+                        m.next = "AFTER"
+            with m.State("DATA"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(rd.data)]
+                with m.If(out.ready):
+                    m.d.comb += rd.addr.eq(i + 1)
+                    m.d.sync += i.eq(i + 1)
+                    with m.If(i + 1 == n):
+                        m.next = "AFTER"
+            with m.State("AFTER"):
+                m.d.sync += n.eq(0)
+                m.next = "FILL"
+                with m.If(tail):
+                    m.next = "TAIL"
+                with m.Elif(end):
+                    m.next = "DELIM"
+            with m.State("TAIL"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(1)]
+                with m.If(out.ready):
+                    m.next = "DELIM"
+            with m.State("DELIM"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(0), out.payload.last.eq(1)]
+                with m.If(out.ready):
+                    m.next = "FILL"
+        return m
+
+
+def _accel_signature(write_layout) -> dict:
+    """The controller's side of the accelerator's ports."""
+    return {"write": Out(stream.Signature(write_layout)), "start": Out(1), "accel_reset": Out(1),
+            "read_addr": Out(16), "read_data": In(32)}
+
+
+class LinkController(wiring.Component):
+    """Receives decoded frames, checks them, executes their command on the accelerator, and sends
+    the reply (with its CRC) as :data:`WIRE_BYTE` bytes.
+
+    Parameters: ``accelerator`` (the :class:`~spikeforge.hdl.accelerator.Accelerator` it drives: its
+    write-port layout, word and row geometry and capacities) and ``hello`` (the HELLO reply payload,
+    :func:`spikeforge.host.protocol.hello_payload`, held in a ROM).
+
+    Commands (``docs/protocol.md``): HELLO; WRITE ``space row words`` (whole rows, checked against the
+    space's rows before anything is written); RUN ``n_logits pixel-words`` (pixels from row 0, start,
+    wait for done; replies cycles, logits, prediction); READ ``addr count`` (read map words); RESET
+    (a reset pulse to the accelerator; memories keep their contents); RUN_EVENTS is refused with
+    E_UNSUPPORTED. Cycle cost: about one cycle per received byte to check a WRITE, one per byte to
+    execute it, and one per reply byte (plus the transmitter's back-pressure).
+    """
+
+    def __init__(self, accelerator, hello: bytes):
+        self.accelerator = accelerator
+        self.hello = bytes(hello)
+        acc = accelerator
+        hw = acc.hw
+        self.words_per_row = {s: -(-acc.row_bits[s] // 32) for s in SPACES}
+        self.rows = {"program": hw.program_rows, "weights": hw.weight_rows, "biases": hw.bias_rows,
+                     "thresholds": hw.threshold_rows, "pixels": hw.max_positions}
+        super().__init__({"frames": In(stream.Signature(FRAME_BEAT)), "reply": Out(stream.Signature(WIRE_BYTE)),
+                          **_accel_signature(acc.write.payload.shape())})
+
+    def elaborate(self, platform):  # noqa: C901 (one command FSM)
+        m = Module()
+        acc = self.accelerator
+        from spikeforge.hdl.accelerator import READ_MAP
+
+        # --- frame buffer, written while receiving, read with a one-byte look-ahead while executing
+        m.submodules.buffer = buf = memory.Memory(shape=8, depth=MAX_FRAME, init=[])
+        buf_wr, buf_rd = buf.write_port(), buf.read_port()
+        m.submodules.rx_crc = rx_crc = crc.Processor(CRC16)
+        m.submodules.tx_crc = tx_crc = crc.Processor(CRC16)
+        m.submodules.hello = rom = memory.Memory(shape=8, depth=max(1, len(self.hello)), init=list(self.hello))
+        rom_rd = rom.read_port()
+
+        n = Signal(range(MAX_FRAME + 1))        # bytes received in this frame
+        oversize = Signal()
+        cobs_error = Signal()
+        lost = Signal()                          # bytes arrived while busy: this frame lacks its head
+        cmd = Signal(8)
+        seq = Signal(8)
+        status = Signal(8)
+        plen = Signal(range(MAX_FRAME + 1))     # payload bytes
+        rp = Signal(range(MAX_FRAME))            # buffer read pointer: buf_rd.data is buf[rp]
+        adv = Signal()
+        seek = Signal()
+        seek_to = Signal(range(MAX_FRAME))
+        m.d.comb += buf_rd.addr.eq(Mux(seek, seek_to, Mux(adv, rp + 1, rp)))
+        m.d.sync += rp.eq(buf_rd.addr)
+        byte = buf_rd.data
+
+        beat = self.frames.payload
+        m.d.comb += [self.frames.ready.eq(1), buf_wr.addr.eq(n), buf_wr.data.eq(beat.data),
+                     rx_crc.data.eq(beat.data)]
+
+        # --- command registers
+        acc_sh = Signal(32)                      # little-endian field assembly
+        k = Signal(2)
+        space = Signal(8)
+        row = Signal(32)
+        nwords = Signal(range(MAX_FRAME // 4 + 1))
+        wcount = Signal.like(nwords)
+        w = Signal(range(max(self.words_per_row.values()) + 1))
+        rcount = Signal(range(MAX_FRAME // 4 + 1))
+        rows_written = Signal(32)
+        m.d.comb += rows_written.eq(rcount)
+        cur_row = Signal(32)
+        raddr = Signal(16)
+        count = Signal(8)
+        nlog = Signal(8)
+        run = Signal()                           # the WRITE is a RUN's pixels
+        accel_error = Signal()
+        best = Signal(signed(32))
+        pred = Signal(8)
+        wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
+        rows_cap = Array(Const(self.rows[s], 32) for s in SPACES)
+        word_bits = acc.word_bits
+
+        # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
+        out = self.reply
+        m.d.comb += [tx_crc.data.eq(out.payload.data)]
+        idx = Signal(range(4 * 256 + 1))
+
+        def emit(byte_value, length, nxt, first=False):
+            """Send ``length`` bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
+            m.d.comb += [out.valid.eq(1), out.payload.data.eq(byte_value),
+                         tx_crc.valid.eq(out.ready), tx_crc.start.eq(first & (idx == 0))]
+            with m.If(out.ready):
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx + 1 >= length):
+                    m.d.sync += idx.eq(0)
+                    m.next = nxt
+
+        def fail(code):
+            m.d.sync += [status.eq(STATUS[code]), idx.eq(0)]
+            m.next = "HEADER_ONLY"
+
+        with m.FSM(name="link") as fsm:
+            with m.State("RX"):
+                with m.If(self.frames.valid):
+                    with m.If(beat.end):
+                        with m.If((n == 0) & ~beat.error & ~lost):
+                            pass                                # an empty frame: a flush, ignored
+                        with m.Else():
+                            m.d.sync += cobs_error.eq(beat.error)
+                            m.next = "CHECK"
+                    with m.Else():
+                        with m.If(n == 0):
+                            m.d.sync += [cmd.eq(beat.data), seq.eq(0)]
+                        with m.If(n == 1):
+                            m.d.sync += seq.eq(beat.data)
+                        with m.If(n < MAX_FRAME):
+                            m.d.comb += [buf_wr.en.eq(1), rx_crc.valid.eq(1), rx_crc.start.eq(n == 0)]
+                            m.d.sync += n.eq(n + 1)
+                        with m.Else():
+                            m.d.sync += oversize.eq(1)
+
+            with m.State("CHECK"):
+                m.d.sync += [status.eq(STATUS["OK"]), plen.eq(n - 4), idx.eq(0), run.eq(0), k.eq(0),
+                             w.eq(0), rcount.eq(0), wcount.eq(0), accel_error.eq(0), lost.eq(0)]
+                m.d.comb += [seek.eq(1), seek_to.eq(2)]
+                with m.If(cobs_error | lost | ((n < 4) & ~oversize)):
+                    fail("E_FRAME")
+                with m.Elif(oversize):
+                    fail("E_OVERSIZE")
+                with m.Elif(~rx_crc.match_detected):
+                    fail("E_CRC")
+                with m.Else():
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.Switch(cmd):
+                    with m.Case(CMD["HELLO"], CMD["RESET"]):
+                        with m.If(plen != 0):
+                            fail("E_LENGTH")
+                        with m.Elif(cmd == CMD["HELLO"]):
+                            m.next = "HEADER"
+                        with m.Else():
+                            m.d.sync += idx.eq(0)
+                            m.next = "RESET"
+                    with m.Case(CMD["READ"]):
+                        with m.If(plen != 3):
+                            fail("E_LENGTH")
+                        with m.Else():
+                            m.next = "READ_ADDR"
+                    with m.Case(CMD["WRITE"]):
+                        with m.If((plen < 9) | (plen[:2] != 1)):    # space, row, at least one word
+                            fail("E_LENGTH")
+                        with m.Else():
+                            m.d.sync += nwords.eq((plen - 5) >> 2)
+                            m.next = "WRITE_SPACE"
+                    with m.Case(CMD["RUN"]):
+                        with m.If(plen[:2] != 1):                  # n_logits, whole pixel words
+                            fail("E_LENGTH")
+                        with m.Else():
+                            m.d.sync += [nwords.eq((plen - 1) >> 2), run.eq(1)]
+                            m.next = "RUN_NLOG"
+                    with m.Case(CMD["RUN_EVENTS"]):
+                        fail("E_UNSUPPORTED")
+                    with m.Default():
+                        fail("E_COMMAND")
+
+            # ------------------------------------------------------------ READ addr:u16 count:u8
+            with m.State("READ_ADDR"):
+                m.d.comb += adv.eq(1)
+                m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
+                with m.If(k == 1):
+                    m.d.sync += raddr.eq(Cat(acc_sh[24:], byte))
+                    m.next = "READ_COUNT"
+            with m.State("READ_COUNT"):
+                m.d.sync += count.eq(byte)
+                m.next = "HEADER"
+
+            # ------------------------------------------------------------ WRITE space:u8 row:u32 words
+            with m.State("WRITE_SPACE"):
+                m.d.comb += adv.eq(1)
+                m.d.sync += [space.eq(byte), k.eq(0)]
+                m.next = "WRITE_ROW"
+            with m.State("WRITE_ROW"):
+                m.d.comb += adv.eq(1)
+                m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
+                with m.If(k == 3):
+                    m.d.sync += row.eq(Cat(acc_sh[8:], byte))
+                    m.next = "VALIDATE"
+            with m.State("RUN_NLOG"):
+                m.d.comb += adv.eq(1)
+                m.d.sync += [nlog.eq(byte), space.eq(SPACES["pixels"]), row.eq(0), k.eq(0)]
+                m.next = "VALIDATE"
+            with m.State("VALIDATE"):        # count whole rows without writing (1 cycle per word)
+                with m.If(space >= len(SPACES)):
+                    fail("E_RANGE")
+                with m.Elif(wcount < nwords):
+                    m.d.sync += [wcount.eq(wcount + 1), w.eq(w + 1)]
+                    with m.If(w + 1 == wpr[space]):
+                        m.d.sync += [w.eq(0), rcount.eq(rcount + 1)]
+                with m.Elif(w != 0):
+                    fail("E_LENGTH")
+                with m.Elif(row.as_unsigned() + rcount > rows_cap[space]):
+                    fail("E_RANGE")
+                with m.Else():
+                    m.d.sync += [wcount.eq(0), cur_row.eq(row), k.eq(0)]
+                    with m.If(nwords == 0):
+                        m.next = "START"
+                    with m.Else():
+                        m.next = "WRITE_WORDS"
+            with m.State("WRITE_WORDS"):
+                wb = self.write.payload
+                with m.If(~self.write.valid | self.write.ready):
+                    m.d.comb += adv.eq(1)
+                    m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1), self.write.valid.eq(k == 3)]
+                    with m.If(k == 3):
+                        m.d.sync += [wb.space.eq(space), wb.addr.eq((cur_row << word_bits) | w),
+                                     wb.data.eq(Cat(acc_sh[8:], byte)), wcount.eq(wcount + 1), w.eq(w + 1)]
+                        with m.If(w + 1 == wpr[space]):
+                            m.d.sync += [w.eq(0), cur_row.eq(cur_row + 1)]
+                        with m.If(wcount + 1 == nwords):
+                            m.next = "WRITTEN"
+            with m.State("WRITTEN"):
+                with m.If(self.write.ready):
+                    m.d.sync += self.write.valid.eq(0)
+                    with m.If(run):
+                        m.next = "START"
+                    with m.Else():
+                        m.next = "HEADER"
+
+            # ------------------------------------------------------------ RUN
+            with m.State("START"):
+                m.d.comb += self.start.eq(1)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                status_word = self.read_data
+                m.d.comb += self.read_addr.eq(READ_MAP["status"])
+                with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
+                    m.d.sync += [accel_error.eq(status_word[2]), pred.eq(0xFF)]
+                    with m.If(status_word[2]):
+                        m.d.sync += status.eq(STATUS["E_ACCEL"])
+                    m.next = "HEADER"
+
+            # ------------------------------------------------------------ RESET
+            with m.State("RESET"):
+                m.d.comb += self.accel_reset.eq(1)
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx == 3):
+                    m.d.sync += idx.eq(0)
+                    m.next = "HEADER"
+
+            # ------------------------------------------------------------ replies
+            header = Array([cmd | 0x80, seq, status])
+            for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
+                with m.State(name):
+                    emit(header[idx[:2]], 3, "CRC_HI", first=True)
+                    if not final:
+                        with m.If(out.ready & (idx == 2)):
+                            with m.Switch(cmd):
+                                with m.Case(CMD["HELLO"]):
+                                    m.next = "HELLO_DATA"
+                                with m.Case(CMD["READ"]):
+                                    with m.If(count != 0):
+                                        m.next = "READ_DATA"
+                                with m.Case(CMD["WRITE"]):
+                                    m.next = "WRITE_DATA"
+                                with m.Case(CMD["RUN"]):
+                                    m.next = "RUN_CYCLES"
+            with m.State("HELLO_DATA"):
+                m.d.comb += rom_rd.addr.eq(Mux(out.ready, idx + 1, idx))
+                emit(rom_rd.data, len(self.hello), "CRC_HI")
+            with m.State("READ_DATA"):
+                m.d.comb += self.read_addr.eq(raddr + idx[2:])
+                emit(self.read_data.word_select(idx[:2], 8), count * 4, "CRC_HI")
+            with m.State("WRITE_DATA"):
+                emit(rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
+            with m.State("RUN_CYCLES"):
+                m.d.comb += self.read_addr.eq(READ_MAP["counters"])
+                emit(self.read_data.word_select(idx[:2], 8), 4, "RUN_PRED")
+                with m.If(out.ready & (idx == 3) & (nlog != 0)):
+                    m.next = "RUN_LOGITS"
+            with m.State("RUN_LOGITS"):
+                m.d.comb += self.read_addr.eq(READ_MAP["logits"] + idx[2:])
+                value = self.read_data.as_signed()
+                with m.If(out.ready & (idx[:2] == 0) & ((idx == 0) | (value > best))):
+                    m.d.sync += [best.eq(value), pred.eq(idx[2:])]
+                emit(self.read_data.word_select(idx[:2], 8), nlog * 4, "RUN_PRED")
+            with m.State("RUN_PRED"):
+                emit(pred, 1, "CRC_HI")
+            with m.State("CRC_HI"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[8:])]
+                with m.If(out.ready):
+                    m.next = "CRC_LO"
+            with m.State("CRC_LO"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[:8]), out.payload.last.eq(1)]
+                with m.If(out.ready):
+                    m.d.sync += [n.eq(0), oversize.eq(0), cobs_error.eq(0)]
+                    m.next = "RX"
+
+        # bytes that arrive while the controller is busy are dropped; a frame whose head was dropped
+        # fails with E_FRAME, while a frame that ended while busy is forgotten
+        with m.If(self.frames.valid & ~fsm.ongoing("RX")):
+            m.d.sync += lost.eq(~beat.end)
+        return m
+
+
+class HostLink(wiring.Component):
+    """The protocol endpoint on byte streams: ``rx`` (wire bytes in) -> :class:`COBSDecoder` ->
+    :class:`LinkController` -> :class:`COBSEncoder` -> ``tx`` (wire bytes out, ``last`` on each
+    reply's delimiter), plus the controller's accelerator ports (``write``, ``start``,
+    ``accel_reset``, ``read_addr``, ``read_data``). ``rx`` / ``tx`` are the AXI4-Stream-style port
+    (``payload`` = TDATA, ``valid`` / ``ready`` = TVALID / TREADY, ``tx.payload.last`` = TLAST).
+    """
+
+    def __init__(self, accelerator, hello: bytes):
+        self.accelerator, self.hello = accelerator, hello
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(WIRE_BYTE)),
+                          **_accel_signature(accelerator.write.payload.shape())})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.decoder = dec = COBSDecoder()
+        m.submodules.controller = ctl = LinkController(self.accelerator, self.hello)
+        m.submodules.encoder = enc = COBSEncoder()
+        wiring.connect(m, wiring.flipped(self.rx), dec.bytes)
+        wiring.connect(m, dec.frames, ctl.frames)
+        wiring.connect(m, ctl.reply, enc.bytes)
+        wiring.connect(m, enc.wire, wiring.flipped(self.tx))
+        wiring.connect(m, ctl.write, wiring.flipped(self.write))
+        m.d.comb += [self.start.eq(ctl.start), self.accel_reset.eq(ctl.accel_reset),
+                     self.read_addr.eq(ctl.read_addr), ctl.read_data.eq(self.read_data)]
+        return m

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
-           "pack_program", "unpack_program", "pack_lanes", "ceil_log2"]
+           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -201,3 +201,15 @@ def unpack_program(blob: bytes, names: list[str] | None = None) -> list[Descript
         words = [int.from_bytes(blob[i * n + 4 * k:i * n + 4 * k + 4], "little") for k in range(len(FIELDS))]
         descs.append(Descriptor.from_words(words, names[i] if names and i < len(names) else f"step{i}"))
     return descs
+
+
+def row_bits(hw: HardwareConfig) -> dict[str, int]:
+    """Bits of one row of each memory space of the write port (:data:`SPACES`)."""
+    p = hw.lanes
+    return {"program": len(FIELDS) * 32, "weights": p * hw.weight_bits, "biases": p * hw.acc_bits,
+            "thresholds": p * hw.v_bits, "pixels": hw.max_in_channels << hw.plane_bits}
+
+
+def words_per_row(hw: HardwareConfig) -> dict[str, int]:
+    """32-bit words per row of each memory space (a row is written when its last word arrives)."""
+    return {space: -(-bits // 32) for space, bits in row_bits(hw).items()}

@@ -47,7 +47,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, pack_lanes
+from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, pack_lanes,
+                                         row_bits)
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -120,13 +121,7 @@ class Accelerator(wiring.Component):
             raise TypeError(f"Accelerator: expected a HardwareConfig, got {type(hw).__name__}")
         self.hw = hw
         p = hw.lanes
-        self.row_bits = {
-            "program": len(FIELDS) * 32,
-            "weights": p * hw.weight_bits,
-            "biases": p * hw.acc_bits,
-            "thresholds": p * hw.v_bits,
-            "pixels": hw.max_in_channels << hw.plane_bits,
-        }
+        self.row_bits = row_bits(hw)
         self.word_bits = max(max(1, (_words(b) - 1).bit_length()) for b in self.row_bits.values())
         depth = max(hw.program_rows, hw.weight_rows, hw.bias_rows, hw.threshold_rows, hw.max_positions)
         self.addr_bits = (depth - 1).bit_length() + self.word_bits

@@ -328,11 +328,10 @@ def _qmodel_or_embedded(qmodel: str | None):
     """A quantized model file, or (``None``) the embedded checkpoint quantized to 8-bit weights."""
     if qmodel is not None:
         return Path(qmodel), _load_qmodel(Path(qmodel))
-    from spikeforge.model.data import PIXEL_MAX
-    from spikeforge.model.quantize import quantize
+    from spikeforge.model.checkpoint import EMBEDDED_CHECKPOINT
+    from spikeforge.model.quantize import embedded_qmodel
 
-    path, model = _load_model(None, None)
-    return path, quantize(model, w_bits=8, pixel_max=PIXEL_MAX)
+    return EMBEDDED_CHECKPOINT, embedded_qmodel()
 
 
 def _compile(qm, args):

@@ -38,7 +38,7 @@ import torch
 from .golden import bits_for_range
 from .sdt import SpikeDrivenTransformer
 
-__all__ = ["QuantizedModel", "QuantizationError", "quantize", "analyze_widths", "check_widths",
+__all__ = ["QuantizedModel", "QuantizationError", "quantize", "embedded_qmodel", "analyze_widths", "check_widths",
            "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains", "config_tokens"]
 
 #: Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's).
@@ -307,3 +307,11 @@ def check_widths(qm: QuantizedModel, needed: dict | None = None) -> None:
                     f"layer {name}: {f}={have} could overflow: its values span {r['range']}, "
                     f"which needs {r['bits']} bits"
                 )
+
+
+def embedded_qmodel() -> QuantizedModel:
+    """The embedded checkpoint quantized to 8-bit weights (the default model of the demo, ``sim``, ``run``)."""
+    from .checkpoint import load_embedded
+    from .data import PIXEL_MAX
+
+    return quantize(load_embedded(), w_bits=8, pixel_max=PIXEL_MAX)

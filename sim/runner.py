@@ -26,7 +26,7 @@ from spikeforge.model.files import atomic_write_bytes
 from .scenarios import Scenario
 
 __all__ = ["SIMULATORS", "BuildError", "simulator_missing", "verilator_env", "write_verilog", "run_cocotb",
-           "DEFAULT_BUILD_ROOT", "cocotb_run"]
+           "DEFAULT_BUILD_ROOT", "cocotb_run", "cocotb_build", "cocotb_test"]
 
 SIMULATORS = ("icarus", "verilator")
 DEFAULT_BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
@@ -121,15 +121,11 @@ def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float 
     return {"cycles": result["cycles"], "beats": result["beats"], "build_dir": str(build_dir)}
 
 
-def cocotb_run(top: str, vfile: Path, build_dir: Path, simulator: str, test_module: str, run_id: str,
-               extra_env: dict, waves: bool = False) -> tuple[int, int]:
-    """Build ``vfile`` (cached in ``build_dir``) and run cocotb ``test_module`` on it; ``(tests, failed)``."""
-    from cocotb_tools.runner import get_results, get_runner
+def cocotb_build(top: str, vfile: Path, build_dir: Path, simulator: str, waves: bool = False) -> None:
+    """Build the simulator executable of ``vfile`` in ``build_dir`` (cached; :class:`BuildError` on failure)."""
+    from cocotb_tools.runner import get_runner
 
-    env = verilator_env() if simulator == "verilator" else {}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with _simulator_env(simulator):
         runner = get_runner(simulator)
         build_kw = {"timescale": ("1ns", "1ps")} if simulator == "icarus" else {"build_args": ["-Wno-fatal"]}
         try:
@@ -137,16 +133,46 @@ def cocotb_run(top: str, vfile: Path, build_dir: Path, simulator: str, test_modu
                          log_file=build_dir / "build.log", **build_kw)
         except (SystemExit, Exception) as exc:
             raise BuildError(f"{simulator} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
-        try:
-            xml = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
-                              waves=waves, results_xml=str(build_dir / f"results-{run_id}.xml"),
-                              log_file=build_dir / f"run-{run_id}.log",
-                              extra_env={**extra_env, "PYTHONPATH": os.pathsep.join(sys.path)})
-            return get_results(xml)
-        except (SystemExit, Exception):  # the runner exits when a test failed; the result file says why
-            return 1, 1
-    finally:
-        for k, v in saved.items():
+
+
+def cocotb_test(top: str, build_dir: Path, simulator: str, test_module: str, run_id: str, extra_env: dict,
+                waves: bool = False) -> tuple[int, int]:
+    """Run cocotb ``test_module`` on the built ``top``; ``(tests, failed)`` (``(1, 1)`` when the run broke).
+    Safe to call from a thread: the simulator's environment goes to its process only."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    env = verilator_env() if simulator == "verilator" else {}
+    runner = get_runner(simulator)
+    try:
+        xml = runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                          build_dir=build_dir, test_dir=build_dir,
+                          waves=waves, results_xml=str(build_dir / f"results-{run_id}.xml"),
+                          log_file=build_dir / f"run-{run_id}.log",
+                          extra_env={**env, **extra_env, "PYTHONPATH": os.pathsep.join(sys.path)})
+        return get_results(xml)
+    except (SystemExit, Exception):  # the runner exits when a test failed; the result file says why
+        return 1, 1
+
+
+def cocotb_run(top: str, vfile: Path, build_dir: Path, simulator: str, test_module: str, run_id: str,
+               extra_env: dict, waves: bool = False) -> tuple[int, int]:
+    """Build ``vfile`` (cached in ``build_dir``) and run cocotb ``test_module`` on it; ``(tests, failed)``."""
+    cocotb_build(top, vfile, build_dir, simulator, waves)
+    return cocotb_test(top, build_dir, simulator, test_module, run_id, extra_env, waves)
+
+
+class _simulator_env:
+    """Puts :func:`verilator_env` into ``os.environ`` for the duration (the build tools read it)."""
+
+    def __init__(self, simulator: str):
+        self.env = verilator_env() if simulator == "verilator" else {}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:

@@ -1,0 +1,235 @@
+"""Transports: how the driver's bytes reach a device. One interface, three kinds of URL:
+
+* **serial**: any pyserial URL: ``/dev/ttyUSB0``, ``COM3``, ``socket://host:port``, ``loop://``,
+  ``rfc2217://...`` (``?baud=N`` sets the baud rate of a real port; default 115200);
+* **PCIe**: ``pcie:///dev/xdma0`` (``?channel=K``): the Xilinx XDMA driver's character devices
+  ``/dev/xdma0_h2c_K`` (host to card) and ``/dev/xdma0_c2h_K`` (card to host), streaming the same
+  framed bytes over AXI4-Stream (``docs/protocol.md`` states what the tests cover);
+* **virtual board**: ``sim://`` (``?lanes=P&link=uart|stream&simulator=verilator|icarus``), or
+  ``sim:///path/to/generated`` for the hardware of a ``spikeforge generate`` folder: the board's
+  gateware simulated on Verilator (:mod:`spikeforge.sim.virtual_board`), reached over pyserial
+  ``socket://``.
+
+A transport moves bytes only; framing, retries and timeouts are the driver's
+(:mod:`spikeforge.host.driver`). Errors opening a transport are :class:`TransportError` naming the URL.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["Transport", "TransportError", "SerialTransport", "PCIeTransport", "SimTransport", "open_transport"]
+
+
+class TransportError(OSError):
+    """A transport cannot be opened or used (the message names the URL and the cause)."""
+
+
+class Transport:
+    """Bytes to and from a device. ``wire_baud`` is the link's baud when it is a UART (for the
+    wire-time estimate), ``None`` otherwise; ``reply_timeout`` is how long a reply may take."""
+
+    url: str = ""
+    wire_baud: int | None = None
+    reply_timeout: float = 1.0
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, size: int, timeout: float) -> bytes:
+        """Up to ``size`` bytes, waiting at most ``timeout`` seconds for the first; ``b""`` if none came."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialTransport(Transport):
+    """A pyserial port (any URL :func:`serial.serial_for_url` accepts)."""
+
+    def __init__(self, url: str, baud: int = 115200, reply_timeout: float | None = None):
+        import serial
+
+        self.url = url
+        try:
+            self.port = serial.serial_for_url(url, baudrate=baud, timeout=0)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise TransportError(f"{url}: cannot open the serial port ({exc})") from None
+        self.wire_baud = baud if not url.startswith(("socket://", "loop://", "rfc2217://")) else None
+        # a reply of ~1 KiB must fit in the timeout at the port's baud
+        self.reply_timeout = reply_timeout or 0.5 + 10 * 2048 / baud
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise TransportError(f"{self.url}: write failed ({exc})") from None
+
+    def read(self, size: int, timeout: float) -> bytes:
+        import serial
+
+        try:
+            self.port.timeout = timeout
+            first = self.port.read(1)
+            if not first:
+                return b""
+            self.port.timeout = 0
+            return first + self.port.read(min(size - 1, max(0, self.port.in_waiting)))
+        except (serial.SerialException, OSError) as exc:
+            raise TransportError(f"{self.url}: read failed ({exc})") from None
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class PCIeTransport(Transport):
+    """Xilinx XDMA streaming channel: writes to ``<dev>_h2c_<K>``, reads from ``<dev>_c2h_<K>``.
+
+    With the real driver a c2h read returns when the card ends a packet (TLAST, sent on each
+    reply's delimiter); the transport accumulates whatever the read returns, so any character
+    device or FIFO with those names works (that is how the tests stand in for the driver).
+    """
+
+    def __init__(self, url: str, reply_timeout: float = 2.0):
+        parts = urlsplit(url)
+        base = parts.path
+        channel = int(parse_qs(parts.query).get("channel", ["0"])[0])
+        self.url = url
+        self.h2c_path, self.c2h_path = f"{base}_h2c_{channel}", f"{base}_c2h_{channel}"
+        self.reply_timeout = reply_timeout
+        for path in (self.h2c_path, self.c2h_path):
+            if not os.path.exists(path):
+                raise TransportError(f"{url}: {path} does not exist (is the XDMA driver loaded and the card "
+                                     f"enumerated? `ls {os.path.dirname(path) or '.'}`)")
+        try:
+            self.c2h = os.open(self.c2h_path, os.O_RDONLY | os.O_NONBLOCK)
+            self.h2c = os.open(self.h2c_path, os.O_WRONLY)
+        except OSError as exc:
+            raise TransportError(f"{url}: cannot open {exc.filename} ({exc.strerror})") from None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.h2c, view)
+                view = view[n:]
+        except OSError as exc:
+            raise TransportError(f"{self.url}: write to {self.h2c_path} failed ({exc.strerror})") from None
+
+    def read(self, size: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b""
+            ready, _, _ = select.select([self.c2h], [], [], left)
+            if not ready:
+                return b""
+            try:
+                data = os.read(self.c2h, size)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise TransportError(f"{self.url}: read from {self.c2h_path} failed ({exc.strerror})") from None
+            if data:
+                return data
+            time.sleep(0.001)       # a FIFO with no writer reads as end-of-file: wait for the card
+
+    def close(self) -> None:
+        for fd in (self.h2c, self.c2h):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class SimTransport(Transport):
+    """The virtual board: builds and starts :class:`~spikeforge.sim.virtual_board.VirtualBoard`,
+    then talks to it through pyserial ``socket://``. Replies may take simulated seconds, hence the
+    long ``reply_timeout``."""
+
+    def __init__(self, url: str, hardware=None, progress=None, reply_timeout: float = 60.0):
+        from spikeforge.sim.runner import BuildError
+        from spikeforge.sim.virtual_board import VirtualBoard
+
+        self.url = url
+        parts = urlsplit(url)
+        q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        known = {"lanes", "link", "simulator", "baud", "clock"}
+        unknown = sorted(set(q) - known)
+        if unknown:
+            raise TransportError(f"{url}: unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+        try:
+            hw = hardware or _sim_hardware(parts.path, int(q.get("lanes", 16)))
+            self.board = VirtualBoard(hw, link=q.get("link", "uart"), simulator=q.get("simulator", "verilator"),
+                                      baud=int(q.get("baud", 3_000_000)), clock_hz=int(q.get("clock", 12_000_000)),
+                                      progress=progress)
+            socket_url = self.board.start()
+        except (ValueError, BuildError) as exc:
+            raise TransportError(f"{url}: {exc}") from None
+        self.wire_baud = self.board.top.baud or None
+        self.reply_timeout = reply_timeout
+        deadline = time.time() + 120
+        while True:
+            try:
+                self.serial = SerialTransport(socket_url, reply_timeout=reply_timeout)
+                break
+            except TransportError as exc:
+                if not self.board.running or time.time() > deadline:
+                    raise TransportError(f"{url}: the virtual board did not come up ({exc}); "
+                                         f"see {self.board.log}") from None
+                time.sleep(0.2)
+
+    def write(self, data: bytes) -> None:
+        self.serial.write(data)
+
+    def read(self, size: int, timeout: float) -> bytes:
+        return self.serial.read(size, timeout)
+
+    def close(self) -> None:
+        self.serial.close()
+        self.board.stop()
+
+
+def _sim_hardware(path: str, lanes: int):
+    """The virtual board's HardwareConfig: a generated folder's manifest, or the embedded model's."""
+    from spikeforge.firmware.program import HardwareConfig
+
+    if path not in ("", "/"):
+        import json
+        from pathlib import Path
+
+        manifest = Path(path) / "manifest.json"
+        if not manifest.exists():
+            raise ValueError(f"{manifest} does not exist (expected a `spikeforge generate` output folder)")
+        return HardwareConfig.from_dict(json.loads(manifest.read_text())["hardware"])
+    from spikeforge.firmware.compiler import hardware_for
+    from spikeforge.model.quantize import embedded_qmodel
+
+    return hardware_for(embedded_qmodel(), lanes=lanes)
+
+
+def open_transport(url: str, progress=None) -> Transport:
+    """The transport for ``url`` (see the module docstring)."""
+    if url.startswith("sim:"):
+        return SimTransport(url, progress=progress)
+    if url.startswith("pcie:"):
+        return PCIeTransport(url)
+    parts = urlsplit(url)
+    if parts.scheme in ("", "file") or "://" not in url:
+        q = parse_qs(parts.query)
+        baud = int(q.get("baud", ["115200"])[0])
+        return SerialTransport(parts.path if parts.query else url, baud=baud)
+    return SerialTransport(url)

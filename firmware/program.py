@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
-           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row"]
+           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "write_port_layout"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -213,3 +213,11 @@ def row_bits(hw: HardwareConfig) -> dict[str, int]:
 def words_per_row(hw: HardwareConfig) -> dict[str, int]:
     """32-bit words per row of each memory space (a row is written when its last word arrives)."""
     return {space: -(-bits // 32) for space, bits in row_bits(hw).items()}
+
+
+def write_port_layout(hw: HardwareConfig) -> tuple[int, int]:
+    """``(word_bits, addr_bits)`` of the accelerator's write port: a write's ``addr`` is
+    ``row << word_bits | word`` (``word_bits`` fits the widest row's words, ``addr_bits`` the deepest space)."""
+    word_bits = max(max(1, (w - 1).bit_length()) for w in words_per_row(hw).values())
+    depth = max(hw.program_rows, hw.weight_rows, hw.bias_rows, hw.threshold_rows, hw.max_positions)
+    return word_bits, (depth - 1).bit_length() + word_bits

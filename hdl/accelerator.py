@@ -48,7 +48,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, pack_lanes,
-                                         row_bits)
+                                         row_bits, write_port_layout)
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -56,7 +56,7 @@ from .sdsa_unit import SDSAUnit
 from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
 
-__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "LAYER_COUNTERS"]
+__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "LAYER_COUNTERS", "write_layout"]
 
 #: Global performance counters, in read order from ``READ_MAP["counters"]``.
 COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
@@ -68,6 +68,11 @@ READ_MAP = {"logits": 0x000, "counters": 0x100, "hw_id": 0x180, "format": 0x181,
             "layers": 0x200}
 
 DESCRIPTOR = data.StructLayout({f: 32 for f in FIELDS})
+
+
+def write_layout(hw: HardwareConfig) -> data.StructLayout:
+    """Payload of the accelerator's ``write`` stream: memory space, word address, 32-bit data."""
+    return data.StructLayout({"space": 3, "addr": write_port_layout(hw)[1], "data": 32})
 _FIFO_DEPTH = 4
 
 
@@ -122,11 +127,9 @@ class Accelerator(wiring.Component):
         self.hw = hw
         p = hw.lanes
         self.row_bits = row_bits(hw)
-        self.word_bits = max(max(1, (_words(b) - 1).bit_length()) for b in self.row_bits.values())
-        depth = max(hw.program_rows, hw.weight_rows, hw.bias_rows, hw.threshold_rows, hw.max_positions)
-        self.addr_bits = (depth - 1).bit_length() + self.word_bits
+        self.word_bits, self.addr_bits = write_port_layout(hw)
         super().__init__({
-            "write": In(stream.Signature(data.StructLayout({"space": 3, "addr": self.addr_bits, "data": 32}))),
+            "write": In(stream.Signature(write_layout(hw))),
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),

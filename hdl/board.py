@@ -60,7 +60,7 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.link = link = HostLink(self.accelerator, self.hello)
+        m.submodules.link = link = HostLink(self.hw, self.hello)
         m.submodules.accelerator = ResetInserter(link.accel_reset)(self.accelerator)
         acc = self.accelerator
         wiring.connect(m, link.write, acc.write)

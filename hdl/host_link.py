@@ -23,8 +23,10 @@ from amaranth.lib import crc, data, memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import SPACES
+from spikeforge.firmware.program import SPACES, HardwareConfig, words_per_row, write_port_layout
 from spikeforge.host.protocol import CMD, MAX_FRAME, STATUS
+
+from .accelerator import READ_MAP, write_layout
 
 __all__ = ["UARTReceiver", "UARTTransmitter", "COBSDecoder", "COBSEncoder", "LinkController", "HostLink",
            "FRAME_BEAT", "WIRE_BYTE", "CRC16"]
@@ -245,8 +247,8 @@ class LinkController(wiring.Component):
     """Receives decoded frames, checks them, executes their command on the accelerator, and sends
     the reply (with its CRC) as :data:`WIRE_BYTE` bytes.
 
-    Parameters: ``accelerator`` (the :class:`~spikeforge.hdl.accelerator.Accelerator` it drives: its
-    write-port layout, word and row geometry and capacities) and ``hello`` (the HELLO reply payload,
+    Parameters: ``hw`` (the :class:`~spikeforge.firmware.program.HardwareConfig` of the accelerator it
+    drives: write-port layout, row geometry and capacities) and ``hello`` (the HELLO reply payload,
     :func:`spikeforge.host.protocol.hello_payload`, held in a ROM).
 
     Commands (``docs/protocol.md``): HELLO; WRITE ``space row words`` (whole rows, checked against the
@@ -257,21 +259,18 @@ class LinkController(wiring.Component):
     execute it, and one per reply byte (plus the transmitter's back-pressure).
     """
 
-    def __init__(self, accelerator, hello: bytes):
-        self.accelerator = accelerator
+    def __init__(self, hw: HardwareConfig, hello: bytes):
+        self.hw = hw
         self.hello = bytes(hello)
-        acc = accelerator
-        hw = acc.hw
-        self.words_per_row = {s: -(-acc.row_bits[s] // 32) for s in SPACES}
+        self.words_per_row = words_per_row(hw)
+        self.word_bits = write_port_layout(hw)[0]
         self.rows = {"program": hw.program_rows, "weights": hw.weight_rows, "biases": hw.bias_rows,
                      "thresholds": hw.threshold_rows, "pixels": hw.max_positions}
         super().__init__({"frames": In(stream.Signature(FRAME_BEAT)), "reply": Out(stream.Signature(WIRE_BYTE)),
-                          **_accel_signature(acc.write.payload.shape())})
+                          **_accel_signature(write_layout(hw))})
 
     def elaborate(self, platform):  # noqa: C901 (one command FSM)
         m = Module()
-        acc = self.accelerator
-        from spikeforge.hdl.accelerator import READ_MAP
 
         # --- frame buffer, written while receiving, read with a one-byte look-ahead while executing
         m.submodules.buffer = buf = memory.Memory(shape=8, depth=MAX_FRAME, init=[])
@@ -322,7 +321,7 @@ class LinkController(wiring.Component):
         pred = Signal(8)
         wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
         rows_cap = Array(Const(self.rows[s], 32) for s in SPACES)
-        word_bits = acc.word_bits
+        word_bits = self.word_bits
 
         # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
         out = self.reply
@@ -555,15 +554,15 @@ class HostLink(wiring.Component):
     (``payload`` = TDATA, ``valid`` / ``ready`` = TVALID / TREADY, ``tx.payload.last`` = TLAST).
     """
 
-    def __init__(self, accelerator, hello: bytes):
-        self.accelerator, self.hello = accelerator, hello
+    def __init__(self, hw: HardwareConfig, hello: bytes):
+        self.hw, self.hello = hw, hello
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(WIRE_BYTE)),
-                          **_accel_signature(accelerator.write.payload.shape())})
+                          **_accel_signature(write_layout(hw))})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.decoder = dec = COBSDecoder()
-        m.submodules.controller = ctl = LinkController(self.accelerator, self.hello)
+        m.submodules.controller = ctl = LinkController(self.hw, self.hello)
         m.submodules.encoder = enc = COBSEncoder()
         wiring.connect(m, wiring.flipped(self.rx), dec.bytes)
         wiring.connect(m, dec.frames, ctl.frames)

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -477,6 +478,94 @@ def cmd_sim(args) -> int:
     return 1 if report["mismatches"] else 0
 
 
+# ---------------------------------------------------------------------------------------- run
+
+
+def _wire_seconds(nbytes: int, baud: int) -> float:
+    """Time ``nbytes`` take on an 8N1 UART (10 bits per byte)."""
+    return 10 * nbytes / baud
+
+
+def cmd_run(args) -> int:
+    """Load a model onto a device (any transport URL), infer test images, compare with golden."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from spikeforge.host.driver import Device
+    from spikeforge.model import golden
+    from spikeforge.model.data import load_digits_split
+
+    path, qm = _qmodel_or_embedded(args.model)
+    data = load_digits_split()
+    n = args.images
+    if not 1 <= n <= len(data.test_labels):
+        raise UsageError(f"--images must be in 1..{len(data.test_labels)}, got {n}")
+    pixels, labels = data.test_pixels[:n].long(), data.test_labels[:n]
+    say = (lambda msg: _err.print(msg, markup=False, highlight=False))
+    t0 = time.time()
+    with Device.open(args.port, timeout=args.timeout, retries=args.retries, progress=say) as dev:
+        info = dev.hello()
+        say(f"{args.port}: protocol {info.protocol}, hardware {info.hardware_hash[:12]}, P = {info.hardware.lanes}, "
+            f"{info.link} link" + (f" at {info.baud:,} baud" if info.baud else ""))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=_err, transient=True, disable=args.json) as bar:
+            task = bar.add_task(f"loading {path.name}", total=None)
+            load = dev.load(qm, progress=lambda i, total: bar.update(task, completed=i, total=total))
+            task = bar.add_task("inferring", total=n)
+            before = dev.stats.snapshot()
+            t_inf = time.time()
+            results = dev.infer(pixels, progress=lambda i, total: bar.update(task, completed=i))
+            infer_s = time.time() - t_inf
+            used = dev.stats.since(before)
+    want = [golden.forward(qm, pixels[i:i + 1])[0].tolist() for i in range(n)]
+    golden_pred = [max(range(len(w)), key=lambda k: (w[k], -k)) for w in want]
+    preds = [r.prediction for r in results]
+    baud = info.baud or dev.transport.wire_baud
+    load_bytes = load["bytes_out"] + load["bytes_in"]
+    per_image = (used.bytes_out + used.bytes_in) / n
+    report = {
+        "port": args.port, "model": str(path),
+        "device": {"hardware_hash": info.hardware_hash, "link": info.link, "baud": info.baud, "clock_hz": info.clock_hz,
+                   "lanes": info.hardware.lanes},
+        "images": n, "predictions": preds, "golden_predictions": golden_pred,
+        "predictions_equal_golden": sum(p == g for p, g in zip(preds, golden_pred)),
+        "logits_equal_golden": sum(r.logits == w for r, w in zip(results, want)),
+        "accuracy": sum(p == int(y) for p, y in zip(preds, labels)) / n,
+        "cycles_per_inference": sum(r.cycles for r in results) / n,
+        "load": {**load, "wire_seconds": _wire_seconds(load_bytes, baud) if baud else None},
+        "inference": {"bytes_out_per_image": used.bytes_out / n, "bytes_in_per_image": used.bytes_in / n,
+                      "retries": used.retries, "seconds": infer_s,
+                      "wire_seconds_per_image": _wire_seconds(per_image, baud) if baud else None},
+        "wire_seconds_at": {str(b): {"load": _wire_seconds(load_bytes, b), "per_image": _wire_seconds(per_image, b)}
+                            for b in (115_200, 3_000_000)},
+        "seconds": time.time() - t0,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        ok = report["logits_equal_golden"] == n
+        rows = [
+            ("device", f"{info.hardware_hash[:12]} P = {info.hardware.lanes}, {info.link}"
+                       + (f" {info.baud:,} baud @ {info.clock_hz / 1e6:g} MHz" if info.baud else "")),
+            ("predictions", " ".join(map(str, preds[:40])) + (" ..." if n > 40 else "")),
+            ("equal to the golden model", f"{report['predictions_equal_golden']}/{n} predictions, "
+                                          f"{report['logits_equal_golden']}/{n} logit vectors" + ("" if ok else "  MISMATCH")),
+            ("accuracy", f"{report['accuracy']:.4f}"),
+            ("cycles per inference", f"{report['cycles_per_inference']:,.0f}"),
+            ("model load", f"{load_bytes:,} bytes in {load['requests']} frames ({load['retries']} retries)"),
+            ("per inference", f"{per_image:,.0f} bytes"),
+        ]
+        if baud:
+            rows.append((f"UART time at {baud:,} baud", f"load {report['load']['wire_seconds']:.3f} s, "
+                                                       f"{1e3 * report['inference']['wire_seconds_per_image']:.2f} ms per image"))
+        for b, t in report["wire_seconds_at"].items():
+            if int(b) != baud:
+                rows.append((f"UART time at {int(b):,} baud", f"load {t['load']:.3f} s, "
+                                                              f"{1e3 * t['per_image']:.2f} ms per image"))
+        rows.append(("wall time", f"{report['seconds']:.1f} s (load {load['seconds']:.1f} s, inference {infer_s:.1f} s)"))
+        _out().print(_kv_table(f"{path.name} on {args.port}", rows))
+    return 0 if report["logits_equal_golden"] == n else 1
+
+
 # ---------------------------------------------------------------------------------------- demo
 
 
@@ -629,6 +718,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", type=int, default=8, help="test images to simulate (default 8)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sim)
+
+    s = sub.add_parser("run", help="load a model onto a device (serial, PCIe or sim://), infer test images, compare")
+    s.add_argument("--port", required=True, help="device URL: /dev/ttyUSB1, socket://host:port, pcie:///dev/xdma0, "
+                                                 "or sim:// (the virtual board on Verilator)")
+    s.add_argument("--model", help="quantized model (.sfq; default: the embedded model at 8 bits)")
+    s.add_argument("--images", type=int, default=20, help="test images to infer (default 20)")
+    s.add_argument("--timeout", type=float, help="seconds to wait for a reply (default: per transport)")
+    s.add_argument("--retries", type=int, default=3, help="retries per command (default 3)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_run)
     return p
 
 
@@ -648,12 +747,15 @@ def _rtl_args(s) -> None:
 def main(argv: list[str] | None = None) -> int:
     from spikeforge.hdl.export import SynthesisError
     from spikeforge.model.checkpoint import CheckpointError
+    from spikeforge.host.driver import DeviceError, LinkError
+    from spikeforge.host.transport import TransportError
     from spikeforge.sim.runner import BuildError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError) as exc:
+    except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError, TransportError,
+            LinkError, DeviceError) as exc:
         _err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyError as exc:  # unknown config names

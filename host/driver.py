@@ -212,7 +212,7 @@ class Device:
                 continue
             try:
                 self.write_rows(space, row, values)
-            except LinkError as exc:
+            except (LinkError, TransportError) as exc:
                 raise LoadInterrupted(f"{exc} (load stopped at chunk {i + 1} of {len(chunks)}; resume with "
                                       f"load(..., resume=exc.progress))", done) from None
             done.add(key)

@@ -173,10 +173,10 @@ class Reply:
 def parse_reply(wire: bytes) -> Reply:
     """A reply frame's wire bytes (no delimiter) -> :class:`Reply`; :class:`ProtocolError` if malformed."""
     body = decode_frame(wire)
-    if len(body) < 3:
-        raise ProtocolError(f"reply of {len(body)} bytes is shorter than its 3-byte header")
     if not body[0] & 0x80:
         raise ProtocolError(f"frame with cmd byte 0x{body[0]:02x} is a request, not a reply (is the link looped back?)")
+    if len(body) < 3:
+        raise ProtocolError(f"reply of {len(body)} bytes is shorter than its 3-byte header")
     return Reply(cmd=body[0] & 0x7F, seq=body[1], status=body[2], payload=bytes(body[3:]))
 
 

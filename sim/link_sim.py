@@ -15,7 +15,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hdl.accelerator import READ_MAP, Accelerator
+from spikeforge.firmware.program import HardwareConfig
+from spikeforge.hdl.accelerator import READ_MAP, write_layout
 from spikeforge.hdl.host_link import HostLink
 
 from .amaranth_streams import run_amaranth
@@ -28,9 +29,9 @@ class StubAccelerator(wiring.Component):
     ``run_cycles`` cycles -> done (with the status ``error`` bit when ``fail``); read map: logits
     ``logits``, counter 0 (cycles) = ``run_cycles``, status."""
 
-    def __init__(self, geometry: Accelerator, logits: list[int], run_cycles: int = 20, fail: bool = False):
+    def __init__(self, hw: HardwareConfig, logits: list[int], run_cycles: int = 20, fail: bool = False):
         self.logits, self.run_cycles, self.fail = logits, run_cycles, fail
-        super().__init__({"write": In(stream.Signature(geometry.write.payload.shape())), "start": In(1),
+        super().__init__({"write": In(stream.Signature(write_layout(hw))), "start": In(1),
                           "read_addr": In(16), "read_data": Out(32)})
 
     def elaborate(self, platform):
@@ -58,9 +59,9 @@ class StubAccelerator(wiring.Component):
 class LinkHarness(wiring.Component):
     """:class:`HostLink` wired to a :class:`StubAccelerator`; ``rx`` / ``tx`` are the link's byte streams."""
 
-    def __init__(self, geometry: Accelerator, hello: bytes, **stub):
-        self.link = HostLink(geometry, hello)
-        self.stub = StubAccelerator(geometry, **stub)
+    def __init__(self, hw: HardwareConfig, hello: bytes, **stub):
+        self.link = HostLink(hw, hello)
+        self.stub = StubAccelerator(hw, **stub)
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(self.link.tx.payload.shape())),
                           "resets": Out(1)})
 

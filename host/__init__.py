@@ -1,2 +1,3 @@
-"""Host side: the ``spikeforge`` command line (:mod:`spikeforge.host.cli`); the driver and its
-transports arrive with the host-link issue."""
+"""Host side: the driver (:mod:`spikeforge.host.driver`), its transports
+(:mod:`spikeforge.host.transport`), the link protocol codec (:mod:`spikeforge.host.protocol`)
+and the ``spikeforge`` command line (:mod:`spikeforge.host.cli`)."""

@@ -548,15 +548,17 @@ def cmd_run(args) -> int:
                        + (f" {info.baud:,} baud @ {info.clock_hz / 1e6:g} MHz" if info.baud else "")),
             ("predictions", " ".join(map(str, preds[:40])) + (" ..." if n > 40 else "")),
             ("equal to the golden model", f"{report['predictions_equal_golden']}/{n} predictions, "
-                                          f"{report['logits_equal_golden']}/{n} logit vectors" + ("" if ok else "  MISMATCH")),
+                                          f"{report['logits_equal_golden']}/{n} logit vectors"
+                                          + ("" if ok else "  MISMATCH")),
             ("accuracy", f"{report['accuracy']:.4f}"),
             ("cycles per inference", f"{report['cycles_per_inference']:,.0f}"),
             ("model load", f"{load_bytes:,} bytes in {load['requests']} frames ({load['retries']} retries)"),
             ("per inference", f"{per_image:,.0f} bytes"),
         ]
         if baud:
+            per_ms = 1e3 * report["inference"]["wire_seconds_per_image"]
             rows.append((f"UART time at {baud:,} baud", f"load {report['load']['wire_seconds']:.3f} s, "
-                                                       f"{1e3 * report['inference']['wire_seconds_per_image']:.2f} ms per image"))
+                                                       f"{per_ms:.2f} ms per image"))
         for b, t in report["wire_seconds_at"].items():
             if int(b) != baud:
                 rows.append((f"UART time at {int(b):,} baud", f"load {t['load']:.3f} s, "

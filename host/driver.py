@@ -198,7 +198,8 @@ class Device:
 
     def load(self, model, progress=None, resume: set | None = None) -> dict:
         """Load a model: a ``QuantizedModel`` or ``.qmodel`` path (compiled here for the device's
-        hardware), or a :class:`Compiled` (its manifest's hardware hash must be the device's). Returns ``{"bytes_out", "bytes_in", "requests",
+        hardware), or a :class:`Compiled` (its manifest's hardware hash must be the device's).
+        Returns ``{"bytes_out", "bytes_in", "requests",
         "retries", "chunks", "seconds"}``. ``progress(done, total)`` is called per chunk."""
         info = self.info or self.hello()
         compiled = self._compiled_for(model, info)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
-           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "write_port_layout"]
+           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -163,6 +163,10 @@ class Descriptor:
     repeat: int = 1
     u_groups: int = 1
 
+    def row_value(self) -> int:
+        """The descriptor as one program-memory row: field ``k`` in bits ``32k .. 32k + 31``."""
+        return sum(w << (32 * k) for k, w in enumerate(self.words()))
+
     def words(self) -> list[int]:
         out = []
         for f in FIELDS:
@@ -215,9 +219,19 @@ def words_per_row(hw: HardwareConfig) -> dict[str, int]:
     return {space: -(-bits // 32) for space, bits in row_bits(hw).items()}
 
 
+def space_rows(hw: HardwareConfig) -> dict[str, int]:
+    """Rows (memory depth) of each memory space of the write port."""
+    return {"program": hw.program_rows, "weights": hw.weight_rows, "biases": hw.bias_rows,
+            "thresholds": hw.threshold_rows, "pixels": hw.max_positions}
+
+
+def row_words(value: int, n: int) -> list[int]:
+    """The ``n`` 32-bit words of a row integer, least significant first (the order the write port takes)."""
+    return [(value >> (32 * k)) & 0xFFFFFFFF for k in range(n)]
+
+
 def write_port_layout(hw: HardwareConfig) -> tuple[int, int]:
     """``(word_bits, addr_bits)`` of the accelerator's write port: a write's ``addr`` is
     ``row << word_bits | word`` (``word_bits`` fits the widest row's words, ``addr_bits`` the deepest space)."""
     word_bits = max(max(1, (w - 1).bit_length()) for w in words_per_row(hw).values())
-    depth = max(hw.program_rows, hw.weight_rows, hw.bias_rows, hw.threshold_rows, hw.max_positions)
-    return word_bits, (depth - 1).bit_length() + word_bits
+    return word_bits, (max(space_rows(hw).values()) - 1).bit_length() + word_bits

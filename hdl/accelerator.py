@@ -48,7 +48,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, pack_lanes,
-                                         row_bits, write_port_layout)
+                                         row_bits, row_words, write_port_layout)
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -125,7 +125,6 @@ class Accelerator(wiring.Component):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"Accelerator: expected a HardwareConfig, got {type(hw).__name__}")
         self.hw = hw
-        p = hw.lanes
         self.row_bits = row_bits(hw)
         self.word_bits, self.addr_bits = write_port_layout(hw)
         super().__init__({
@@ -143,9 +142,8 @@ class Accelerator(wiring.Component):
 
     def write_words(self, space: str, row: int, value: int) -> list[dict]:
         """The ``write`` beats that load ``value`` (an integer of the row's bits) into ``row`` of ``space``."""
-        n = _words(self.row_bits[space])
-        return [{"space": SPACES[space], "addr": (row << self.word_bits) | k, "data": (value >> (32 * k)) & 0xFFFFFFFF}
-                for k in range(n)]
+        words = row_words(value, _words(self.row_bits[space]))
+        return [{"space": SPACES[space], "addr": (row << self.word_bits) | k, "data": w} for k, w in enumerate(words)]
 
     def pack_lanes(self, space: str, values: list[int]) -> int:
         """P signed lane values -> the row integer of ``space`` (weights, biases or thresholds)."""

@@ -23,7 +23,7 @@ from amaranth.lib import crc, data, memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import SPACES, HardwareConfig, words_per_row, write_port_layout
+from spikeforge.firmware.program import SPACES, HardwareConfig, space_rows, words_per_row, write_port_layout
 from spikeforge.host.protocol import CMD, MAX_FRAME, STATUS
 
 from .accelerator import READ_MAP, write_layout
@@ -264,8 +264,7 @@ class LinkController(wiring.Component):
         self.hello = bytes(hello)
         self.words_per_row = words_per_row(hw)
         self.word_bits = write_port_layout(hw)[0]
-        self.rows = {"program": hw.program_rows, "weights": hw.weight_rows, "biases": hw.bias_rows,
-                     "thresholds": hw.threshold_rows, "pixels": hw.max_positions}
+        self.rows = space_rows(hw)
         super().__init__({"frames": In(stream.Signature(FRAME_BEAT)), "reply": Out(stream.Signature(WIRE_BYTE)),
                           **_accel_signature(write_layout(hw))})
 
@@ -316,7 +315,6 @@ class LinkController(wiring.Component):
         count = Signal(8)
         nlog = Signal(8)
         run = Signal()                           # the WRITE is a RUN's pixels
-        accel_error = Signal()
         best = Signal(signed(32))
         pred = Signal(8)
         wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
@@ -337,6 +335,14 @@ class LinkController(wiring.Component):
                 with m.If(idx + 1 >= length):
                     m.d.sync += idx.eq(0)
                     m.next = nxt
+
+        def field(target, nbytes, nxt):
+            """Assemble the ``nbytes``-byte little-endian field at the read pointer into ``target``."""
+            m.d.comb += adv.eq(1)
+            m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
+            with m.If(k == nbytes - 1):
+                m.d.sync += [target.eq(Cat(acc_sh[32 - 8 * (nbytes - 1):], byte)), k.eq(0)]
+                m.next = nxt
 
         def fail(code):
             m.d.sync += [status.eq(STATUS[code]), idx.eq(0)]
@@ -364,7 +370,7 @@ class LinkController(wiring.Component):
 
             with m.State("CHECK"):
                 m.d.sync += [status.eq(STATUS["OK"]), plen.eq(n - 4), idx.eq(0), run.eq(0), k.eq(0),
-                             w.eq(0), rcount.eq(0), wcount.eq(0), accel_error.eq(0), lost.eq(0)]
+                             w.eq(0), rcount.eq(0), wcount.eq(0), lost.eq(0)]
                 m.d.comb += [seek.eq(1), seek_to.eq(2)]
                 with m.If(cobs_error | lost | ((n < 4) & ~oversize)):
                     fail("E_FRAME")
@@ -409,30 +415,18 @@ class LinkController(wiring.Component):
 
             # ------------------------------------------------------------ READ addr:u16 count:u8
             with m.State("READ_ADDR"):
-                m.d.comb += adv.eq(1)
-                m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
-                with m.If(k == 1):
-                    m.d.sync += raddr.eq(Cat(acc_sh[24:], byte))
-                    m.next = "READ_COUNT"
+                field(raddr, 2, "READ_COUNT")
             with m.State("READ_COUNT"):
-                m.d.sync += count.eq(byte)
-                m.next = "HEADER"
+                field(count, 1, "HEADER")
 
             # ------------------------------------------------------------ WRITE space:u8 row:u32 words
             with m.State("WRITE_SPACE"):
-                m.d.comb += adv.eq(1)
-                m.d.sync += [space.eq(byte), k.eq(0)]
-                m.next = "WRITE_ROW"
+                field(space, 1, "WRITE_ROW")
             with m.State("WRITE_ROW"):
-                m.d.comb += adv.eq(1)
-                m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
-                with m.If(k == 3):
-                    m.d.sync += row.eq(Cat(acc_sh[8:], byte))
-                    m.next = "VALIDATE"
+                field(row, 4, "VALIDATE")
             with m.State("RUN_NLOG"):
-                m.d.comb += adv.eq(1)
-                m.d.sync += [nlog.eq(byte), space.eq(SPACES["pixels"]), row.eq(0), k.eq(0)]
-                m.next = "VALIDATE"
+                field(nlog, 1, "VALIDATE")
+                m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
             with m.State("VALIDATE"):        # count whole rows without writing (1 cycle per word)
                 with m.If(space >= len(SPACES)):
                     fail("E_RANGE")
@@ -478,7 +472,7 @@ class LinkController(wiring.Component):
                 status_word = self.read_data
                 m.d.comb += self.read_addr.eq(READ_MAP["status"])
                 with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
-                    m.d.sync += [accel_error.eq(status_word[2]), pred.eq(0xFF)]
+                    m.d.sync += pred.eq(0xFF)
                     with m.If(status_word[2]):
                         m.d.sync += status.eq(STATUS["E_ACCEL"])
                     m.next = "HEADER"

@@ -516,8 +516,8 @@ def cmd_run(args) -> int:
             results = dev.infer(pixels, progress=lambda i, total: bar.update(task, completed=i))
             infer_s = time.time() - t_inf
             used = dev.stats.since(before)
-    want = [golden.forward(qm, pixels[i:i + 1])[0].tolist() for i in range(n)]
-    golden_pred = [max(range(len(w)), key=lambda k: (w[k], -k)) for w in want]
+    golden_logits = golden.forward(qm, pixels)
+    want, golden_pred = golden_logits.tolist(), golden_logits.argmax(1).tolist()
     preds = [r.prediction for r in results]
     baud = info.baud or dev.transport.wire_baud
     load_bytes = load["bytes_out"] + load["bytes_in"]

@@ -18,14 +18,13 @@ compiler's ``CapacityError``) is refused before anything is written.
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeforge.firmware.compiler import Compiled, compile_model, pixel_rows
-from spikeforge.firmware.program import SPACES, HardwareConfig, pack_lanes, row_bits, words_per_row
+from spikeforge.firmware.program import SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
 from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP
 
 from . import protocol as P
@@ -193,7 +192,7 @@ class Device:
         """Write whole rows (integers of the row's bits) to ``space`` from ``row``, as one WRITE."""
         hw = self._hardware()
         wpr = words_per_row(hw)[space]
-        words = [(v >> (32 * k)) & 0xFFFFFFFF for v in rows for k in range(wpr)]
+        words = [w for v in rows for w in row_words(v, wpr)]
         self.transact("WRITE", struct.pack("<BI", SPACES[space], row) + struct.pack(f"<{len(words)}I", *words))
 
     def load(self, model, progress=None, resume: set | None = None) -> dict:
@@ -235,7 +234,7 @@ class Device:
         for i, img in enumerate(images):
             rows = [v for _, v in pixel_rows(hw, img)]
             wpr = words_per_row(hw)["pixels"]
-            words = [(v >> (32 * k)) & 0xFFFFFFFF for v in rows for k in range(wpr)]
+            words = [w for v in rows for w in row_words(v, wpr)]
             payload = bytes([n]) + struct.pack(f"<{len(words)}I", *words)
             reply = self.transact("RUN", payload).payload
             if len(reply) != 4 + 4 * n + 1:
@@ -292,8 +291,7 @@ def _chunks(compiled: Compiled):
     """``(space, first_row, [row values])`` WRITE chunks of whole, consecutive rows within a frame."""
     hw = compiled.hardware
     bits, wpr = row_bits(hw), words_per_row(hw)
-    spaces = {"program": [(r, sum(w << (32 * k) for k, w in enumerate(d.words()))) for r, d in
-                          enumerate(compiled.program)]}
+    spaces = {"program": [(r, d.row_value()) for r, d in enumerate(compiled.program)]}
     for space in ("weights", "biases", "thresholds"):
         spaces[space] = [(row, pack_lanes(lanes, bits[space] // hw.lanes)) for row, lanes in getattr(compiled, space)]
     budget = P.MAX_FRAME - 4 - 5       # cmd, seq, CRC; space, row

@@ -19,7 +19,7 @@ import dataclasses
 import struct
 from dataclasses import dataclass
 
-from spikeforge.firmware.program import HardwareConfig
+from spikeforge.firmware.program import FORMAT_VERSION, HardwareConfig
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "MAX_REPLY", "CMD", "STATUS", "ProtocolError", "crc16",
            "cobs_encode", "cobs_decode", "encode_frame", "decode_frame", "request", "Reply", "parse_reply",
@@ -234,8 +234,6 @@ _HELLO_HEAD = struct.Struct("<HH32sBIIHB")
 def hello_payload(hw: HardwareConfig, link: str, clock_hz: int, baud: int) -> bytes:
     """The HELLO reply payload of a device built for ``hw`` (the gateware's ROM holds these bytes)."""
     fields = [int(getattr(hw, f)) for f in CAPABILITY_FIELDS]
-    from spikeforge.firmware.program import FORMAT_VERSION
-
     return _HELLO_HEAD.pack(PROTOCOL_VERSION, FORMAT_VERSION, bytes.fromhex(hw.config_hash()), LINKS[link],
                             clock_hz, baud, MAX_FRAME, len(fields)) + struct.pack(f"<{len(fields)}I", *fields)
 

@@ -34,8 +34,7 @@ def load_beats(top: Accelerator, compiled: Compiled) -> list[list[int]]:
     """``[space, addr, data]`` write beats that load a compiled model (program, weights, biases, thresholds)."""
     beats = []
     for row, desc in enumerate(compiled.program):
-        value = sum(w << (32 * k) for k, w in enumerate(desc.words()))
-        beats += top.write_words("program", row, value)
+        beats += top.write_words("program", row, desc.row_value())
     for space, rows in (("weights", compiled.weights), ("biases", compiled.biases),
                         ("thresholds", compiled.thresholds)):
         for row, lanes in rows:

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import random
 
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from .payload import pack, unpack
 
-__all__ = ["StreamSource", "StreamSink", "port"]
+__all__ = ["StreamSource", "StreamSink", "port", "reset"]
+
+
+async def reset(dut, cycles: int = 2) -> None:
+    """Hold ``rst`` for ``cycles`` clock cycles; returns after a falling edge with ``rst`` low."""
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, cycles)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
 
 
 def port(dut, name: str, member: str):

@@ -19,7 +19,7 @@ from spikeforge.firmware.program import HardwareConfig
 from spikeforge.hdl.accelerator import READ_MAP, write_layout
 from spikeforge.hdl.host_link import HostLink
 
-from .amaranth_streams import run_amaranth
+from .amaranth_streams import run_amaranth, stream_send
 
 __all__ = ["StubAccelerator", "LinkHarness", "exchange"]
 
@@ -93,16 +93,7 @@ def exchange(harness: LinkHarness, sends: list[tuple[bytes, int]], idle: float =
         for i, (wire, _) in enumerate(sends):
             while frames < wanted[i]:
                 await ctx.tick()
-            for b in wire:
-                while idle and rng.random() < idle:
-                    await ctx.tick()
-                ctx.set(harness.rx.valid, 1)
-                ctx.set(harness.rx.payload, b)
-                while True:
-                    _, _, ready = await ctx.tick().sample(harness.rx.ready)
-                    if ready:
-                        break
-                ctx.set(harness.rx.valid, 0)
+            await stream_send(ctx, harness.rx, wire, rng, idle)
 
     async def main(ctx):
         nonlocal frames

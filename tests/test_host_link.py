@@ -15,7 +15,7 @@ from spikeforge.firmware.program import SPACES, HardwareConfig, words_per_row
 from spikeforge.hdl.accelerator import Accelerator
 from spikeforge.hdl.host_link import COBSDecoder, COBSEncoder, UARTReceiver, UARTTransmitter
 from spikeforge.host import protocol as P
-from spikeforge.sim.amaranth_streams import run_amaranth
+from spikeforge.sim.amaranth_streams import run_amaranth, stream_send
 from spikeforge.sim.link_sim import LinkHarness, exchange
 
 HW = {8: HardwareConfig(lanes=8, max_channels=64, max_embed=32, weight_rows=300, bias_rows=20, threshold_rows=20,
@@ -143,12 +143,7 @@ def test_cobs_gateware_roundtrip(data):
     out = {"wire": bytearray(), "frame": bytearray(), "end": None}
 
     async def feed(ctx):
-        for i, b in enumerate(data):
-            ctx.set(enc.bytes.payload, {"data": b, "last": i == len(data) - 1})
-            ctx.set(enc.bytes.valid, 1)
-            while not (await ctx.tick().sample(enc.bytes.ready))[2]:
-                pass
-        ctx.set(enc.bytes.valid, 0)
+        await stream_send(ctx, enc.bytes, [{"data": b, "last": i == len(data) - 1} for i, b in enumerate(data)])
 
     async def main(ctx):
         ctx.set(enc.wire.ready, 1)
@@ -203,12 +198,7 @@ def test_uart_loopback(divisor):
     got = bytearray()
 
     async def send(ctx):
-        for b in data:
-            ctx.set(tx.bytes.payload, b)
-            ctx.set(tx.bytes.valid, 1)
-            while not (await ctx.tick().sample(tx.bytes.ready))[2]:
-                pass
-        ctx.set(tx.bytes.valid, 0)
+        await stream_send(ctx, tx.bytes, data)
 
     async def main(ctx):
         ctx.set(rx.bytes.ready, 1)

@@ -16,7 +16,9 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+
+from spikeforge.sim.cocotb_streams import reset
 
 
 def _signed32(v: int) -> int:
@@ -33,10 +35,7 @@ async def accelerator_runs_program(dut):
     dut.write__valid.value = 0
     dut.start.value = 0
     dut.read_addr.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await reset(dut)
 
     async def write(beats):
         for space, addr, value in beats:

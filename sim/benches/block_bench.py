@@ -14,10 +14,10 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from spikeforge.hdl import make_block
-from spikeforge.sim.cocotb_streams import StreamSink, StreamSource, port
+from spikeforge.sim.cocotb_streams import StreamSink, StreamSource, port, reset
 from spikeforge.sim.payload import pack, payload_shape
 from spikeforge.sim.scoreboard import Scoreboard
 
@@ -38,10 +38,7 @@ async def block_matches_golden(dut):
              for k, name in enumerate(spec["expected"])}
     for name in spec["writes"]:
         port(dut, name, "valid").value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await reset(dut)
     for name, value in spec["config"].items():
         getattr(dut, name).value = value
     for name, beats in spec["writes"].items():  # memory loads through always-ready ports

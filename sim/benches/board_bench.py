@@ -14,12 +14,15 @@ Environment: ``SPIKEFORGE_BOARD_PORT``, ``SPIKEFORGE_BOARD_LINK`` (``uart`` / ``
 from __future__ import annotations
 
 import os
+import random
 import select
 import socket
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, RisingEdge, Timer
+
+from spikeforge.sim.cocotb_streams import StreamSource, reset
 
 PERIOD_NS = 10
 IDLE_CYCLES = 2000      # simulated between polls of the socket while nothing is sent
@@ -42,19 +45,6 @@ async def _uart_monitor(dut, conn, div: int):
             await Timer(div * PERIOD_NS, unit="ns")
         # now in the middle of the stop bit
         conn.sendall(bytes([value]))
-
-
-async def _stream_send(dut, data: bytes):
-    for b in data:
-        dut.s_axis__payload.value = b
-        dut.s_axis__valid.value = 1
-        while True:
-            await ReadOnly()
-            ready = int(dut.s_axis__ready.value)
-            await FallingEdge(dut.clk)
-            if ready:
-                break
-    dut.s_axis__valid.value = 0
 
 
 async def _stream_monitor(dut, conn):
@@ -84,10 +74,7 @@ async def virtual_board(dut):
     else:
         dut.s_axis__valid.value = 0
         dut.m_axis__ready.value = 1
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await reset(dut, 4)
 
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,7 +102,7 @@ async def virtual_board(dut):
             if link == "uart":
                 await _uart_send(dut, data, div)
             else:
-                await _stream_send(dut, data)
+                await StreamSource(dut, "s_axis", 8, random.Random(0)).send(data)
         else:
             await Timer(IDLE_CYCLES * PERIOD_NS, unit="ns")
     conn.close()

@@ -26,7 +26,7 @@ from spikeforge.host.protocol import LINKS, hello_payload
 from .accelerator import Accelerator
 from .host_link import WIRE_BYTE, HostLink, UARTReceiver, UARTTransmitter
 
-__all__ = ["BoardTop", "uart_divisor"]
+__all__ = ["BoardTop", "AXIStreamTop", "uart_divisor"]
 
 
 def uart_divisor(clock_hz: int, baud: int) -> int:
@@ -75,4 +75,25 @@ class BoardTop(wiring.Component):
         else:
             wiring.connect(m, wiring.flipped(self.s_axis), link.rx)
             wiring.connect(m, link.tx, wiring.flipped(self.m_axis))
+        return m
+
+
+class AXIStreamTop(wiring.Component):
+    """:class:`BoardTop` with ``link="stream"`` under the AXI4-Stream port names vendor tools infer
+    (``s_axis_tdata/tvalid/tready``, ``m_axis_tdata/tlast/tvalid/tready``; ``clk``, ``rst`` active
+    high): the top of the ``verilog`` build target. The wrapper only renames ports."""
+
+    def __init__(self, hw: HardwareConfig, clock_hz: int):
+        self.board_top = BoardTop(hw, "stream", clock_hz=clock_hz)
+        super().__init__({"s_axis_tdata": In(8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+                          "m_axis_tdata": Out(8), "m_axis_tlast": Out(1), "m_axis_tvalid": Out(1),
+                          "m_axis_tready": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.board_top = top = self.board_top
+        m.d.comb += [top.s_axis.payload.eq(self.s_axis_tdata), top.s_axis.valid.eq(self.s_axis_tvalid),
+                     self.s_axis_tready.eq(top.s_axis.ready),
+                     self.m_axis_tdata.eq(top.m_axis.payload.data), self.m_axis_tlast.eq(top.m_axis.payload.last),
+                     self.m_axis_tvalid.eq(top.m_axis.valid), top.m_axis.ready.eq(self.m_axis_tready)]
         return m

@@ -164,12 +164,13 @@ class SparseAccumulator(wiring.Component):
         w_rd = weights.read_port()
         b_rd = biases.read_port()
         e_wr = event_buffer.write_port()
-        e_rd = event_buffer.read_port(domain="comb")
+        e_rd = event_buffer.read_port(transparent_for=(e_wr,))  # synchronous: a block RAM, not flip-flops
 
         # ---- stage 0: one (event, group) per cycle, from the input (group 0) or the event buffer.
         group = Signal(range(self.group_capacity))
         count = Signal(range(self.in_capacity + 1))    # events of the vector stored so far
         replay = Signal(range(self.in_capacity + 1))   # index of the next replayed event
+        replay_next = Signal.like(replay)              # its value next cycle: the buffer's read address
         group_base = Signal(range(self.weight_depth))  # group * n_columns, a running sum
         s0_valid, s0_first, s0_last, s0_empty = Signal(), Signal(), Signal(), Signal()
         s0_ev = Signal(stored)
@@ -179,7 +180,8 @@ class SparseAccumulator(wiring.Component):
         s1_group = Signal.like(group)
         m.d.comb += advance.eq(~(s1_valid & s1_last & self.result.valid & ~self.result.ready))
 
-        m.d.comb += e_rd.addr.eq(replay)
+        m.d.comb += [replay_next.eq(replay), e_rd.addr.eq(replay_next)]
+        m.d.sync += replay.eq(replay_next)
         with m.If(group == 0):
             m.d.comb += [
                 s0_valid.eq(self.events.valid),
@@ -204,9 +206,9 @@ class SparseAccumulator(wiring.Component):
                     m.d.comb += [e_wr.addr.eq(count), *[getattr(e_wr.data, k).eq(getattr(self.events.payload, k)) for k, _ in stored], e_wr.en.eq(1)]
                     m.d.sync += count.eq(count + 1)
             with m.Else():
-                m.d.sync += replay.eq(replay + 1)
+                m.d.comb += replay_next.eq(replay + 1)
             with m.If(s0_last):
-                m.d.sync += replay.eq(0)
+                m.d.comb += replay_next.eq(0)
                 with m.If(group + 1 >= self.n_groups):
                     m.d.sync += [group.eq(0), count.eq(0), group_base.eq(0)]
                 with m.Else():

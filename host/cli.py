@@ -374,6 +374,34 @@ def _generate_accelerator(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- build
+
+
+def cmd_build(args) -> int:
+    from spikeforge.hdl.boards import board_hardware, get_board
+    from spikeforge.hdl.build import build_board
+
+    board = get_board(args.board)
+    if args.out is None:
+        raise UsageError("build needs --out DIR")
+    overrides = {f: getattr(args, f) for f in CAPACITY_FLAGS if getattr(args, f, None) is not None}
+    models = _load_qmodel(Path(args.model)) if args.model else None
+    hw = board_hardware(board, lanes=args.lanes, models=models, **overrides)
+    started = time.monotonic()
+    with _err.status(f"building for {board.name} ...") as status:
+        def progress(stage: str, detail: str) -> None:
+            status.update(f"[bold]{board.name}[/]: {stage} ({time.monotonic() - started:.0f} s) "
+                          f"[dim]{detail}[/]".replace("[dim][/]", ""))
+        report = build_board(board, hw, args.out, clock_mhz=args.clock, baud=args.baud, plan_only=args.plan_only,
+                             synth_only=args.synth_only, progress=progress)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from spikeforge.hdl.build import summary
+        _out().print(summary(report), markup=False, highlight=False, end="")
+    return 1 if report.get("fits") is False else 0
+
+
 # ---------------------------------------------------------------------------------------- disasm
 
 
@@ -709,6 +737,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_generate)
 
+    from spikeforge.hdl.boards import BOARDS
+
+    s = sub.add_parser("build", help="build the accelerator for a board: Verilog, bitstream, resource and timing report")
+    s.add_argument("--board", required=True, metavar="NAME", help=f"board: {', '.join(BOARDS)}")
+    s.add_argument("--lanes", type=int, help="P, output channels per cycle (default: the board's)")
+    s.add_argument("--model", help="size the accelerator for this quantized model (.sfq; default: the embedded one)")
+    _capacity_args(s)
+    s.add_argument("--clock", type=float, metavar="MHZ", help="clock frequency (default: the board's target)")
+    s.add_argument("--baud", type=int, help="UART baud rate (default 3,000,000)")
+    s.add_argument("--out", type=Path, help="output folder")
+    s.add_argument("--plan-only", action="store_true",
+                   help="write the build plan archive instead of running the toolchain (vendor boards)")
+    s.add_argument("--synth-only", action="store_true", help="stop after synthesis and the capacity check")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_build)
+
     s = sub.add_parser("disasm", help="print a compiled program (program.bin) readably")
     s.add_argument("program", type=Path, help="program.bin written by `spikeforge generate QMODEL`")
     s.add_argument("--json", action="store_true")
@@ -747,6 +791,7 @@ def _rtl_args(s) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spikeforge.hdl.build import BoardBuildError
     from spikeforge.hdl.export import SynthesisError
     from spikeforge.model.checkpoint import CheckpointError
     from spikeforge.host.driver import DeviceError, LinkError
@@ -757,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError, TransportError,
-            LinkError, DeviceError) as exc:
+            LinkError, DeviceError, BoardBuildError) as exc:
         _err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyError as exc:  # unknown config names

@@ -6,7 +6,8 @@
   ``/dev/xdma0_h2c_K`` (host to card) and ``/dev/xdma0_c2h_K`` (card to host), streaming the same
   framed bytes over AXI4-Stream (``docs/protocol.md`` states what the tests cover);
 * **virtual board**: ``sim://`` (``?lanes=P&link=uart|stream&simulator=verilator|icarus``), or
-  ``sim:///path/to/generated`` for the hardware of a ``spikeforge generate`` folder: the board's
+  ``sim:///path/to/generated`` for the hardware of a ``spikeforge generate`` folder (or of a
+  ``spikeforge build`` folder, with that board's link, clock and baud): the board's
   gateware simulated on Verilator (:mod:`spikeforge.sim.virtual_board`), reached over pyserial
   ``socket://``.
 
@@ -172,9 +173,12 @@ class SimTransport(Transport):
         if unknown:
             raise TransportError(f"{url}: unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
         try:
-            hw = hardware or _sim_hardware(parts.path, int(q.get("lanes", 16)))
-            self.board = VirtualBoard(hw, link=q.get("link", "uart"), simulator=q.get("simulator", "verilator"),
-                                      baud=int(q.get("baud", 3_000_000)), clock_hz=int(q.get("clock", 12_000_000)),
+            hw, built = _sim_hardware(parts.path, int(q.get("lanes", 16)))
+            hw = hardware or hw
+            self.board = VirtualBoard(hw, link=q.get("link", built.get("link", "uart")),
+                                      simulator=q.get("simulator", "verilator"),
+                                      baud=int(q.get("baud", built.get("baud") or 3_000_000)),
+                                      clock_hz=int(q.get("clock", built.get("clock_hz", 12_000_000))),
                                       progress=progress)
             socket_url = self.board.start()
         except (ValueError, BuildError) as exc:
@@ -204,7 +208,9 @@ class SimTransport(Transport):
 
 
 def _sim_hardware(path: str, lanes: int):
-    """The virtual board's HardwareConfig: a generated folder's manifest, or the embedded model's."""
+    """The virtual board's HardwareConfig and, for a ``spikeforge build`` folder, the board's link,
+    clock and baud (so the simulation runs the very BoardTop that was built): a generated or built
+    folder's manifest, or the embedded model's configuration."""
     from spikeforge.firmware.program import HardwareConfig
 
     if path not in ("", "/"):
@@ -213,12 +219,14 @@ def _sim_hardware(path: str, lanes: int):
 
         manifest = Path(path) / "manifest.json"
         if not manifest.exists():
-            raise ValueError(f"{manifest} does not exist (expected a `spikeforge generate` output folder)")
-        return HardwareConfig.from_dict(json.loads(manifest.read_text())["hardware"])
+            raise ValueError(f"{manifest} does not exist (expected a `spikeforge generate` or `build` output folder)")
+        m = json.loads(manifest.read_text())
+        board = {k: m[k] for k in ("link", "clock_hz", "baud") if k in m}
+        return HardwareConfig.from_dict(m["hardware"]), board
     from spikeforge.firmware.compiler import hardware_for
     from spikeforge.model.quantize import embedded_qmodel
 
-    return hardware_for(embedded_qmodel(), lanes=lanes)
+    return hardware_for(embedded_qmodel(), lanes=lanes), {}
 
 
 def open_transport(url: str, progress=None) -> Transport:

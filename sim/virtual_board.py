@@ -45,7 +45,8 @@ class VirtualBoard:
         self.top = BoardTop(hw, link=link, clock_hz=clock_hz, baud=baud)
         self.hw, self.link, self.simulator = hw, link, simulator
         self.progress = progress or (lambda msg: None)
-        self.build_dir = Path(build_root or DEFAULT_BUILD_ROOT) / f"board-{hw.config_hash()[:12]}-{link}-{simulator}"
+        self.build_dir = Path(build_root or DEFAULT_BUILD_ROOT) / (f"board-{hw.config_hash()[:12]}-{link}"
+                                                            f"-{self.top.divisor or 0}-{simulator}")
         self.port = None
         self.thread = None
         self.result = None

@@ -1,0 +1,162 @@
+"""The boards ``spikeforge build`` knows: the FPGA, its open toolchain, clocking and link, and the
+accelerator configuration sized for it.
+
+A :class:`Board` names an ``amaranth-boards`` platform (or none, for the ``verilog`` target), the
+device's capacity per primitive (used to refuse a design that cannot fit before place and route),
+the target clock, the host link, and how its :class:`HardwareConfig` is derived: the smallest
+configuration that runs the embedded ``digits-tiny`` model at the board's lanes, enlarged by the
+board's capacity floors.
+
+:class:`BoardDesign` is what a board build elaborates: the board's PLL and reset (``sync`` at the
+achieved PLL frequency, held in reset until lock), :class:`~spikeforge.hdl.board.BoardTop` (the
+design the virtual board simulates, with the same parameters) and the UART pads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
+
+from spikeforge.firmware.program import HardwareConfig
+
+from .board import BoardTop, uart_divisor
+from .clocking import PLLClockDomain, PLLSettings, ecp5_pll, ice40_pll
+
+__all__ = ["Board", "BOARDS", "get_board", "BoardDesign", "UnknownBoard", "board_hardware", "board_clock"]
+
+
+class UnknownBoard(ValueError):
+    """A board name that is not in :data:`BOARDS`."""
+
+
+@dataclass(frozen=True)
+class Board:
+    """One build target (see the module docstring).
+
+    ``family``: ``ice40`` / ``ecp5`` (open toolchain: YoWASP Yosys, nextpnr and the packer),
+    ``xilinx`` / ``intel`` (vendor toolchain: ``--plan-only`` archives) or ``generic`` (Verilog
+    only). ``capacity``: the device's primitives as nextpnr names them in its utilisation report,
+    with how many the device has. ``floors``: minimum HardwareConfig fields (larger capacities than
+    the embedded model needs)."""
+
+    name: str
+    title: str
+    family: str
+    device: str
+    platform: str | None        # amaranth_boards module:class
+    osc_hz: float | None        # the board oscillator the PLL runs from
+    target_mhz: float
+    lanes: int
+    link: str = "uart"
+    baud: int = 3_000_000
+    capacity: dict = field(default_factory=dict)
+    floors: dict = field(default_factory=dict)
+    synth_opts: str = ""
+    notes: str = ""
+
+    @property
+    def open_toolchain(self) -> bool:
+        return self.family in ("ice40", "ecp5")
+
+    def make_platform(self):
+        """An instance of the board's amaranth-boards platform (``None`` for ``verilog``)."""
+        if self.platform is None:
+            return None
+        import importlib
+        module, cls = self.platform.split(":")
+        return getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)(toolchain=self.toolchain)
+
+    @property
+    def toolchain(self) -> str:
+        return {"ice40": "IceStorm", "ecp5": "Trellis", "xilinx": "Vivado", "intel": "Quartus"}.get(self.family, "")
+
+
+#: nextpnr's names for the primitives a board build reports, with their kind (for the summary).
+PRIMITIVE_KINDS = {
+    "ICESTORM_LC": "LUT/LC", "ICESTORM_RAM": "BRAM", "ICESTORM_SPRAM": "SPRAM", "ICESTORM_DSP": "DSP",
+    "SB_IO": "IO", "ICESTORM_PLL": "PLL",
+    "TRELLIS_COMB": "LUT/LC", "TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP",
+    "TRELLIS_IO": "IO", "EHXPLLL": "PLL",
+    "SB_DFF": "FF",  # iCE40 flip-flops (from synthesis: nextpnr counts them inside ICESTORM_LC)
+    "LUT": "LUT/LC", "FF": "FF", "RAMB36E1": "BRAM", "RAMB18E1": "BRAM", "DSP48E1": "DSP",  # synth_xilinx
+}
+
+BOARDS: dict[str, Board] = {b.name: b for b in (
+    Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
+          "icebreaker:ICEBreakerPlatform", 12e6, 40.0, lanes=4,
+          capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
+          synth_opts="-spram",
+          notes="UART over the on-board FT2232H (channel B); weights in SPRAM"),
+    Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
+          "ulx3s:ULX3S_85F_Platform", 25e6, 125.0, lanes=16,
+          capacity={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
+          floors={"weight_rows": 8192, "bias_rows": 128, "threshold_rows": 128, "program_rows": 32,
+                  "u_rows": 512, "spike_rows": 1024},
+          notes="UART over the on-board FT231X"),
+    Board("verilog", "Verilog top for vendor flows (Xilinx / Intel) with the AXI4-Stream port",
+          "generic", "any", None, None, 125.0, lanes=16, link="stream", baud=0,
+          notes="integrate behind a PCIe DMA such as Xilinx XDMA (docs/build.md)"),
+    Board("arty-a7-35", "Digilent Arty A7-35T (Vivado)", "xilinx", "xc7a35ti",
+          "arty_a7:ArtyA7_35Platform", 100e6, 100.0, lanes=16,
+          notes="Vivado is not available here: --plan-only writes the build plan archive"),
+)}
+
+
+def get_board(name: str) -> Board:
+    """The board called ``name``; :class:`UnknownBoard` lists the known ones."""
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise UnknownBoard(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}") from None
+
+
+def board_hardware(board: Board, lanes: int | None = None, models=None, **overrides) -> HardwareConfig:
+    """The board's accelerator configuration: the smallest that runs ``models`` (default: the
+    embedded ``digits-tiny``) at ``lanes`` (default: the board's), raised to the board's floors,
+    then ``overrides`` (capacity options) applied."""
+    from spikeforge.firmware.compiler import hardware_for
+    from spikeforge.model.quantize import embedded_qmodel
+    lanes = board.lanes if lanes is None else lanes
+    hw = hardware_for(models if models is not None else embedded_qmodel(), lanes=lanes)
+    raised = {k: max(getattr(hw, k), v) for k, v in board.floors.items()}
+    return dataclasses.replace(hw, **raised, **overrides)
+
+
+def board_clock(board: Board, clock_mhz: float | None = None) -> PLLSettings | None:
+    """PLL settings for the board at ``clock_mhz`` (default: its target); ``None`` without a PLL."""
+    f = (board.target_mhz if clock_mhz is None else clock_mhz) * 1e6
+    if board.family == "ice40":
+        return ice40_pll(board.osc_hz, f)
+    if board.family == "ecp5":
+        return ecp5_pll(board.osc_hz, f)
+    return None
+
+
+class BoardDesign(Elaboratable):
+    """The board build's top: PLL clock domain and reset, :class:`BoardTop` and the UART pads.
+
+    ``top`` is the BoardTop (``BoardTop(hw, board.link, clock_hz=pll.f_out, baud)``): the same
+    component, with the same parameters, that ``sim://?board=NAME`` simulates."""
+
+    def __init__(self, board: Board, hw: HardwareConfig, pll: PLLSettings | None, baud: int | None = None):
+        self.board, self.hw, self.pll = board, hw, pll
+        clock_hz = round(pll.f_out) if pll else round(board.target_mhz * 1e6)
+        self.baud = board.baud if baud is None else baud
+        if board.link == "uart":
+            uart_divisor(clock_hz, self.baud)  # refuse an unreachable baud before elaboration
+        self.top = BoardTop(hw, board.link, clock_hz=clock_hz, baud=self.baud or 3_000_000)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.pll is not None:
+            m.submodules.clocking = PLLClockDomain(self.pll)
+        # (without a PLL the platform's default clock drives ``sync``)
+        m.submodules.board_top = top = self.top
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]
+        return m

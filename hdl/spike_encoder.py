@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -124,13 +124,16 @@ class SpikeEncoder(wiring.Component):
         held = Signal()                      # an extracted event waits for its successor
         held_ev = Signal(ev_layout)
 
-        # Priority encoder: the lowest set bit of rem (later assignments win).
+        # Priority encoder: the lowest set bit of rem. One carry chain (rem - 1) isolates it as a
+        # one-hot (rem & -rem, with -rem = ~(rem - 1)) and clears it (rem & (rem - 1)); OR trees
+        # turn the one-hot into its index: log depth, not a W-deep chain of muxes.
         low = Signal(range(w))               # zero bits wide when W = 1
-        for b in reversed(range(w)):
-            with m.If(rem[b]):
-                m.d.comb += low.eq(b)
+        dec = Signal(w)
+        onehot = Signal(w)
         rem_next = Signal(w)
-        m.d.comb += rem_next.eq(rem & (rem - 1))
+        m.d.comb += [dec.eq(rem - 1), onehot.eq(rem & ~dec), rem_next.eq(rem & dec)]
+        for k in range(len(low)):
+            m.d.comb += low[k].eq(Cat(onehot[b] for b in range(w) if b >> k & 1).any())
         event = Signal(ev_layout)            # the event of bit ``low`` (last/empty unused)
         if self.plane_bits:
             with m.If(self.planes):

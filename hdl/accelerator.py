@@ -52,6 +52,7 @@ from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POS
 
 from .lif_array import lif_update
 from .reduce import TokenSum
+from .register_slice import RegisterSlice
 from .sdsa_unit import SDSAUnit
 from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
@@ -362,7 +363,13 @@ class Accelerator(wiring.Component):
         # accumulator configuration
         m.d.comb += [acc.n_groups.eq(d.groups), acc.weight_shift.eq(d.weight_shift),
                      acc.weight_base.eq(d.weight_base), acc.n_columns.eq(d.n_columns), acc.bias_base.eq(d.bias_base)]
-        wiring.connect(m, enc.events, acc.events)
+        # register slices cut the valid/ready chain post-op -> accumulator -> encoder -> chunk FIFO
+        m.submodules.event_slice = ev_slice = RegisterSlice(enc.events.payload.shape())
+        m.submodules.result_slice = res_slice = RegisterSlice(acc.result.payload.shape())
+        wiring.connect(m, enc.events, ev_slice.i)
+        wiring.connect(m, ev_slice.o, acc.events)
+        wiring.connect(m, acc.result, res_slice.i)
+        acc_result = res_slice.o
 
         # ------------------------------------------------------------------ U reader (LIF_U, GAP)
         # LIF_U: rows in U order (position, t, group) = 0, 1, 2, ...; GAP: (t, group) outer, position
@@ -414,9 +421,9 @@ class Accelerator(wiring.Component):
         pin_x = Signal(data.ArrayLayout(signed(in_bits), p))
         with m.Switch(d.op):
             with m.Case(OPS["CONV"]):
-                m.d.comb += [pin_valid.eq(acc.result.valid), acc.result.ready.eq(pin_ready)]
+                m.d.comb += [pin_valid.eq(acc_result.valid), acc_result.ready.eq(pin_ready)]
                 for lane in range(p):
-                    m.d.comb += pin_x[lane].eq(acc.result.payload.acc[lane])
+                    m.d.comb += pin_x[lane].eq(acc_result.payload.acc[lane])
             with m.Case(OPS["LIF_U"]):
                 m.d.comb += [pin_valid.eq(ur_fifo.r_rdy), ur_fifo.r_en.eq(pin_ready)]
                 for lane in range(p):
@@ -551,7 +558,9 @@ class Accelerator(wiring.Component):
         sd_y, sd_x = Signal(16), Signal(16)
         sd_phase = Signal()          # 0: count (kv), 1: mask (q)
         sd_row = Signal(range(hw.spike_rows + 1))
-        sd_fifo = fifo.SyncFIFO(width=W + 16 + 3, depth=_FIFO_DEPTH)
+        # the FIFO holds the group's Q, K and V words, selected from the spike row on the write side
+        sd_beat = data.StructLayout({"q": p, "k": p, "v": p, "group": 16, "phase": 1, "last": 1, "t0": 1})
+        sd_fifo = fifo.SyncFIFO(width=sd_beat.size, depth=_FIFO_DEPTH)
         m.submodules.sd_fifo = sd_fifo
         sd_b_valid = Signal()
         sd_b = Signal(data.StructLayout({"group": 16, "phase": 1, "last": 1, "t0": 1}))
@@ -582,15 +591,20 @@ class Accelerator(wiring.Component):
         with m.If(go & (d.op == OPS["SDSA"])):
             m.d.sync += [sd_active.eq(1), sd_t.eq(0), sd_g.eq(0), sd_y.eq(0), sd_x.eq(0), sd_phase.eq(0),
                          sd_row.eq(0)]
-        m.d.comb += [sd_fifo.w_en.eq(sd_b_valid), sd_fifo.w_data.eq(Cat(spk_rd.data, sd_b))]
-        sd_head = data.View(data.StructLayout({"row": W, "group": 16, "phase": 1, "last": 1, "t0": 1}),
-                            sd_fifo.r_data)
+        sd_in = data.View(sd_beat, sd_fifo.w_data)
+        m.d.comb += [sd_fifo.w_en.eq(sd_b_valid),
+                     sd_in.q.eq(spk_rd.data.word_select(sd_b.group, p)),
+                     sd_in.k.eq(spk_rd.data.word_select(sd_b.group + d.u_groups, p)),
+                     sd_in.v.eq(spk_rd.data.word_select(sd_b.group + (d.u_groups << 1), p)),
+                     sd_in.group.eq(sd_b.group), sd_in.phase.eq(sd_b.phase), sd_in.last.eq(sd_b.last),
+                     sd_in.t0.eq(sd_b.t0)]
+        sd_head = data.View(sd_beat, sd_fifo.r_data)
         m.d.comb += [sdsa.n_groups.eq(d.groups),
-                     sdsa.kv.payload.k.eq(sd_head.row.word_select(sd_head.group + d.u_groups, p)),
-                     sdsa.kv.payload.v.eq(sd_head.row.word_select(sd_head.group + (d.u_groups << 1), p)),
+                     sdsa.kv.payload.k.eq(sd_head.k),
+                     sdsa.kv.payload.v.eq(sd_head.v),
                      sdsa.kv.payload.group.eq(sd_head.group), sdsa.kv.payload.t0.eq(sd_head.t0),
                      sdsa.kv.payload.last.eq(sd_head.last),
-                     sdsa.q.payload.q.eq(sd_head.row.word_select(sd_head.group, p)),
+                     sdsa.q.payload.q.eq(sd_head.q),
                      sdsa.q.payload.group.eq(sd_head.group), sdsa.q.payload.last.eq(sd_head.last)]
         with m.If(sd_head.phase):
             m.d.comb += [sdsa.q.valid.eq(sd_fifo.r_rdy), sd_fifo.r_en.eq(sdsa.q.ready)]

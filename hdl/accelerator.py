@@ -223,7 +223,15 @@ class Accelerator(wiring.Component):
         m.d.comb += prog_rd.addr.eq(pc)
         is_conv = Signal()
         is_pixel = Signal()
-        m.d.comb += [is_conv.eq(d.op == OPS["CONV"]), is_pixel.eq(d.kind == KINDS["pixel3x3"])]
+        load_d = Signal()               # DECODE: ``d`` and the flags decoded from it are loaded
+
+        def decoded(sig: Signal, fn) -> None:
+            """``sig`` is ``fn(descriptor)``, registered with ``d``: no decode logic on its paths."""
+            with m.If(load_d):
+                m.d.sync += sig.eq(fn(prog_rd.data))
+
+        decoded(is_conv, lambda x: x.op == OPS["CONV"])
+        decoded(is_pixel, lambda x: x.kind == KINDS["pixel3x3"])
 
         error = Signal()                # the last run met an unknown op or no END
         counters = {n: Signal(32, name=f"count_{n}") for n in COUNTERS}
@@ -240,6 +248,7 @@ class Accelerator(wiring.Component):
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d.eq(prog_rd.data)
+                m.d.comb += load_d.eq(1)
                 bad = (prog_rd.data.op > max(OPS.values())) | (pc >= hw.program_rows)
                 with m.If((prog_rd.data.op == OPS["END"]) | bad):
                     # an unknown op or a program without END stops the run with the error flag set
@@ -301,8 +310,8 @@ class Accelerator(wiring.Component):
         dy, dx = Signal(2), Signal(2)
         rowc = Signal(range(max(hw.spike_rows, hw.max_positions) + 1))   # row of (y, x, t)
         tap_base = Signal(range(hw.in_columns + 1))
-        one_tap = Signal()
-        m.d.comb += one_tap.eq(d.kind == KINDS["1x1"])
+        one_tap = Signal(init=1)
+        decoded(one_tap, lambda x: x.kind == KINDS["1x1"])
         iy = Signal(signed(18))
         ix = Signal(signed(18))
         m.d.comb += [iy.eq(sy + dy - 1), ix.eq(sx + dx - 1)]   # 1x1: the centre tap dy = dx = 1
@@ -345,9 +354,9 @@ class Accelerator(wiring.Component):
             m.d.sync += [src_active.eq(1), sy.eq(0), sx.eq(0), st.eq(0), rowc.eq(0), tap_base.eq(0),
                          dy.eq(Mux(d.kind == KINDS["1x1"], 1, 0)), dx.eq(Mux(d.kind == KINDS["1x1"], 1, 0))]
 
-        in_mask = Signal(W)
+        in_mask = Signal(W)              # registered: it depends on the descriptor only (stable in a step)
         cin = d.cin[:W.bit_length()]     # shift amounts narrowed to what can matter
-        m.d.comb += in_mask.eq(Mux(is_pixel, (Const(1, W + 1) << (cin << hw.plane_bits)[:W.bit_length()]) - 1,
+        m.d.sync += in_mask.eq(Mux(is_pixel, (Const(1, W + 1) << (cin << hw.plane_bits)[:W.bit_length()]) - 1,
                                    (Const(1, W + 1) << cin) - 1))
         b_bits = Signal(W)
         m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & in_mask, 0))
@@ -385,7 +394,7 @@ class Accelerator(wiring.Component):
         ur_b_group = Signal(16)
         ur_issue = Signal()
         is_gap = Signal()
-        m.d.comb += is_gap.eq(d.op == OPS["GAP"])
+        decoded(is_gap, lambda x: x.op == OPS["GAP"])
         ur_pos_last = Signal()
         m.d.comb += ur_issue.eq(ur_active & (ur_fifo.level + ur_b_valid < _FIFO_DEPTH - 1))
         m.d.comb += [u_rd.addr.eq(ur_addr), u_rd.en.eq(1)]
@@ -451,15 +460,16 @@ class Accelerator(wiring.Component):
         pos_h = Signal(16)
         pos_w = Signal(16)
         t_out = Signal(16)
-        m.d.comb += [pos_h.eq(Mux(is_gap, 1, d.height)), pos_w.eq(Mux(is_gap, 1, d.width)),
-                     t_out.eq(Mux(is_conv & is_pixel, d.repeat, d.steps))]
+        decoded(pos_h, lambda x: Mux(x.op == OPS["GAP"], 1, x.height))
+        decoded(pos_w, lambda x: Mux(x.op == OPS["GAP"], 1, x.width))
+        decoded(t_out, lambda x: Mux((x.op == OPS["CONV"]) & (x.kind == KINDS["pixel3x3"]), x.repeat, x.steps))
         post = d.post
-        is_lif = Signal()
-        m.d.comb += is_lif.eq(~is_conv | (post == POSTS["LIF"]))
+        is_lif = Signal(init=1)
+        decoded(is_lif, lambda x: (x.op != OPS["CONV"]) | (x.post == POSTS["LIF"]))
         is_pool = Signal()
-        m.d.comb += is_pool.eq(is_conv & (post == POSTS["U_MAXPOOL"]))
+        decoded(is_pool, lambda x: (x.op == OPS["CONV"]) & (x.post == POSTS["U_MAXPOOL"]))
         repeat_mode = Signal()
-        m.d.comb += repeat_mode.eq(is_conv & is_pixel)
+        decoded(repeat_mode, lambda x: (x.op == OPS["CONV"]) & (x.kind == KINDS["pixel3x3"]))
 
         more_ty = Signal()
         more_tx = Signal()

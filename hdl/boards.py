@@ -48,7 +48,8 @@ class Board:
     device: str
     platform: str | None        # amaranth_boards module:class
     osc_hz: float | None        # the board oscillator the PLL runs from
-    target_mhz: float
+    clock_mhz: float            # the default build clock (one that the design closes timing at)
+    goal_mhz: float             # the performance goal the design is being pipelined towards
     lanes: int
     link: str = "uart"
     baud: int = 3_000_000
@@ -86,21 +87,21 @@ PRIMITIVE_KINDS = {
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
-          "icebreaker:ICEBreakerPlatform", 12e6, 40.0, lanes=4,
+          "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=4,
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
           synth_opts="-spram",
           notes="UART over the on-board FT2232H (channel B); weights in SPRAM"),
     Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
-          "ulx3s:ULX3S_85F_Platform", 25e6, 125.0, lanes=16,
+          "ulx3s:ULX3S_85F_Platform", 25e6, 30.0, 125.0, lanes=16,
           capacity={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
           floors={"weight_rows": 8192, "bias_rows": 128, "threshold_rows": 128, "program_rows": 32,
                   "u_rows": 512, "spike_rows": 1024},
           notes="UART over the on-board FT231X"),
     Board("verilog", "Verilog top for vendor flows (Xilinx / Intel) with the AXI4-Stream port",
-          "generic", "any", None, None, 125.0, lanes=16, link="stream", baud=0,
+          "generic", "any", None, None, 50.0, 125.0, lanes=16, link="stream", baud=0,
           notes="integrate behind a PCIe DMA such as Xilinx XDMA (docs/build.md)"),
     Board("arty-a7-35", "Digilent Arty A7-35T (Vivado)", "xilinx", "xc7a35ti",
-          "arty_a7:ArtyA7_35Platform", 100e6, 100.0, lanes=16,
+          "arty_a7:ArtyA7_35Platform", 100e6, 100.0, 100.0, lanes=16,
           notes="Vivado is not available here: --plan-only writes the build plan archive"),
 )}
 
@@ -126,8 +127,9 @@ def board_hardware(board: Board, lanes: int | None = None, models=None, **overri
 
 
 def board_clock(board: Board, clock_mhz: float | None = None) -> PLLSettings | None:
-    """PLL settings for the board at ``clock_mhz`` (default: its target); ``None`` without a PLL."""
-    f = (board.target_mhz if clock_mhz is None else clock_mhz) * 1e6
+    """PLL settings for the board at ``clock_mhz`` (default: the board's build clock); ``None``
+    without a PLL."""
+    f = (board.clock_mhz if clock_mhz is None else clock_mhz) * 1e6
     if board.family == "ice40":
         return ice40_pll(board.osc_hz, f)
     if board.family == "ecp5":
@@ -143,7 +145,7 @@ class BoardDesign(Elaboratable):
 
     def __init__(self, board: Board, hw: HardwareConfig, pll: PLLSettings | None, baud: int | None = None):
         self.board, self.hw, self.pll = board, hw, pll
-        clock_hz = round(pll.f_out) if pll else round(board.target_mhz * 1e6)
+        clock_hz = round(pll.f_out) if pll else round(board.clock_mhz * 1e6)
         self.baud = board.baud if baud is None else baud
         if board.link == "uart":
             uart_divisor(clock_hz, self.baud)  # refuse an unreachable baud before elaboration

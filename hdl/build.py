@@ -238,7 +238,7 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     pll = board_clock(board, clock_mhz) if board.open_toolchain else None
     if not board.open_toolchain and clock_mhz is not None:
         raise BoardBuildError(f"board {board.name}: --clock needs a PLL setup, which only the open-toolchain "
-                              f"boards have here; it runs at its oscillator's {board.target_mhz:g} MHz")
+                              f"boards have here; it runs at its oscillator's {board.clock_mhz:g} MHz")
     say("elaborating", f"{board.name}: BoardTop at P = {hw.lanes}")
     design = BoardDesign(board, hw, pll, baud)
     top = design.top
@@ -254,7 +254,7 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     manifest = _manifest(board, hw, top, pll)
     base = {"board": board.name, "title": board.title, "device": board.device, "family": board.family,
             "lanes": hw.lanes, "hardware_hash": hw.config_hash(), "link": top.link, "baud": top.baud,
-            "target_mhz": round(pll.f_out / 1e6, 3) if pll else board.target_mhz}
+            "target_mhz": round(pll.f_out / 1e6, 3) if pll else board.clock_mhz, "goal_mhz": board.goal_mhz}
 
     if plan_only:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -325,14 +325,14 @@ def _build_verilog(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz, n
     ``synth_xilinx`` resource report (no place and route: timing comes from the vendor tools)."""
     from .export import synthesize_component
 
-    target = board.target_mhz if clock_mhz is None else clock_mhz
+    target = board.clock_mhz if clock_mhz is None else clock_mhz
     say("elaborating", f"BoardTop (stream) at P = {hw.lanes}")
     axis = AXIStreamTop(hw, clock_hz=round(target * 1e6))
     verilog_text = verilog.convert(axis, name="board_top", emit_src=False)
     manifest = _manifest(board, hw, axis.board_top, None)
     report = {"board": board.name, "title": board.title, "device": board.device, "family": board.family,
               "lanes": hw.lanes, "hardware_hash": hw.config_hash(), "link": "stream", "baud": 0,
-              "target_mhz": target, "status": "verilog", "fmax_mhz": None, "timing_met": None,
+              "target_mhz": target, "goal_mhz": board.goal_mhz, "status": "verilog", "fmax_mhz": None, "timing_met": None,
               "resources": None, "dsp_used": None}
     if not no_synth:
         say("synthesis", "yosys synth_xilinx (resource estimate for 7-series)")
@@ -388,7 +388,9 @@ def summary(report: dict) -> str:
     for clock, f in (report.get("fmax_mhz") or {}).items():
         target = report.get("constraint_mhz", {}).get(clock, report["target_mhz"])
         ok = "met" if f >= target else "NOT met"
-        lines.append(f"  Fmax {clock}: {f:.2f} MHz, target {target:.2f} MHz: timing {ok}")
+        goal = report.get("goal_mhz")
+        goal_text = f"; goal {goal:g} MHz {'reached' if f >= goal else 'not reached'}" if goal else ""
+        lines.append(f"  Fmax {clock}: {f:.2f} MHz, target {target:.2f} MHz: timing {ok}{goal_text}")
         cp = report.get("critical_path", {}).get(clock)
         if cp:
             lines.append(f"    critical path {cp['delay_ns']} ns ({cp['logic_ns']} logic, {cp['routing_ns']} routing, "

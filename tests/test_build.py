@@ -141,7 +141,7 @@ def test_the_verilog_target_has_the_stream_port_and_a_constraints_template(tmp_p
     for port in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "m_axis_tdata", "m_axis_tlast", "m_axis_tvalid",
                  "m_axis_tready", "clk", "rst"):
         assert f"  input {port}" in text or f"  output {port}" in text or f"] {port};" in text, port
-    assert "create_clock -name clk -period 8.000 [get_ports clk]" in (tmp_path / "board_top.xdc").read_text()
+    assert "create_clock -name clk -period 20.000 [get_ports clk]" in (tmp_path / "board_top.xdc").read_text()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["link"] == "stream" and manifest["hardware_hash"] == report["hardware_hash"]
 

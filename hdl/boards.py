@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 from spikeforge.firmware.program import HardwareConfig
 
-from .board import BoardTop, uart_divisor
+from .board import BoardTop
 from .clocking import PLLClockDomain, PLLSettings, ecp5_pll, ice40_pll
 
 __all__ = ["Board", "BOARDS", "get_board", "BoardDesign", "UnknownBoard", "board_hardware", "board_clock"]
@@ -147,13 +147,16 @@ class BoardDesign(Elaboratable):
         self.board, self.hw, self.pll = board, hw, pll
         clock_hz = round(pll.f_out) if pll else round(board.clock_mhz * 1e6)
         self.baud = board.baud if baud is None else baud
-        if board.link == "uart":
-            uart_divisor(clock_hz, self.baud)  # refuse an unreachable baud before elaboration
-        self.top = BoardTop(hw, board.link, clock_hz=clock_hz, baud=self.baud or 3_000_000)
+        try:
+            self.top = BoardTop(hw, board.link, clock_hz=clock_hz, baud=self.baud or 3_000_000)
+        except ValueError:
+            self._MustUse__silence = True   # refused (e.g. an unreachable baud): no "never used" warning
+            raise
 
     def elaborate(self, platform):
         m = Module()
         if self.pll is not None:
+            m.domains.sync = ClockDomain("sync")   # driven by the PLL, reset until it locks
             m.submodules.clocking = PLLClockDomain(self.pll)
         # (without a PLL the platform's default clock drives ``sync``)
         m.submodules.board_top = top = self.top

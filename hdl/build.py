@@ -247,7 +247,7 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     if board.open_toolchain:
         overrides = {"synth_opts": board.synth_opts, "nextpnr_opts": "--timing-allow-fail",
                      "script_after_synth": "tee -q -o top.stat.json stat -json"}
-    if board.name.startswith("ulx3s"):
+    if board.family == "ecp5":
         overrides["ecppack_opts"] = "--compress"
     plan = platform.prepare(design, name="top", **overrides)
     verilog_text = verilog.convert(top, name="board_top", emit_src=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import ClockSignal, Const, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
@@ -89,8 +89,9 @@ def ecp5_pll(f_in: float, f_out: float, tolerance: float = 0.02) -> PLLSettings:
 
 
 class PLLClockDomain(Elaboratable):
-    """Creates the ``sync`` domain at ``settings.f_out`` from the platform's default clock through the
-    family's PLL; ``sync`` stays in reset until the PLL locks. Adds the clock constraint."""
+    """Drives the ``sync`` domain (defined by the parent) at ``settings.f_out`` from the platform's
+    default clock through the family's PLL; ``sync`` stays in reset until the PLL locks. nextpnr
+    derives the output's clock constraint from the oscillator pin's."""
 
     def __init__(self, settings: PLLSettings):
         self.settings = settings
@@ -98,7 +99,6 @@ class PLLClockDomain(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         s = self.settings
-        m.domains.sync = cd_sync = ClockDomain("sync")
         lock = Signal()
         clk_in = platform.request(platform.default_clk, dir="-")
         if s.family == "ice40":
@@ -127,6 +127,5 @@ class PLLClockDomain(Elaboratable):
         else:
             raise ValueError(f"PLLClockDomain: no PLL for family {s.family!r}")
         m.submodules.reset_sync = ResetSynchronizer(~lock, domain="sync")
-        platform.add_clock_constraint(cd_sync.clk, s.f_out)
         return m
 

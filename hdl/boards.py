@@ -123,7 +123,7 @@ def board_hardware(board: Board, lanes: int | None = None, models=None, **overri
     lanes = board.lanes if lanes is None else lanes
     hw = hardware_for(models if models is not None else embedded_qmodel(), lanes=lanes)
     raised = {k: max(getattr(hw, k), v) for k, v in board.floors.items()}
-    return dataclasses.replace(hw, **raised, **overrides)
+    return dataclasses.replace(hw, **{**raised, **overrides})   # an override wins over a floor
 
 
 def board_clock(board: Board, clock_mhz: float | None = None) -> PLLSettings | None:

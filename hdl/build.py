@@ -163,6 +163,13 @@ def parse_nextpnr_log(text: str) -> dict:
                 src = s.group(1)
             s = re.search(r"Sink (\S+)", row)
             sink = s.group(1) if s else sink
+        for row in lines[i + 2:]:   # nextpnr's own split ("X ns logic, Y ns routing") beats summed rows
+            split = re.search(r"([\d.]+) ns logic, ([\d.]+) ns routing", row)
+            if split:
+                logic, routing = float(split.group(1)), float(split.group(2))
+                break
+            if "Critical path report" in row or "Max frequency" in row:
+                break
         paths[m.group(1)] = {"from": src, "to": sink, "delay_ns": round(total, 2), "logic_ns": round(logic, 2),
                              "routing_ns": round(routing, 2), "logic_levels": levels}
     return {"resources": resources, "fmax_mhz": fmax, "constraint_mhz": constraint,
@@ -230,8 +237,12 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     out_dir = Path(out_dir)
     t0 = time.monotonic()
     say = progress or (lambda stage, detail: None)
+    if clock_mhz is not None and not clock_mhz > 0:
+        raise BoardBuildError(f"--clock must be a positive frequency in MHz, got {clock_mhz:g}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BoardBuildError(f"--out {out_dir}: exists and is not a folder")
     if board.family == "generic":
-        return _build_verilog(board, hw, out_dir, clock_mhz, synth_only or plan_only, say, t0)
+        return _build_verilog(board, hw, out_dir, clock_mhz, plan_only, say, t0)
     if not board.open_toolchain and not plan_only:
         raise BoardBuildError(f"board {board.name} needs the {board.toolchain} toolchain, which is not available "
                               f"here; use --plan-only to write its build plan archive")
@@ -281,7 +292,10 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
         _run_tool(argv, work, work / log if (log := _tool_log(argv)) else None, stage, say)
         stage_times[stage] = round(time.monotonic() - t, 1)
         if argv[0] == "yosys":
-            cells = json.loads((work / "top.stat.json").read_text())["design"]["num_cells_by_type"]
+            stat = work / "top.stat.json"
+            if not stat.exists():
+                raise BoardBuildError(f"yosys wrote no cell statistics ({stat}); see {work / 'top.rpt'}")
+            cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
             cells = {k: v for k, v in cells.items() if not k.startswith("$")}
             needs = synth_needs(board.family, cells)
             over = overflows(board, needs)
@@ -301,7 +315,9 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
                    "overflows": [{"primitive": k, "needs": n, "available": a} for k, n, a in over]}
     else:
         pnr = parse_nextpnr_log((work / "top.tim").read_text(errors="replace"))
-        bitstream = next(work / f for f in ("top.bin", "top.bit") if (work / f).exists())
+        bitstream = next((work / f for f in ("top.bin", "top.bit") if (work / f).exists()), None)
+        if bitstream is None:
+            raise BoardBuildError(f"the packer wrote no bitstream in {work}")
         dest = out_dir / f"{board.name}{bitstream.suffix}"
         report |= {"resources": pnr["resources"], "fmax_mhz": pnr["fmax_mhz"],
                    "constraint_mhz": pnr["constraint_mhz"], "timing_met": pnr["timing_met"],
@@ -310,7 +326,10 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
         if board.family == "ice40":  # nextpnr counts flip-flops inside ICESTORM_LC: add Yosys' count
             report["resources"]["SB_DFF"] = {"used": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
                                              "available": board.capacity["ICESTORM_LC"]}
-        shutil.copyfile(bitstream, dest)
+        atomic_write_bytes(dest, bitstream.read_bytes())
+    if synth_only:   # a bitstream from an earlier build would not match this folder's manifest
+        for old in (out_dir / f"{board.name}.bin", out_dir / f"{board.name}.bit"):
+            old.unlink(missing_ok=True)
     report["build_seconds"] = round(time.monotonic() - t0, 1)
     atomic_write_bytes(out_dir / "board_top.v", verilog_text.encode())
     _write_json(out_dir / "manifest.json", manifest)

@@ -57,6 +57,8 @@ def ice40_pll(f_in: float, f_out: float, tolerance: float = 0.02) -> PLLSettings
                 continue
             for divq in range(1, 7):
                 f = f_vco / (1 << divq)
+                if not 16e6 <= f <= 275e6:
+                    continue
                 if best is None or abs(f - f_out) < abs(best.f_out - f_out):
                     filt = next(i for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, float("inf")), 1)
                                 if f_pfd < lim)
@@ -77,6 +79,8 @@ def ecp5_pll(f_in: float, f_out: float, tolerance: float = 0.02) -> PLLSettings:
             continue
         for clkfb_div in range(1, 81):
             f = f_pfd * clkfb_div
+            if not 3.125e6 <= f <= 400e6:
+                continue
             for clkop_div in range(1, 129):
                 f_vco = f * clkop_div
                 if 400e6 <= f_vco <= 800e6:

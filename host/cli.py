@@ -384,6 +384,8 @@ def cmd_build(args) -> int:
     board = get_board(args.board)
     if args.out is None:
         raise UsageError("build needs --out DIR")
+    if args.lanes is not None and args.lanes < 1:
+        raise UsageError(f"--lanes must be a positive integer, got {args.lanes}")
     overrides = {f: getattr(args, f) for f in CAPACITY_FLAGS if getattr(args, f, None) is not None}
     models = _load_qmodel(Path(args.model)) if args.model else None
     hw = board_hardware(board, lanes=args.lanes, models=models, **overrides)

@@ -46,7 +46,7 @@ class VirtualBoard:
         self.hw, self.link, self.simulator = hw, link, simulator
         self.progress = progress or (lambda msg: None)
         self.build_dir = Path(build_root or DEFAULT_BUILD_ROOT) / (f"board-{hw.config_hash()[:12]}-{link}"
-                                                            f"-{self.top.divisor or 0}-{simulator}")
+                                                            f"-{clock_hz}-{self.top.baud}-{simulator}")
         self.port = None
         self.thread = None
         self.result = None

@@ -53,6 +53,12 @@ def test_ecp5_pll_settings_give_the_frequency_within_the_datasheet_ranges(f_in, 
     assert p["CLKOP_CPHASE"] == p["CLKOP_DIV"] - 1
 
 
+def test_pll_outputs_stay_inside_the_datasheet_range_near_its_edges():
+    assert ice40_pll(12e6, 16e6).f_out >= 16e6          # the closest setting, 15.94 MHz, is below the minimum
+    assert ice40_pll(12e6, 275e6).f_out <= 275e6
+    assert ecp5_pll(25e6, 400e6).f_out <= 400e6
+
+
 @pytest.mark.parametrize("make,f_out", [(ice40_pll, 300e6), (ice40_pll, 10e6), (ecp5_pll, 500e6)])
 def test_an_unreachable_clock_is_refused(make, f_out):
     with pytest.raises(ClockError, match="MHz"):
@@ -71,7 +77,8 @@ def test_nextpnr_ice40_log_is_parsed():
     assert r["timing_met"] is True
     cp = r["critical_path"]["clk"]
     assert cp["from"].startswith("c_") and cp["to"] and cp["logic_levels"] > 0
-    assert cp["logic_ns"] + cp["routing_ns"] == pytest.approx(cp["delay_ns"], abs=0.2)  # 2-decimal rows
+    assert (cp["logic_ns"], cp["routing_ns"]) == (9.01, 3.54)     # nextpnr's own "ns logic, ns routing" line
+    assert cp["logic_ns"] + cp["routing_ns"] == pytest.approx(cp["delay_ns"], abs=0.02)
 
 
 def test_nextpnr_ecp5_log_is_parsed_and_the_post_route_figure_wins():
@@ -110,6 +117,23 @@ def test_synth_needs_and_overflow_message():
 
 # ------------------------------------------------------------------------------ boards and CLI
 
+def test_capacity_options_override_the_board_floors():
+    board = get_board("ulx3s-85f")
+    assert board_hardware(board).weight_rows == 8192                       # the floor
+    assert board_hardware(board, weight_rows=16384).weight_rows == 16384   # an option naming a floor field
+    assert board_hardware(board, weight_rows=2000).weight_rows == 2000     # the option wins over the floor
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--board", "verilog", "--clock", "0"], "--clock must be a positive frequency in MHz, got 0"),
+    (["--board", "ulx3s-85f", "--lanes", "0"], "--lanes must be a positive integer, got 0"),
+])
+def test_bad_clock_and_lanes_are_clear_errors(argv, message, tmp_path, capsys):
+    assert main(["build", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_unknown_board_lists_the_known_ones(capsys):
     assert main(["build", "--board", "de0-nano", "--out", "x"]) == 2
     err = capsys.readouterr().err
@@ -136,7 +160,7 @@ def test_plan_only_writes_the_vendor_build_plan(tmp_path, capsys):
 
 
 def test_the_verilog_target_has_the_stream_port_and_a_constraints_template(tmp_path):
-    report = build_board(get_board("verilog"), board_hardware(get_board("verilog")), tmp_path, synth_only=True)
+    report = build_board(get_board("verilog"), board_hardware(get_board("verilog")), tmp_path, plan_only=True)
     text = (tmp_path / "board_top.v").read_text()
     for port in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "m_axis_tdata", "m_axis_tlast", "m_axis_tvalid",
                  "m_axis_tready", "clk", "rst"):

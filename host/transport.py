@@ -173,8 +173,7 @@ class SimTransport(Transport):
         if unknown:
             raise TransportError(f"{url}: unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
         try:
-            hw, built = _sim_hardware(parts.path, int(q.get("lanes", 16)))
-            hw = hardware or hw
+            hw, built = _sim_hardware(parts.path, int(q.get("lanes", 16)), hardware)
             self.board = VirtualBoard(hw, link=q.get("link", built.get("link", "uart")),
                                       simulator=q.get("simulator", "verilator"),
                                       baud=int(q.get("baud", built.get("baud") or 3_000_000)),
@@ -207,10 +206,10 @@ class SimTransport(Transport):
         self.board.stop()
 
 
-def _sim_hardware(path: str, lanes: int):
+def _sim_hardware(path: str, lanes: int, hardware=None):
     """The virtual board's HardwareConfig and, for a ``spikeforge build`` folder, the board's link,
-    clock and baud (so the simulation runs the very BoardTop that was built): a generated or built
-    folder's manifest, or the embedded model's configuration."""
+    clock and baud (so the simulation runs the very BoardTop that was built): ``hardware`` when
+    given, else a generated or built folder's manifest, else the embedded model's configuration."""
     from spikeforge.firmware.program import HardwareConfig
 
     if path not in ("", "/"):
@@ -218,11 +217,15 @@ def _sim_hardware(path: str, lanes: int):
         from pathlib import Path
 
         manifest = Path(path) / "manifest.json"
+        if not manifest.exists() and hardware is not None:
+            return hardware, {}
         if not manifest.exists():
             raise ValueError(f"{manifest} does not exist (expected a `spikeforge generate` or `build` output folder)")
         m = json.loads(manifest.read_text())
         board = {k: m[k] for k in ("link", "clock_hz", "baud") if k in m}
-        return HardwareConfig.from_dict(m["hardware"]), board
+        return hardware or HardwareConfig.from_dict(m["hardware"]), board
+    if hardware is not None:
+        return hardware, {}
     from spikeforge.firmware.compiler import hardware_for
     from spikeforge.model.quantize import embedded_qmodel
 

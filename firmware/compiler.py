@@ -245,8 +245,9 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
             ths[k * gc * p:k * gc * p + c] = _th_list(qm, lay, c)
             if qm.weight_shifts.get(lay, 0):
                 raise CapacityError(f"layer {lay}: a weight shift on Q/K/V is not supported")
-        conv(f"{pre}.attn.qkv", "1x1", c, 3 * gc * p, reg_c, ht, wt, "LIF", reg_d, cols=cols, bias=bias,
-             thresholds=ths)
+        # cout counts the real channels (the SOP counter adds it per event); cout_pad sizes the groups.
+        conv(f"{pre}.attn.qkv", "1x1", c, 3 * c, reg_c, ht, wt, "LIF", reg_d, cout_pad=3 * gc * p, cols=cols,
+             bias=bias, thresholds=ths)
         b.program.append(Descriptor(name=f"{pre}.attn.sdsa", op=OPS["SDSA"], height=ht, width=wt, steps=T, cin=c,
                                     groups=gc, cout=c, in_base=reg_d, out_base=reg_e, u_groups=gc))
         conv(f"{pre}.attn.proj", "1x1", c, c, reg_e, ht, wt, "U_ADD")

@@ -90,7 +90,12 @@ def synthesize(name: str, params: dict, family: str = "ecp5") -> dict[str, int]:
 
 def synthesize_component(component, name: str, family: str = "ecp5") -> dict[str, int]:
     """Cell counts by type of any Amaranth component synthesised with Yosys ``synth_<family>``."""
-    text = verilog.convert(component, name=name, emit_src=False)
+    return synthesize_verilog(verilog.convert(component, name=name, emit_src=False), name, family)
+
+
+def synthesize_verilog(text: str, name: str, family: str = "ecp5") -> dict[str, int]:
+    """Cell counts by type of Verilog ``text`` (top module ``name``) synthesised with Yosys
+    ``synth_<family>``. Pure subprocess work: safe to run from a worker thread."""
     with tempfile.TemporaryDirectory() as tmp:  # YoWASP sees only its working directory
         Path(tmp, "block.v").write_text(text)
         proc = subprocess.run(

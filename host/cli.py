@@ -10,7 +10,8 @@ Subcommands (``spikeforge COMMAND --help`` for options):
 * ``quantize [CKPT] --w-bits 8 --out QMODEL``: integer golden model, float vs integer accuracy;
 * ``trace QMODEL [--image I]``: exact per-layer events, SOPs, firing rates and energy of one image;
 * ``generate --block NAME [--lanes P] [--set KEY=VALUE ...] --out DIR``: one hardware block's
-  Verilog and a JSON of its ports, for integration in other designs (``--list`` names the blocks).
+  Verilog and a JSON of its ports, for integration in other designs (``--list`` names the blocks);
+* ``bench [--quick] --out DIR``: the performance report (``report.md``, ``report.json``, PNG figures).
 
 Results go to stdout (``--json`` for machine-readable output); progress and
 errors go to stderr. A bad input ends with ``error: ...`` and exit status 2.
@@ -669,6 +670,16 @@ def _demo_rtl(qm, n: int):
         raise UsageError(f"the demo simulates the accelerator RTL: {exc}; `--rtl-images 0` skips it") from None
 
 
+def cmd_bench(args) -> int:
+    from spikeforge.benchmarks.bench import BenchError, parse_sections, run_from_args
+
+    try:
+        parse_sections(args.sections)
+        return run_from_args(args)
+    except BenchError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # ---------------------------------------------------------------------------------------- main
 
 
@@ -779,6 +790,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retries", type=int, default=3, help="retries per command (default 3)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_run)
+
+    from spikeforge.benchmarks.bench import add_arguments
+
+    s = sub.add_parser("bench", help="the performance report: scaling, utilisation, attention, lanes, CPU, simulators")
+    add_arguments(s)
+    s.set_defaults(func=cmd_bench)
     return p
 
 

@@ -23,9 +23,9 @@ from spikeforge.firmware.program import KINDS, OPS
 from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator
 from spikeforge.model import golden
 
-from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_run, simulator_missing, write_verilog
+from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
 
-__all__ = ["load_beats", "image_beats", "run_rtl", "simulate"]
+__all__ = ["load_beats", "image_beats", "build_rtl", "run_rtl", "simulate"]
 
 BENCH = "spikeforge.sim.benches.accelerator_bench"
 
@@ -84,20 +84,34 @@ def _stderr_progress(line: str) -> None:
     print(f"  {line}", file=sys.stderr, flush=True)
 
 
+def _accelerator_verilog(compiled: Compiled, simulator: str, build_root: Path | None) -> tuple[Accelerator, Path]:
+    """The accelerator and its Verilog file in its build folder (unchanged text keeps the build cached)."""
+    missing = simulator_missing(simulator)
+    if missing:
+        raise BuildError(missing)
+    top = Accelerator(compiled.hardware)
+    vfile = Path(build_root or DEFAULT_BUILD_ROOT) / f"accelerator-{compiled.hardware.config_hash()[:12]}-{simulator}" \
+        / "accelerator.v"
+    write_verilog(top, "accelerator", vfile, simulator)
+    return top, vfile
+
+
+def build_rtl(compiled: Compiled, simulator: str = "verilator", build_root: Path | None = None) -> Path:
+    """Build (or find built) the simulator model of ``compiled``'s accelerator; returns its build folder.
+    :func:`run_rtl` does this itself; calling it first separates the build time from the run time."""
+    _, vfile = _accelerator_verilog(compiled, simulator, build_root)
+    cocotb_build("accelerator", vfile, vfile.parent, simulator)
+    return vfile.parent
+
+
 def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilator",
             build_root: Path | None = None, waves: bool = False, progress=_stderr_progress) -> dict:
     """Run ``images [B, C, H, W]`` through the accelerator RTL. Returns ``{"images": [{"logits",
     "counters", "layers"}], "total_s", "log", "build_dir"}``; raises :class:`BuildError` when the build or the run fails.
     ``progress(line)`` gets the bench's per-image progress lines (default: printed to stderr)."""
-    missing = simulator_missing(simulator)
-    if missing:
-        raise BuildError(missing)
-    hw = compiled.hardware
-    top = Accelerator(hw)
-    build_dir = Path(build_root or DEFAULT_BUILD_ROOT) / f"accelerator-{hw.config_hash()[:12]}-{simulator}"
-    vfile = build_dir / "accelerator.v"
     t0 = time.time()
-    write_verilog(top, "accelerator", vfile, simulator)   # unchanged text keeps the build cached
+    top, vfile = _accelerator_verilog(compiled, simulator, build_root)
+    build_dir = vfile.parent
     n_classes = compiled.manifest["model"]["num_classes"]
     n_steps = len(compiled.program)
     reads = {
@@ -157,10 +171,12 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
     3x3 layers one per (input spike, in-map output position) pair; for the first layer one per set
     pixel bit-plane bit), ``sops`` (RTL counter) and ``bound_cycles`` = ``events * groups`` (the
     event-driven lower bound of ARCHITECTURE.md section 7; 0 for steps without synapses).
+    ``per_image``: each image's ``cycles``, ``bound_cycles``, ``layer_cycles`` and
+    ``layer_bound_cycles`` (in the order of ``layers``).
     """
     rtl = run_rtl(compiled, pixels, simulator, build_root)
     p = compiled.hardware.lanes
-    mismatches, correct, sop_mismatches = [], 0, []
+    mismatches, correct, sop_mismatches, per_image = [], 0, [], []
     layers = {d.name: {"name": d.name, "cycles": 0, "bound_cycles": 0, "events": 0, "sops": 0, "golden_sops": 0}
               for d in compiled.program if d.op != OPS["END"]}
     for i, img in enumerate(rtl["images"]):
@@ -172,6 +188,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         if labels is not None and pred == int(labels[i]):
             correct += 1
         gs = _golden_sops(compiled, tr)
+        mine = {"cycles": img["counters"]["cycles"], "layer_cycles": [], "layer_bound_cycles": []}
         for d, counts in zip(compiled.program, img["layers"]):
             if d.op == OPS["END"]:
                 continue
@@ -179,12 +196,15 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
             row["cycles"] += counts["cycles"]
             row["events"] += counts["events"]
             row["sops"] += counts["sops"]
-            if d.op == OPS["CONV"]:
-                row["bound_cycles"] += counts["events"] * d.groups
+            bound = counts["events"] * d.groups if d.op == OPS["CONV"] else 0
+            row["bound_cycles"] += bound
+            mine["layer_cycles"].append(counts["cycles"])
+            mine["layer_bound_cycles"].append(bound)
             if d.name in gs:
                 row["golden_sops"] += gs[d.name]
                 if counts["sops"] != gs[d.name]:
                     sop_mismatches.append({"image": i, "layer": d.name, "rtl": counts["sops"], "golden": gs[d.name]})
+        per_image.append({**mine, "bound_cycles": sum(mine["layer_bound_cycles"])})
     n = len(rtl["images"])
     cycles = sum(img["counters"]["cycles"] for img in rtl["images"])
     bound = sum(r["bound_cycles"] for r in layers.values())
@@ -205,6 +225,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         "simulator": simulator,
         "sim_seconds": rtl["total_s"],
         "images_per_second": n / rtl["total_s"] if rtl["total_s"] else None,
+        "per_image": per_image,
         "layers": [{**r, "cycles": r["cycles"] / n, "bound_cycles": r["bound_cycles"] / n, "events": r["events"] / n,
                     "sops": r["sops"] / n, "golden_sops": r["golden_sops"] / n} for r in layers.values()],
     }

@@ -18,7 +18,7 @@ import torch
 from spikeforge.hdl import make_block, pool3x3s2_windows
 from spikeforge.model import golden
 
-__all__ = ["Scenario", "make_scenario", "SCENARIOS", "BENCH_CONFIGS"]
+__all__ = ["Scenario", "make_scenario", "sdsa_workload", "SCENARIOS", "BENCH_CONFIGS"]
 
 
 @dataclass
@@ -172,27 +172,46 @@ def lif_array(params, n, rng, g) -> Scenario:
     return sc
 
 
+def _sdsa_steps(sc: Scenario, dut, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Append the ``kv`` / ``q`` beats of ``[T, C, N]`` spike tensors (one inference: ``t0`` on its
+    first beat) and the expected ``o`` beats (:func:`golden.sdsa`) to ``sc``."""
+    p, n_groups = dut.lanes, sc.config["n_groups"]
+    out, _, _ = golden.sdsa(q, k, v, shift=dut.shift)
+    q, k, v, out = (_pad_channels(t, p, dim=1) for t in (q, k, v, out))
+    kv, qs, outs = (sc.inputs.setdefault("kv", []), sc.inputs.setdefault("q", []), sc.expected.setdefault("o", []))
+    for t in range(q.shape[0]):
+        beats = [(n_, gr) for n_ in range(q.shape[2]) for gr in range(n_groups)]
+        for i, (n_, gr) in enumerate(beats):
+            last = int(i == len(beats) - 1)
+            sl = slice(gr * p, (gr + 1) * p)
+            kv.append({"k": _bits(k[t, sl, n_]), "v": _bits(v[t, sl, n_]), "group": gr,
+                       "t0": int(t == 0 and i == 0), "last": last})
+            qs.append({"q": _bits(q[t, sl, n_]), "group": gr, "last": last})
+            outs.append({"spikes": _bits(out[t, sl, n_]), "group": gr, "last": last})
+    sc.transactions = len(outs)
+
+
 def sdsa_unit(params, n, rng, g) -> Scenario:
     dut, p, c, n_groups = _lane_groups("sdsa_unit", params, rng)
     sc = Scenario("sdsa_unit", params, config={"n_groups": n_groups})
-    kv, qs, outs = [], [], []
-    while len(outs) < n:
+    while sc.transactions < n:
         steps, tokens = rng.randint(1, 4), rng.randint(1, dut.token_capacity)
         rate_k, rate_v, rate_q = _rates(rng), _rates(rng), _rates(rng)  # (drawn in this order)
         q, k, v = (_spike_tensor(g, (steps, c, tokens), r) for r in (rate_q, rate_k, rate_v))
-        out, _, _ = golden.sdsa(q, k, v, shift=dut.shift)
-        q, k, v, out = (_pad_channels(t, p, dim=1) for t in (q, k, v, out))
-        for t in range(steps):
-            beats = [(n_, gr) for n_ in range(tokens) for gr in range(n_groups)]
-            for i, (n_, gr) in enumerate(beats):
-                last = int(i == len(beats) - 1)
-                sl = slice(gr * p, (gr + 1) * p)
-                kv.append({"k": _bits(k[t, sl, n_]), "v": _bits(v[t, sl, n_]), "group": gr,
-                           "t0": int(t == 0 and i == 0), "last": last})
-                qs.append({"q": _bits(q[t, sl, n_]), "group": gr, "last": last})
-                outs.append({"spikes": _bits(out[t, sl, n_]), "group": gr, "last": last})
-    sc.inputs["kv"], sc.inputs["q"], sc.expected["o"] = kv, qs, outs
-    sc.transactions = len(outs)
+        _sdsa_steps(sc, dut, q, k, v)
+    return sc
+
+
+def sdsa_workload(lanes: int, channels: int, tokens: int, steps: int = 1, rate: float = 0.25,
+                  seed: int = 0) -> Scenario:
+    """One attention of ``tokens`` N x ``channels`` C over ``steps`` time steps on an SDSAUnit sized
+    for it (random Q, K, V at firing ``rate``): the workload of the linear-attention benchmark."""
+    params = dict(lanes=lanes, group_capacity=_groups(channels, lanes), token_capacity=tokens)
+    dut = make_block("sdsa_unit", elaborated=False, **params)
+    sc = Scenario("sdsa_unit", params, config={"n_groups": params["group_capacity"]})
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (_spike_tensor(g, (steps, channels, tokens), rate) for _ in range(3))
+    _sdsa_steps(sc, dut, q, k, v)
     return sc
 
 

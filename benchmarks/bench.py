@@ -1,0 +1,500 @@
+"""``spikeforge bench``: the performance report, every number measured in one invocation.
+
+    spikeforge bench [--quick] --out DIR [--builds BUILD_DIR ...] [--sections NAME,...]
+
+Sections (``docs/performance.md`` explains each metric and the bound):
+
+``scaling``
+    Cycles per inference of the whole accelerator RTL (Verilator) against the input firing rate,
+    1 % .. 50 % (synthetic bit-plane inputs, :mod:`~spikeforge.benchmarks.workloads`), for the
+    event-driven build and the dense baseline, with the event-driven lower bound; for the whole
+    embedded model and for its first layer (whose input is exactly the controlled spike stream).
+``utilisation``
+    The embedded model on digits test images: per layer, measured cycles vs the bound
+    (ARCHITECTURE.md section 7) and utilisation = SOPs / (P x cycles); the dense baseline on the
+    same images gives the speed-up at the model's real firing rate.
+``attention``
+    SDSAUnit cycles (Amaranth simulator, outputs checked against ``golden.sdsa``) vs tokens N and
+    channels C, next to the cycles a vanilla ``Q K^T V`` attention needs on the same P lanes.
+``lanes``
+    P in {4, 8, 16, 32, 64}: cycles per inference (RTL), ECP5 LUT / FF / BRAM from Yosys
+    ``synth_ecp5`` of the accelerator, SOPs per cycle per kLUT.
+``alternatives``
+    CPU PyTorch latency per image (batch 1 and 64) of the float model and of the golden model, vs
+    the accelerator's projected latency (measured cycles / Fmax of each board's build report) and
+    throughput in GSOP/s; the paper-style energy estimate (E_AC x SOPs + E_MAC x MACs).
+``simulation``
+    Verilator vs Icarus cycles per second on the whole accelerator (steady state, build excluded),
+    build times, and images per second of ``spikeforge sim``.
+
+Writes ``DIR/report.md``, ``DIR/report.json`` and one PNG per section; each carries the machine
+and tool versions (:mod:`~spikeforge.benchmarks.machine`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from spikeforge.benchmarks.machine import footer, machine_info
+from spikeforge.benchmarks.workloads import input_firing_rate, synthetic_pixels
+
+__all__ = ["SECTIONS", "SIZES", "BenchError", "run_bench", "vanilla_attention_cycles", "sdsa_bound_cycles",
+           "main"]
+
+SECTIONS = ("scaling", "utilisation", "attention", "lanes", "alternatives", "simulation")
+
+#: Input firing rates of the scaling sweep.
+RATES = (0.01, 0.02, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50)
+LANES = (4, 8, 16, 32, 64)
+#: The lanes of the scaling, utilisation and simulation sections (the ULX3S build's).
+DEFAULT_LANES = 16
+
+#: How much each section runs: ``--quick`` (under 10 minutes on 2 cores) and the full run.
+SIZES = {
+    "quick": dict(rates=RATES, rate_images=2, util_images=16, dense_images=8, lanes_images=4, synth_lanes=(4, 16, 64),
+                  verilator_images=8, icarus_images=2, cpu_seconds=2.0,
+                  tokens=(16, 32, 64, 128, 256), channels=(16, 32, 64, 128, 256)),
+    "full": dict(rates=RATES, rate_images=8, util_images=360, dense_images=40, lanes_images=32, synth_lanes=LANES,
+                 verilator_images=64, icarus_images=4, cpu_seconds=10.0,
+                 tokens=(16, 32, 64, 128, 256, 512, 1024), channels=(16, 32, 64, 128, 256, 512)),
+}
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (bad option, missing tool, RTL mismatch): printed without a traceback."""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def vanilla_attention_cycles(tokens: int, channels: int, lanes: int) -> int:
+    """Cycles of a vanilla ``(Q K^T) V`` attention on ``lanes`` multiply-accumulators, one MAC per
+    lane per cycle and nothing else counted (no softmax, no memory stalls): ``Q K^T`` is
+    ``N x N x C`` MACs and the product with V another ``N x N x C``, so ``ceil(2 N^2 C / P)``.
+    A cost model (the lower bound of such an engine), not a measurement."""
+    return -(-2 * tokens * tokens * channels // lanes)
+
+
+def sdsa_bound_cycles(tokens: int, channels: int, lanes: int) -> int:
+    """SDSAUnit's cost per time step from its docstring: ``(2 N + 1) x ceil(C / P)`` (K/V beats,
+    the fire cycle per group, Q beats)."""
+    return (2 * tokens + 1) * -(-channels // lanes)
+
+
+@dataclass
+class _Context:
+    out: Path
+    quick: bool
+    builds: list[Path]
+    size: dict
+    info: dict
+    qm: object = None
+    data: object = None
+    results: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    synth_jobs: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ accelerator runs
+
+
+def _compiled(qm, lanes: int, event_driven: bool = True):
+    from spikeforge.firmware.compiler import compile_model, hardware_for
+
+    return compile_model(qm, hardware_for(qm, lanes=lanes, event_driven=event_driven))
+
+
+def _simulate(ctx: _Context, compiled, pixels, labels=None, simulator: str = "verilator", build_root=None) -> dict:
+    """:func:`~spikeforge.sim.accelerator_sim.simulate`, refusing any logit mismatch with the golden model."""
+    from spikeforge.sim.accelerator_sim import simulate
+
+    r = simulate(ctx.qm, compiled, pixels, labels, simulator, build_root)
+    if r["mismatches"] or r["sop_mismatches"]:
+        raise BenchError(f"{simulator}: {r['mismatches']} logit and {r['sop_mismatches']} SOP mismatches with the "
+                         f"golden model (P = {compiled.hardware.lanes}, event_driven = "
+                         f"{compiled.hardware.event_driven}): {r['mismatch_details'][:1]}")
+    return r
+
+
+def _layer_rows(r: dict) -> list[dict]:
+    p = r["lanes"]
+    return [{**row, "cycles_over_bound": row["cycles"] / row["bound_cycles"] if row["bound_cycles"] else None,
+             "utilization": row["sops"] / (p * row["cycles"]) if row["cycles"] else None} for row in r["layers"]]
+
+
+def _internal_firing_rate(qm, pixels) -> float:
+    """Spikes / neuron-steps over every LIF layer of the golden model for ``pixels``."""
+    from spikeforge.model import golden
+
+    tr = golden.Trace()
+    golden.forward(qm, pixels, tr)
+    spikes = sum(l.out_spikes or 0 for l in tr.layers)
+    neurons = sum(l.out_neurons or 0 for l in tr.layers)
+    return spikes / neurons if neurons else 0.0
+
+
+def section_scaling(ctx: _Context) -> dict:
+    qm, n, rates = ctx.qm, ctx.size["rate_images"], ctx.size["rates"]
+    shape = (qm.config["in_channels"], qm.config["img_size_h"], qm.config["img_size_w"])
+    batches = [synthetic_pixels(n, shape, qm.pixel_bits, rate, seed=i) for i, rate in enumerate(rates)]
+    px = torch.cat(batches)
+    runs = {}
+    for label, event_driven in (("event-driven", True), ("dense", False)):
+        _log(f"scaling: {label}, {len(rates)} input firing rates x {n} images ...")
+        runs[label] = _simulate(ctx, _compiled(qm, DEFAULT_LANES, event_driven), px)["per_image"]
+
+    def mean(label, i, key, layer=None):
+        imgs = runs[label][i * n:(i + 1) * n]
+        return statistics.fmean(img[key] if layer is None else img[key][layer] for img in imgs)
+
+    rows = []
+    for i, (rate, batch) in enumerate(zip(rates, batches)):
+        row = {"rate": rate, "measured_rate": input_firing_rate(batch, qm.pixel_bits),
+               "internal_firing_rate": _internal_firing_rate(qm, batch), "images": n}
+        for part, cyc, bnd, layer in (("model", "cycles", "bound_cycles", None),
+                                      ("first_layer", "layer_cycles", "layer_bound_cycles", 0)):
+            s, d = mean("event-driven", i, cyc, layer), mean("dense", i, cyc, layer)
+            row[part] = {"cycles": s, "bound_cycles": mean("event-driven", i, bnd, layer), "dense_cycles": d,
+                         "speedup": d / s}
+        rows.append(row)
+    return {"lanes": DEFAULT_LANES, "first_layer": _compiled(qm, DEFAULT_LANES).program[0].name, "rows": rows,
+            "digits_input_rate": input_firing_rate(ctx.data.test_pixels, qm.pixel_bits)}
+
+
+def section_utilisation(ctx: _Context) -> dict:
+    data, n, nd = ctx.data, ctx.size["util_images"], ctx.size["dense_images"]
+    n, nd = min(n, len(data.test_labels)), min(nd, n)
+    px, lb = data.test_pixels[:n].long(), data.test_labels[:n]
+    _log(f"utilisation: {n} digits test images, event-driven ...")
+    s = _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES), px, lb)
+    _log(f"utilisation: dense baseline on the first {nd} of them ...")
+    d = _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES, event_driven=False), px[:nd], lb[:nd])
+    s_same = s if nd == n else _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES), px[:nd], lb[:nd])
+    keep = ("images", "accuracy", "cycles_per_inference", "bound_cycles", "cycles_over_bound", "utilization",
+            "images_per_second", "sim_seconds")
+    return {
+        "lanes": DEFAULT_LANES, "event_driven": {k: s[k] for k in keep}, "layers": _layer_rows(s),
+        "dense": {k: d[k] for k in keep}, "dense_layers": _layer_rows(d),
+        "speedup_over_dense": d["cycles_per_inference"] / s_same["cycles_per_inference"],
+        "speedup_images": nd, "input_firing_rate": input_firing_rate(px, ctx.qm.pixel_bits),
+        "internal_firing_rate": _internal_firing_rate(ctx.qm, px),
+        "sops_per_inference": sum(r["sops"] for r in s["layers"]),
+        "goal_utilization": 0.90,
+    }
+
+
+def section_attention(ctx: _Context) -> dict:
+    from spikeforge.sim.amaranth_bench import run_scenario
+    from spikeforge.sim.scenarios import sdsa_workload
+
+    p, n0, c0 = DEFAULT_LANES, 64, 64
+
+    def point(tokens, channels):
+        sc = sdsa_workload(p, channels, tokens, steps=1, rate=0.25, seed=tokens * 1000 + channels)
+        cycles = run_scenario(sc, idle=0.0, stall=0.0)["cycles"]   # raises if an output differs from golden
+        return {"tokens": tokens, "channels": channels, "cycles": cycles,
+                "model_cycles": sdsa_bound_cycles(tokens, channels, p),
+                "vanilla_cycles": vanilla_attention_cycles(tokens, channels, p)}
+
+    _log(f"attention: SDSAUnit (P = {p}) vs tokens at C = {c0} and vs channels at N = {n0} ...")
+    vs_n = [point(n, c0) for n in ctx.size["tokens"]]
+    vs_c = [point(n0, c) for c in ctx.size["channels"]]
+    emb = point(_tokens(ctx.qm), ctx.qm.config["embed_dims"])
+    return {"lanes": p, "rate": 0.25, "fixed_channels": c0, "fixed_tokens": n0, "vs_tokens": vs_n,
+            "vs_channels": vs_c, "embedded": emb,
+            "fit": {"cycles_per_token": _slope([r["tokens"] for r in vs_n], [r["cycles"] for r in vs_n]),
+                    "cycles_per_channel": _slope([r["channels"] for r in vs_c], [r["cycles"] for r in vs_c])}}
+
+
+def _tokens(qm) -> int:
+    from spikeforge.model.configs import describe
+
+    return describe(qm.config)["tokens"]
+
+
+def _slope(xs, ys) -> float:
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def _synth_job(lanes: int, text: str) -> dict:
+    from spikeforge.hdl.export import synthesize_verilog
+
+    t = time.monotonic()
+    cells = synthesize_verilog(text, "accelerator")
+    _log(f"lanes: Yosys synth_ecp5 of P = {lanes} done in {time.monotonic() - t:.0f} s")
+    return {"cells": cells, "seconds": round(time.monotonic() - t, 1)}
+
+
+def _start_synthesis(ctx: _Context) -> futures.Executor:
+    """Start the lanes sweep's Yosys ``synth_ecp5`` runs (the accelerator for the embedded model at
+    each P) in one worker thread, alongside the simulations: Verilog is generated here, and the
+    worker only waits on the Yosys process."""
+    from amaranth.back import verilog
+
+    from spikeforge.firmware.compiler import hardware_for
+    from spikeforge.hdl.accelerator import Accelerator
+
+    pool = futures.ThreadPoolExecutor(max_workers=1)
+    for lanes in ctx.size["synth_lanes"]:
+        _log(f"lanes: generating the P = {lanes} accelerator for Yosys ...")
+        text = verilog.convert(Accelerator(hardware_for(ctx.qm, lanes=lanes)), name="accelerator", emit_src=False)
+        ctx.synth_jobs[lanes] = pool.submit(_synth_job, lanes, text)
+    return pool
+
+
+def section_lanes(ctx: _Context) -> dict:
+    """Cycles per P here; the Yosys figures join the rows at the end (:func:`_collect_synthesis`)."""
+    n = ctx.size["lanes_images"]
+    px, lb = ctx.data.test_pixels[:n].long(), ctx.data.test_labels[:n]
+    rows = []
+    for p in LANES:
+        _log(f"lanes: P = {p}, {n} images ...")
+        r = _simulate(ctx, _compiled(ctx.qm, p), px, lb)
+        sops = sum(row["sops"] for row in r["layers"])
+        rows.append({"lanes": p, "cycles_per_inference": r["cycles_per_inference"],
+                     "bound_cycles": r["bound_cycles"], "utilization": r["utilization"],
+                     "sops_per_inference": sops, "sops_per_cycle": sops / r["cycles_per_inference"]})
+    return {"images": n, "rows": rows, "synthesised": list(ctx.size["synth_lanes"])}
+
+
+def _collect_synthesis(ctx: _Context) -> None:
+    """Add the Yosys figures to the lanes sweep's rows (the worker ran while the other sections did)."""
+    from spikeforge.hdl.build import synth_needs
+
+    for row in ctx.results["lanes"]["rows"]:
+        job = ctx.synth_jobs.get(row["lanes"])
+        if job is None:
+            continue
+        if not job.done():
+            _log(f"lanes: waiting for the Yosys synth_ecp5 of P = {row['lanes']} ...")
+        s = job.result()
+        needs = synth_needs("ecp5", s["cells"])
+        row.update(synth_seconds=s["seconds"], lut=needs["TRELLIS_COMB"], ff=needs["TRELLIS_FF"],
+                   bram=needs["DP16KD"], lutram=s["cells"].get("TRELLIS_DPR16X4", 0), dsp=needs["MULT18X18D"],
+                   sops_per_cycle_per_klut=row["sops_per_cycle"] / (needs["TRELLIS_COMB"] / 1000))
+
+
+def _median_seconds(fn, budget: float, max_runs: int = 200) -> tuple[float, int]:
+    fn()  # warm-up
+    times, start = [], time.monotonic()
+    while len(times) < 3 or (time.monotonic() - start < budget and len(times) < max_runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), len(times)
+
+
+def _build_reports(ctx: _Context) -> list[tuple[Path, dict]]:
+    found = []
+    paths = ctx.builds or sorted(Path("build/reports").glob("build-*"))
+    for path in paths:
+        report = path / "report.json" if path.is_dir() else path
+        if not report.is_file():
+            if ctx.builds:
+                raise BenchError(f"--builds {path}: no report.json (a `spikeforge build` output folder or its report)")
+            continue
+        try:
+            found.append((report, json.loads(report.read_text())))
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{report}: not a build report: {exc}") from None
+    return found
+
+
+def section_alternatives(ctx: _Context) -> dict:
+    from spikeforge.model import golden, load_embedded
+
+    qm, budget = ctx.qm, ctx.size["cpu_seconds"]
+    px = ctx.data.test_pixels.long()
+    model = load_embedded().eval()
+    float_in = ctx.data.test_pixels.float() / qm.pixel_max
+    cpu = []
+    for batch in (1, 64):
+        _log(f"alternatives: CPU latency, batch {batch} ...")
+        with torch.inference_mode():
+            t_float, runs_f = _median_seconds(lambda: model(float_in[:batch]), budget)
+        t_gold, runs_g = _median_seconds(lambda: golden.forward(qm, px[:batch]), budget)
+        cpu.append({"batch": batch, "threads": torch.get_num_threads(),
+                    "float_s_per_image": t_float / batch, "golden_s_per_image": t_gold / batch,
+                    "float_runs": runs_f, "golden_runs": runs_g})
+    # Energy (paper-style) and SOPs per inference on the utilisation images, from the golden trace.
+    n = min(ctx.size["util_images"], len(px))
+    tr = golden.Trace()
+    golden.forward(qm, px[:n], tr)
+    tot = tr.totals()
+    energy = {"images": n, "sops": tot["sops"] / n, "macs": tot["macs"] / n, "energy_nj": tot["energy_pj"] / n / 1e3,
+              "e_ac_pj": golden.E_AC_PJ, "e_mac_pj": golden.E_MAC_PJ}
+    measured = {}   # P -> (cycles, RTL SOPs) per inference, from this run
+    if "utilisation" in ctx.results:
+        u = ctx.results["utilisation"]
+        measured[DEFAULT_LANES] = (u["event_driven"]["cycles_per_inference"], u["sops_per_inference"])
+    for row in ctx.results.get("lanes", {}).get("rows", []):
+        measured.setdefault(row["lanes"], (row["cycles_per_inference"], row["sops_per_inference"]))
+    boards = []
+    for path, rep in _build_reports(ctx):
+        fmax = max((rep.get("fmax_mhz") or {}).values(), default=None)
+        row = {"board": rep.get("board"), "device": rep.get("device"), "report": str(path), "lanes": rep.get("lanes"),
+               "status": rep.get("status"), "fmax_mhz": fmax, "clock_mhz": rep.get("target_mhz"),
+               "timing_met": rep.get("timing_met")}
+        cycles, sops = measured.get(rep.get("lanes"), (None, None))
+        if fmax and cycles:
+            row.update(cycles_per_inference=cycles, sops_per_inference=sops, latency_s=cycles / (fmax * 1e6),
+                       latency_at_clock_s=cycles / (rep["target_mhz"] * 1e6) if rep.get("target_mhz") else None,
+                       gsops=sops / (cycles / (fmax * 1e6)) / 1e9)
+        elif not fmax:
+            row["note"] = "no Fmax in the report (" + (
+                "synthesis estimate only" if rep.get("status") == "synthesised" else rep.get("status") or "not built") + ")"
+        else:
+            row["note"] = f"no cycles measured at P = {rep.get('lanes')} in this run"
+        boards.append(row)
+    # The CPU does the same network: its GSOP/s counts the accelerator's SOPs per inference (the RTL
+    # counter at P = 16, where measured; else the golden trace's).
+    work = measured.get(DEFAULT_LANES, (None, energy["sops"]))[1]
+    return {"cpu": cpu, "energy": energy, "boards": boards, "cycles_source": "utilisation/lanes sections of this run",
+            "sops_per_inference": work,
+            "cpu_gsops": [{"batch": c["batch"], "float": work / c["float_s_per_image"] / 1e9,
+                           "golden": work / c["golden_s_per_image"] / 1e9} for c in cpu]}
+
+
+def section_simulation(ctx: _Context) -> dict:
+    from spikeforge.sim.accelerator_sim import build_rtl, run_rtl
+    from spikeforge.sim.runner import simulator_missing
+
+    compiled = _compiled(ctx.qm, DEFAULT_LANES)
+    px = ctx.data.test_pixels.long()
+    out = {"lanes": DEFAULT_LANES, "simulators": {}}
+    for sim, n in (("verilator", ctx.size["verilator_images"]), ("icarus", ctx.size["icarus_images"])):
+        missing = simulator_missing(sim)
+        if missing:
+            out["simulators"][sim] = {"error": missing}
+            _log(f"simulation: {sim} not run: {missing}")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:   # a fresh folder: the build is timed too
+            _log(f"simulation: {sim}: building the accelerator (P = {DEFAULT_LANES}) ...")
+            t = time.monotonic()
+            build_rtl(compiled, sim, Path(tmp))
+            build_s = time.monotonic() - t
+            timed = []
+            for k in (1, n):
+                _log(f"simulation: {sim}: {k} image(s) ...")
+                t = time.monotonic()
+                r = run_rtl(compiled, px[:k], sim, Path(tmp), progress=None)
+                timed.append((time.monotonic() - t, sum(img["counters"]["cycles"] for img in r["images"])))
+        (t_one, c_one), (t_many, c_many) = timed
+        rate = (c_many - c_one) / (t_many - t_one) if n > 1 and t_many > t_one else None
+        out["simulators"][sim] = {
+            "build_s": build_s, "images": n, "run_s": t_many, "images_per_second": n / t_many,
+            "cycles_per_inference": c_many / n, "cycles_per_second": rate,
+            "startup_s": t_one - c_one / rate if rate else None,
+        }
+    return out
+
+
+SECTION_FUNCS = {"scaling": section_scaling, "utilisation": section_utilisation, "attention": section_attention,
+                 "lanes": section_lanes, "alternatives": section_alternatives, "simulation": section_simulation}
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def parse_sections(text: str | None) -> list[str]:
+    if not text:
+        return list(SECTIONS)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SECTIONS]
+    if bad or not names:
+        raise BenchError(f"--sections: unknown section {', '.join(map(repr, bad)) or '(none)'}; "
+                         f"sections: {', '.join(SECTIONS)}")
+    return [s for s in SECTIONS if s in names]   # run in the report's order
+
+
+def run_bench(out: Path, quick: bool = False, builds: list[Path] | None = None, sections: list[str] | None = None,
+              size_overrides: dict | None = None) -> dict:
+    """Run the benchmark ``sections`` and write ``out/report.md``, ``report.json`` and the PNG figures.
+    Returns the report dict. ``size_overrides`` shrinks workloads (tests)."""
+    from spikeforge.benchmarks import plots
+    from spikeforge.model.data import load_digits_split
+    from spikeforge.model.quantize import embedded_qmodel
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out}: exists and is not a folder")
+    sections = sections or list(SECTIONS)
+    size = SIZES["quick" if quick else "full"]
+    unknown = set(size_overrides or {}) - set(size)
+    if unknown:
+        raise BenchError(f"unknown workload sizes {sorted(unknown)}; sizes: {', '.join(size)}")
+    size = {**size, **(size_overrides or {})}
+    ctx = _Context(out=out, quick=quick, builds=[Path(b) for b in builds or []], size=size, info=machine_info())
+    if ctx.builds:
+        _build_reports(ctx)   # bad paths fail before anything runs
+    ctx.qm, ctx.data = embedded_qmodel(), load_digits_split()
+    started = time.monotonic()
+    pool = None
+    try:
+        pool = _start_synthesis(ctx) if "lanes" in sections else None
+        for name in sections:
+            t = time.monotonic()
+            _log(f"[{time.monotonic() - started:5.0f} s] section {name} ...")
+            ctx.results[name] = SECTION_FUNCS[name](ctx)
+            ctx.seconds[name] = round(time.monotonic() - t, 1)
+        if "lanes" in sections:
+            t = time.monotonic()
+            _collect_synthesis(ctx)
+            ctx.seconds["lanes"] += round(time.monotonic() - t, 1)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    report = {"mode": "quick" if quick else "full", "machine": ctx.info, "sizes": size,
+              "section_seconds": ctx.seconds, "total_seconds": round(time.monotonic() - started, 1), **ctx.results}
+    out.mkdir(parents=True, exist_ok=True)
+    report["figures"] = plots.write_figures(report, out, footer(ctx.info))
+    from spikeforge.benchmarks.markdown import report_markdown
+
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="spikeforge bench", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--quick", action="store_true", help="smaller workloads (under 10 minutes on 2 cores)")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.md, report.json and the PNG figures")
+    p.add_argument("--builds", type=Path, nargs="+", metavar="BUILD_DIR",
+                   help="`spikeforge build` folders whose Fmax projects the latency (default: build/reports/build-*)")
+    p.add_argument("--sections", help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all)")
+
+
+def run_from_args(args) -> int:
+    report = run_bench(args.out, args.quick, args.builds, parse_sections(args.sections))
+    print((args.out / "report.md").read_text())
+    _log(f"wrote {args.out / 'report.md'}, report.json and {len(report['figures'])} figures "
+         f"in {report['total_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,11 +24,16 @@ def _figure(ncols: int, title: str, width: float = 5.2):
 
 def _save(fig, path: Path, foot: str) -> str:
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
-    for ax in fig.axes:   # log axes: label the decades only
+    for ax in fig.axes:   # log axes: ticks at 1, 2, 5 x 10^k as plain numbers (unless placed by hand)
         for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
             axis.set_minor_formatter(NullFormatter())
+            if not isinstance(axis.get_major_locator(), FixedLocator):
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
     fig.text(0.005, 0.005, foot, fontsize=5.5, color="0.35", ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120, metadata={"Description": foot, "Software": "spikeforge bench"})
@@ -51,7 +56,7 @@ def _scaling(r: dict, path: Path, foot: str) -> str:
         c.plot(x, [row[key]["speedup"] for row in rows], style, label=label)
     c.axvline(100 * r["digits_input_rate"], color="0.5", ls=":", label="digits test images' rate")
     c.set(xlabel="input firing rate (%)", ylabel="dense cycles / event-driven cycles", title="speed-up over dense",
-          yscale="log")
+          ylim=(0, None))
     c.grid(alpha=0.3)
     c.legend(fontsize=8)
     return _save(fig, path, foot)
@@ -117,6 +122,7 @@ def _lanes(r: dict, path: Path, foot: str) -> str:
     c.set(xlabel="lanes P", ylabel="SOPs per cycle per kLUT", xscale="log")
     for ax in (a, b, c):
         ax.grid(alpha=0.3)
+        ax.set_xticks(p, [str(v) for v in p])
     return _save(fig, path, foot)
 
 
@@ -145,9 +151,11 @@ def _alternatives(r: dict, path: Path, foot: str) -> str:
 def _simulation(r: dict, path: Path, foot: str) -> str:
     sims = {k: v for k, v in r["simulators"].items() if v.get("cycles_per_second")}
     fig, (a, b) = _figure(2, f"RTL simulation speed, whole accelerator (P = {r['lanes']})")
-    a.bar(list(sims), [v["cycles_per_second"] for v in sims.values()], color="tab:blue")
+    bars = a.bar(list(sims), [v["cycles_per_second"] for v in sims.values()], color="tab:blue")
+    a.bar_label(bars, fmt="{:,.0f}")
     a.set(ylabel="simulated cycles per second", yscale="log")
-    b.bar(list(sims), [v["images_per_second"] for v in sims.values()], color="tab:green")
+    bars = b.bar(list(sims), [v["images_per_second"] for v in sims.values()], color="tab:green")
+    b.bar_label(bars, fmt="{:.3g}")
     b.set(ylabel="images per second (spikeforge sim, end to end)", yscale="log")
     for ax in (a, b):
         ax.grid(alpha=0.3, axis="y")

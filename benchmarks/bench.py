@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -49,8 +50,8 @@ import torch
 from spikeforge.benchmarks.machine import footer, machine_info
 from spikeforge.benchmarks.workloads import input_firing_rate, synthetic_pixels
 
-__all__ = ["SECTIONS", "SIZES", "BenchError", "run_bench", "vanilla_attention_cycles", "sdsa_bound_cycles",
-           "main"]
+__all__ = ["SECTIONS", "SIZES", "BenchError", "run_bench", "parse_sections", "add_arguments", "run_from_args",
+           "vanilla_attention_cycles", "sdsa_bound_cycles"]
 
 SECTIONS = ("scaling", "utilisation", "attention", "lanes", "alternatives", "simulation")
 
@@ -62,10 +63,10 @@ DEFAULT_LANES = 16
 
 #: How much each section runs: ``--quick`` (under 10 minutes on 2 cores) and the full run.
 SIZES = {
-    "quick": dict(rates=RATES, rate_images=2, util_images=16, dense_images=8, lanes_images=4, synth_lanes=(4, 16, 64),
+    "quick": dict(rates=RATES, lanes=LANES, rate_images=2, util_images=16, dense_images=8, lanes_images=4, synth_lanes=(4, 16, 64),
                   verilator_images=8, icarus_images=2, cpu_seconds=2.0,
                   tokens=(16, 32, 64, 128, 256), channels=(16, 32, 64, 128, 256)),
-    "full": dict(rates=RATES, rate_images=8, util_images=360, dense_images=40, lanes_images=32, synth_lanes=LANES,
+    "full": dict(rates=RATES, lanes=LANES, rate_images=8, util_images=360, dense_images=40, lanes_images=32, synth_lanes=LANES,
                  verilator_images=64, icarus_images=4, cpu_seconds=10.0,
                  tokens=(16, 32, 64, 128, 256, 512, 1024), channels=(16, 32, 64, 128, 256, 512)),
 }
@@ -107,6 +108,7 @@ class _Context:
     seconds: dict = field(default_factory=dict)
     synth_jobs: dict = field(default_factory=dict)
     cpu: list | None = None
+    failures: list = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ accelerator runs
@@ -142,9 +144,7 @@ def _internal_firing_rate(qm, pixels) -> float:
 
     tr = golden.Trace()
     golden.forward(qm, pixels, tr)
-    spikes = sum(l.out_spikes or 0 for l in tr.layers)
-    neurons = sum(l.out_neurons or 0 for l in tr.layers)
-    return spikes / neurons if neurons else 0.0
+    return tr.totals()["firing_rate"] or 0.0
 
 
 def section_scaling(ctx: _Context) -> dict:
@@ -180,18 +180,19 @@ def section_utilisation(ctx: _Context) -> dict:
     n, nd = min(n, len(data.test_labels)), min(nd, n)
     px, lb = data.test_pixels[:n].long(), data.test_labels[:n]
     _log(f"utilisation: {n} digits test images, event-driven ...")
-    s = _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES), px, lb)
+    compiled = _compiled(ctx.qm, DEFAULT_LANES)
+    s = _simulate(ctx, compiled, px, lb)
     _log(f"utilisation: dense baseline on the first {nd} of them ...")
     d = _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES, event_driven=False), px[:nd], lb[:nd])
     s_same = s if nd == n else _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES), px[:nd], lb[:nd])
-    keep = ("images", "accuracy", "cycles_per_inference", "bound_cycles", "cycles_over_bound", "utilization",
-            "images_per_second", "sim_seconds")
+    keep = ("images", "accuracy", "cycles_per_inference", "bound_cycles", "cycles_over_bound", "utilization")
     return {
-        "lanes": DEFAULT_LANES, "event_driven": {k: s[k] for k in keep}, "layers": _layer_rows(s),
+        "lanes": DEFAULT_LANES, "hardware_hash": compiled.hardware.config_hash(),
+        "event_driven": {k: s[k] for k in keep}, "layers": _layer_rows(s),
         "dense": {k: d[k] for k in keep}, "dense_layers": _layer_rows(d),
         "speedup_over_dense": d["cycles_per_inference"] / s_same["cycles_per_inference"],
-        "speedup_images": nd, "input_firing_rate": input_firing_rate(px, ctx.qm.pixel_bits),
-        "internal_firing_rate": _internal_firing_rate(ctx.qm, px),
+        "speedup_images": nd, "input_firing_rate": input_firing_rate(px[:nd], ctx.qm.pixel_bits),
+        "internal_firing_rate": _internal_firing_rate(ctx.qm, px[:nd]),
         "sops_per_inference": sum(r["sops"] for r in s["layers"]),
         "goal_utilization": 0.90,
     }
@@ -231,11 +232,11 @@ def _slope(xs, ys) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
-def _synth_job(lanes: int, text: str) -> dict:
+def _synth_job(lanes: int, text: str, yosys: str, env: dict) -> dict:
     from spikeforge.hdl.export import synthesize_verilog
 
     t = time.monotonic()
-    cells = synthesize_verilog(text, "accelerator")
+    cells = synthesize_verilog(text, "accelerator", yosys=yosys, env=env)
     _log(f"lanes: Yosys synth_ecp5 of P = {lanes} done in {time.monotonic() - t:.0f} s")
     return {"cells": cells, "seconds": round(time.monotonic() - t, 1)}
 
@@ -248,12 +249,18 @@ def _start_synthesis(ctx: _Context) -> futures.Executor:
 
     from spikeforge.firmware.compiler import hardware_for
     from spikeforge.hdl.accelerator import Accelerator
+    from spikeforge.hdl.export import SynthesisError, yosys_executable
 
+    try:
+        yosys = yosys_executable()   # resolved here, with the environment: the Verilator builds of
+    except SynthesisError as exc:    # the main thread change os.environ while the worker runs
+        raise BenchError(f"the lanes sweep needs Yosys: {exc}") from None
+    env = dict(os.environ)
     pool = futures.ThreadPoolExecutor(max_workers=1)
     for lanes in ctx.size["synth_lanes"]:
         _log(f"lanes: generating the P = {lanes} accelerator for Yosys ...")
         text = verilog.convert(Accelerator(hardware_for(ctx.qm, lanes=lanes)), name="accelerator", emit_src=False)
-        ctx.synth_jobs[lanes] = pool.submit(_synth_job, lanes, text)
+        ctx.synth_jobs[lanes] = pool.submit(_synth_job, lanes, text, yosys, env)
     return pool
 
 
@@ -262,7 +269,7 @@ def section_lanes(ctx: _Context) -> dict:
     n = ctx.size["lanes_images"]
     px, lb = ctx.data.test_pixels[:n].long(), ctx.data.test_labels[:n]
     rows = []
-    for p in LANES:
+    for p in ctx.size["lanes"]:
         _log(f"lanes: P = {p}, {n} images ...")
         r = _simulate(ctx, _compiled(ctx.qm, p), px, lb)
         sops = sum(row["sops"] for row in r["layers"])
@@ -275,6 +282,7 @@ def section_lanes(ctx: _Context) -> dict:
 def _collect_synthesis(ctx: _Context) -> None:
     """Add the Yosys figures to the lanes sweep's rows (the worker ran while the other sections did)."""
     from spikeforge.hdl.build import synth_needs
+    from spikeforge.hdl.export import SynthesisError
 
     for row in ctx.results["lanes"]["rows"]:
         job = ctx.synth_jobs.get(row["lanes"])
@@ -282,7 +290,13 @@ def _collect_synthesis(ctx: _Context) -> None:
             continue
         if not job.done():
             _log(f"lanes: waiting for the Yosys synth_ecp5 of P = {row['lanes']} ...")
-        s = job.result()
+        try:
+            s = job.result()
+        except SynthesisError as exc:   # recorded in the report (and the exit status), not lost
+            _log(f"lanes: synth_ecp5 of P = {row['lanes']} failed: {str(exc)[:300]}")
+            row["synth_error"] = str(exc)[-600:]
+            ctx.failures.append(f"synth_ecp5 of P = {row['lanes']} failed")
+            continue
         needs = synth_needs("ecp5", s["cells"])
         row.update(synth_seconds=s["seconds"], lut=needs["TRELLIS_COMB"], ff=needs["TRELLIS_FF"],
                    bram=needs["DP16KD"], lutram=s["cells"].get("TRELLIS_DPR16X4", 0), dsp=needs["MULT18X18D"],
@@ -300,6 +314,8 @@ def _median_seconds(fn, budget: float, max_runs: int = 200) -> tuple[float, int]
 
 
 def _build_reports(ctx: _Context) -> list[tuple[Path, dict]]:
+    """``(report.json path, report)`` of each build named by ``--builds`` (each must be a
+    ``spikeforge build`` folder or its report), else of ``build/reports/build-*`` where present."""
     found = []
     paths = ctx.builds or sorted(Path("build/reports").glob("build-*"))
     for path in paths:
@@ -309,10 +325,38 @@ def _build_reports(ctx: _Context) -> list[tuple[Path, dict]]:
                 raise BenchError(f"--builds {path}: no report.json (a `spikeforge build` output folder or its report)")
             continue
         try:
-            found.append((report, json.loads(report.read_text())))
-        except json.JSONDecodeError as exc:
+            rep = json.loads(report.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
             raise BenchError(f"{report}: not a build report: {exc}") from None
+        fmax = rep.get("fmax_mhz") if isinstance(rep, dict) else None
+        if not isinstance(rep, dict) or "board" not in rep or not isinstance(fmax, (dict, type(None))) or \
+                any(not isinstance(v, (int, float)) or v <= 0 for v in (fmax or {}).values()):
+            raise BenchError(f"{report}: not a build report (expected an object with \"board\" and "
+                             f"\"fmax_mhz\": {{clock: MHz > 0}})")
+        found.append((report, rep))
     return found
+
+
+def _build_hardware(report: Path, rep: dict):
+    """The HardwareConfig a build was made from (its manifest.json), or ``None``."""
+    from spikeforge.firmware.program import HardwareConfig
+
+    manifest = report.parent / "manifest.json"
+    try:
+        return HardwareConfig.from_dict(json.loads(manifest.read_text())["hardware"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _ops_per_image(qm, pixels) -> float:
+    """Synaptic operations per image, one definition for every row: the golden trace's SOPs plus
+    the real-valued first layer's MACs."""
+    from spikeforge.model import golden
+
+    tr = golden.Trace()
+    golden.forward(qm, pixels, tr)
+    tot = tr.totals()
+    return (tot["sops"] + tot["macs"]) / len(pixels)
 
 
 def cpu_latency(ctx: _Context) -> list[dict]:
@@ -341,43 +385,48 @@ def section_alternatives(ctx: _Context) -> dict:
 
     qm, px = ctx.qm, ctx.data.test_pixels.long()
     cpu = ctx.cpu if ctx.cpu is not None else cpu_latency(ctx)
-    # Energy (paper-style) and SOPs per inference on the utilisation images, from the golden trace.
+    for row in cpu:   # the work of exactly the timed images
+        ops = _ops_per_image(qm, px[:row["batch"]])
+        row.update(ops_per_image=ops, float_gops=ops / row["float_s_per_image"] / 1e9,
+                   golden_gops=ops / row["golden_s_per_image"] / 1e9)
+    # Energy (paper-style) per inference on the utilisation images, from the golden trace.
     n = min(ctx.size["util_images"], len(px))
     tr = golden.Trace()
     golden.forward(qm, px[:n], tr)
     tot = tr.totals()
     energy = {"images": n, "sops": tot["sops"] / n, "macs": tot["macs"] / n, "energy_nj": tot["energy_pj"] / n / 1e3,
               "e_ac_pj": golden.E_AC_PJ, "e_mac_pj": golden.E_MAC_PJ}
-    measured = {}   # P -> (cycles, RTL SOPs) per inference, from this run
-    if "utilisation" in ctx.results:
-        u = ctx.results["utilisation"]
-        measured[DEFAULT_LANES] = (u["event_driven"]["cycles_per_inference"], u["sops_per_inference"])
-    for row in ctx.results.get("lanes", {}).get("rows", []):
-        measured.setdefault(row["lanes"], (row["cycles_per_inference"], row["sops_per_inference"]))
+    # Projected latency per board: cycles measured in this run on the build's own hardware.
+    nb = min(ctx.size["dense_images"], len(px))
+    util = ctx.results.get("utilisation")
     boards = []
     for path, rep in _build_reports(ctx):
-        fmax = max((rep.get("fmax_mhz") or {}).values(), default=None)
+        clocks = rep.get("fmax_mhz") or {}
+        fmax = min(clocks.values()) if clocks else None   # the slowest domain bounds the design
         row = {"board": rep.get("board"), "device": rep.get("device"), "report": str(path), "lanes": rep.get("lanes"),
                "status": rep.get("status"), "fmax_mhz": fmax, "clock_mhz": rep.get("target_mhz"),
                "timing_met": rep.get("timing_met")}
-        cycles, sops = measured.get(rep.get("lanes"), (None, None))
-        if fmax and cycles:
-            row.update(cycles_per_inference=cycles, sops_per_inference=sops, latency_s=cycles / (fmax * 1e6),
-                       latency_at_clock_s=cycles / (rep["target_mhz"] * 1e6) if rep.get("target_mhz") else None,
-                       gsops=sops / (cycles / (fmax * 1e6)) / 1e9)
-        elif not fmax:
+        hw = _build_hardware(path, rep)
+        if not fmax:
             row["note"] = "no Fmax in the report (" + (
                 "synthesis estimate only" if rep.get("status") == "synthesised" else rep.get("status") or "not built") + ")"
+        elif hw is None:
+            row["note"] = f"no hardware configuration in {path.parent / 'manifest.json'}"
         else:
-            row["note"] = f"no cycles measured at P = {rep.get('lanes')} in this run"
+            if util and hw.config_hash() == util["hardware_hash"]:
+                cycles, images = util["event_driven"]["cycles_per_inference"], util["event_driven"]["images"]
+            else:
+                _log(f"alternatives: {rep.get('board')}: the build's hardware (P = {hw.lanes}), {nb} images ...")
+                from spikeforge.firmware.compiler import compile_model
+
+                cycles, images = _simulate(ctx, compile_model(qm, hw), px[:nb])["cycles_per_inference"], nb
+            ops = _ops_per_image(qm, px[:images])
+            row.update(hardware_hash=hw.config_hash(), lanes=hw.lanes, images=images, cycles_per_inference=cycles,
+                       ops_per_image=ops, latency_s=cycles / (fmax * 1e6),
+                       latency_at_clock_s=cycles / (rep["target_mhz"] * 1e6) if rep.get("target_mhz") else None,
+                       gops=ops / (cycles / (fmax * 1e6)) / 1e9)
         boards.append(row)
-    # The CPU does the same network: its GSOP/s counts the accelerator's SOPs per inference (the RTL
-    # counter at P = 16, where measured; else the golden trace's).
-    work = measured.get(DEFAULT_LANES, (None, energy["sops"]))[1]
-    return {"cpu": cpu, "energy": energy, "boards": boards, "cycles_source": "utilisation/lanes sections of this run",
-            "sops_per_inference": work,
-            "cpu_gsops": [{"batch": c["batch"], "float": work / c["float_s_per_image"] / 1e9,
-                           "golden": work / c["golden_s_per_image"] / 1e9} for c in cpu]}
+    return {"cpu": cpu, "energy": energy, "boards": boards}
 
 
 def section_simulation(ctx: _Context) -> dict:
@@ -398,18 +447,15 @@ def section_simulation(ctx: _Context) -> dict:
             t = time.monotonic()
             build_rtl(compiled, sim, Path(tmp))
             build_s = time.monotonic() - t
-            timed = []
-            for k in (1, n):
-                _log(f"simulation: {sim}: {k} image(s) ...")
-                t = time.monotonic()
-                r = run_rtl(compiled, px[:k], sim, Path(tmp), progress=None)
-                timed.append((time.monotonic() - t, sum(img["counters"]["cycles"] for img in r["images"])))
-        (t_one, c_one), (t_many, c_many) = timed
-        rate = (c_many - c_one) / (t_many - t_one) if n > 1 and t_many > t_one else None
+            _log(f"simulation: {sim}: {n} image(s) ...")
+            t = time.monotonic()
+            r = run_rtl(compiled, px[:n], sim, Path(tmp), progress=None)
+            run_s = time.monotonic() - t
         out["simulators"][sim] = {
-            "build_s": build_s, "images": n, "run_s": t_many, "images_per_second": n / t_many,
-            "cycles_per_inference": c_many / n, "cycles_per_second": rate,
-            "startup_s": t_one - c_one / rate if rate else None,
+            "build_s": build_s, "images": n, "run_s": run_s, "images_per_second": n / run_s,
+            "cycles_per_inference": statistics.fmean(img["counters"]["cycles"] for img in r["images"]),
+            "cycles_per_second": r["loop_clock_cycles"] / r["loop_s"],
+            "overhead_s": run_s - r["loop_s"],
         }
     return out
 
@@ -437,7 +483,9 @@ def run_bench(out: Path, quick: bool = False, builds: list[Path] | None = None, 
     """Run the benchmark ``sections`` and write ``out/report.md``, ``report.json`` and the PNG figures.
     Returns the report dict. ``size_overrides`` shrinks workloads (tests)."""
     from spikeforge.benchmarks import plots
+    from spikeforge.benchmarks.markdown import report_markdown
     from spikeforge.model.data import load_digits_split
+    from spikeforge.model.files import atomic_write_bytes
     from spikeforge.model.quantize import embedded_qmodel
 
     out = Path(out)
@@ -449,9 +497,14 @@ def run_bench(out: Path, quick: bool = False, builds: list[Path] | None = None, 
     if unknown:
         raise BenchError(f"unknown workload sizes {sorted(unknown)}; sizes: {', '.join(size)}")
     size = {**size, **(size_overrides or {})}
+    _check_sizes(size)
     ctx = _Context(out=out, quick=quick, builds=[Path(b) for b in builds or []], size=size, info=machine_info())
     if ctx.builds:
         _build_reports(ctx)   # bad paths fail before anything runs
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"--out {out}: cannot create the folder: {exc}") from None
     ctx.qm, ctx.data = embedded_qmodel(), load_digits_split()
     started = time.monotonic()
     pool = None
@@ -479,30 +532,36 @@ def run_bench(out: Path, quick: bool = False, builds: list[Path] | None = None, 
             if name in sections:
                 ctx.results[name] = timed(name, SECTION_FUNCS[name])
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    report = {"mode": "quick" if quick else "full", "machine": ctx.info, "sizes": size,
+        if pool is not None:   # on an error, do not wait for a running Yosys
+            pool.shutdown(wait=not sys.exc_info()[0], cancel_futures=True)
+    report = {"mode": "quick" if quick else "full", "machine": ctx.info, "sizes": size, "failures": ctx.failures,
               "section_seconds": ctx.seconds, "total_seconds": round(time.monotonic() - started, 1), **ctx.results}
-    out.mkdir(parents=True, exist_ok=True)
+    for name in SECTIONS:   # figures of an earlier run in this folder would pass for this one's
+        (out / f"{name}.png").unlink(missing_ok=True)
     report["figures"] = plots.write_figures(report, out, footer(ctx.info))
-    from spikeforge.benchmarks.markdown import report_markdown
-
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(report_markdown(report))
+    atomic_write_bytes(out / "report.json", json.dumps(report, indent=1).encode())
+    atomic_write_bytes(out / "report.md", report_markdown(report).encode())
     return report
 
 
-def main(argv=None) -> int:
-    import argparse
+def _check_sizes(size: dict) -> None:
+    """Workload sizes that every section can use (no empty runs, no single-point fits)."""
+    from spikeforge.benchmarks.workloads import max_synthetic_rate
 
-    p = argparse.ArgumentParser(prog="spikeforge bench", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run_from_args(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    for key in ("rate_images", "util_images", "dense_images", "lanes_images", "verilator_images", "icarus_images"):
+        if not isinstance(size[key], int) or size[key] < 1:
+            raise BenchError(f"workload size {key}: expected an integer >= 1, got {size[key]!r}")
+    top = max_synthetic_rate(8)
+    if not size["rates"] or any(not 0 < r <= top for r in size["rates"]):
+        raise BenchError(f"workload size rates: expected rates in (0, {top:.2f}], got {size['rates']!r}")
+    for key in ("tokens", "channels"):
+        if len(set(size[key])) < 2 or min(size[key]) < 1:
+            raise BenchError(f"workload size {key}: expected at least two distinct values >= 1, got {size[key]!r}")
+    if not size["lanes"] or any(not 1 <= p <= 64 for p in size["lanes"]) or not set(size["synth_lanes"]) <= set(size["lanes"]):
+        raise BenchError(f"workload sizes lanes / synth_lanes: expected P in 1..64, synth_lanes among lanes; got "
+                         f"{size['lanes']!r} / {size['synth_lanes']!r}")
+    if not size["cpu_seconds"] > 0:
+        raise BenchError(f"workload size cpu_seconds: expected > 0, got {size['cpu_seconds']!r}")
 
 
 def add_arguments(p) -> None:
@@ -514,12 +573,12 @@ def add_arguments(p) -> None:
 
 
 def run_from_args(args) -> int:
+    """``spikeforge bench``: run, print report.md; exit status 1 when a part failed (the report says which)."""
     report = run_bench(args.out, args.quick, args.builds, parse_sections(args.sections))
     print((args.out / "report.md").read_text())
     _log(f"wrote {args.out / 'report.md'}, report.json and {len(report['figures'])} figures "
          f"in {report['total_seconds']:.0f} s")
-    return 0
+    for failure in report["failures"]:
+        _log(f"error: {failure}")
+    return 1 if report["failures"] else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

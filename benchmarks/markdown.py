@@ -17,7 +17,7 @@ def _us(seconds) -> str:
 
 def headlines(report: dict) -> list[str]:
     """The numbers a reader wants first, from whichever sections ran."""
-    out = []
+    out = [f"**failed**: {f} (see the section)" for f in report.get("failures", [])]
     u = report.get("utilisation")
     if u:
         e = u["event_driven"]
@@ -37,16 +37,17 @@ def headlines(report: dict) -> list[str]:
         for b in a["boards"]:
             if b.get("latency_s"):
                 out.append(f"{b['board']} (P = {b['lanes']}, Fmax {b['fmax_mhz']:.2f} MHz): {_us(b['latency_s'])} us "
-                           f"per image projected vs CPU float batch 1 {_us(cpu1['float_s_per_image'])} us "
-                           f"({cpu1['float_s_per_image'] / b['latency_s']:.1f} x)")
+                           f"per image projected (compute only, host link not included) vs CPU float batch 1 "
+                           f"{_us(cpu1['float_s_per_image'])} us ({cpu1['float_s_per_image'] / b['latency_s']:.1f} x)")
         out.append(f"energy estimate {a['energy']['energy_nj']:.2f} nJ per inference "
                    f"({a['energy']['sops']:,.0f} SOPs, {a['energy']['macs']:,.0f} MACs)")
     t = report.get("attention")
     if t:
         out.append(f"SDSA: {t['fit']['cycles_per_token']:.2f} cycles per token (C = {t['fixed_channels']}), "
                    f"{t['fit']['cycles_per_channel']:.2f} per channel (N = {t['fixed_tokens']}); "
-                   f"vanilla at N = {t['vs_tokens'][-1]['tokens']}: "
-                   f"{t['vs_tokens'][-1]['vanilla_cycles'] / t['vs_tokens'][-1]['cycles']:.0f} x the cycles")
+                   f"a vanilla Q K^T V engine on the same lanes (cost model) needs "
+                   f"{t['vs_tokens'][-1]['vanilla_cycles'] / t['vs_tokens'][-1]['cycles']:.0f} x the cycles at "
+                   f"N = {t['vs_tokens'][-1]['tokens']}")
     return out
 
 
@@ -105,29 +106,36 @@ def _lanes(l: dict) -> list[str]:
                      f"| {r['utilization']:.3f} | {r['sops_per_cycle']:.2f} | {_f(r.get('lut'))} | {_f(r.get('ff'))} "
                      f"| {_f(r.get('bram'))} | {_f(r.get('lutram'))} | {_f(r.get('dsp'))} "
                      f"| {_f(r.get('sops_per_cycle_per_klut'), '.3f')} | {_f(r.get('synth_seconds'), '.0f')} |")
+    for r in l["rows"]:
+        if r.get("synth_error"):
+            lines += ["", f"**synth_ecp5 of P = {r['lanes']} failed**: `{r['synth_error'][-300:]}`"]
     if len(l["synthesised"]) < len(l["rows"]):
         lines += ["", f"Synthesised in this mode: P = {', '.join(map(str, l['synthesised']))} (the full run does all)."]
     return lines
 
 
 def _alternatives(a: dict) -> list[str]:
-    lines = ["| run | s / image | us / image | GSOP/s |", "|---|---|---|---|"]
-    for c, g in zip(a["cpu"], a["cpu_gsops"]):
-        lines.append(f"| CPU PyTorch float model, batch {c['batch']} ({c['threads']} threads) "
-                     f"| {c['float_s_per_image']:.6f} | {_us(c['float_s_per_image'])} | {g['float']:.4f} |")
-        lines.append(f"| CPU golden model (integer), batch {c['batch']} "
-                     f"| {c['golden_s_per_image']:.6f} | {_us(c['golden_s_per_image'])} | {g['golden']:.4f} |")
+    lines = ["| run | images | s / image | us / image | GOP/s |", "|---|---|---|---|---|"]
+    for c in a["cpu"]:
+        lines.append(f"| CPU PyTorch float model, batch {c['batch']} ({c['threads']} threads) | {c['batch']} "
+                     f"| {c['float_s_per_image']:.6f} | {_us(c['float_s_per_image'])} | {c['float_gops']:.4f} |")
+        lines.append(f"| CPU golden model (integer), batch {c['batch']} | {c['batch']} "
+                     f"| {c['golden_s_per_image']:.6f} | {_us(c['golden_s_per_image'])} | {c['golden_gops']:.4f} |")
     for b in a["boards"]:
         if b.get("latency_s"):
-            lines.append(f"| accelerator on {b['board']}, P = {b['lanes']}, {b['cycles_per_inference']:,.0f} cycles "
-                         f"at Fmax {b['fmax_mhz']:.2f} MHz | {b['latency_s']:.6f} | {_us(b['latency_s'])} "
-                         f"| {b['gsops']:.3f} |")
+            lines.append(f"| accelerator on {b['board']} (its build's hardware, P = {b['lanes']}), "
+                         f"{b['cycles_per_inference']:,.0f} cycles at Fmax {b['fmax_mhz']:.2f} MHz, compute only "
+                         f"| {b['images']} | {b['latency_s']:.6f} | {_us(b['latency_s'])} | {b['gops']:.3f} |")
             if b.get("latency_at_clock_s"):
-                lines.append(f"| the same at the build's clock {b['clock_mhz']:.2f} MHz "
+                lines.append(f"| the same at the build's clock {b['clock_mhz']:.2f} MHz | {b['images']} "
                              f"| {b['latency_at_clock_s']:.6f} | {_us(b['latency_at_clock_s'])} | - |")
-    lines += ["", f"GSOP/s: {a['sops_per_inference']:,.0f} synaptic operations per inference (the same work for "
-                  "every row) divided by the time per image.", "",
-              "Build reports used (projected latency = measured cycles per inference / post-route Fmax):", ""]
+    lines += ["", "GOP/s: synaptic operations per image (the golden trace's SOPs plus the first layer's MACs, "
+                  "counted on exactly the images of that row) divided by the time per image. The CPU float model "
+                  "does the same network with multiply-accumulates, so its figure is SOP-equivalent work per second. "
+                  "The accelerator rows are compute only: the host link's transfer time is not included "
+                  "(`spikeforge run` measures it).", "",
+              "Build reports used (projected latency = cycles per inference measured in this run on the hardware in "
+              "the build's manifest / the build's post-route Fmax, the slowest clock domain's):", ""]
     if not a["boards"]:
         lines.append("- none found: run `spikeforge build --board ulx3s-85f --out build/reports/build-ulx3s-85f` "
                      "or pass `--builds DIR`.")
@@ -139,20 +147,23 @@ def _alternatives(a: dict) -> list[str]:
     lines += ["", f"Energy estimate (45 nm figures of the paper: E_AC = {e['e_ac_pj']} pJ per SOP, "
                   f"E_MAC = {e['e_mac_pj']} pJ per MAC of the real-valued first layer), mean over {e['images']} "
                   f"digits images: {e['sops']:,.0f} SOPs + {e['macs']:,.0f} MACs = **{e['energy_nj']:.2f} nJ** "
-                  "per inference."]
+                  "per inference. An estimate of the arithmetic, not a measured FPGA power."]
     return lines
 
 
 def _simulation(s: dict) -> list[str]:
-    lines = [f"The whole accelerator at P = {s['lanes']} through cocotb, built in a fresh folder. Cycles per second "
-             "are steady state: (cycles of N images - cycles of 1) / (time of N - time of 1).", "",
-             "| simulator | build s | images | run s | images / s | cycles / s | startup s |", "|---|---|---|---|---|---|---|"]
+    lines = [f"The whole accelerator at P = {s['lanes']} through cocotb, built in a fresh folder. Cycles per second = "
+             "clock cycles simulated in the image loop / its wall time, both taken inside the simulation (no start-up, "
+             "no model load); the per-call overhead (Verilog regeneration, simulator start, loading the model) is the "
+             "rest of the call's time. Images per second are end to end, overhead included.", "",
+             "| simulator | build s | images | run s | images / s | cycles / s | per-call overhead s |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in s["simulators"].items():
         if "error" in r:
             lines.append(f"| {name} | not run: {r['error']} | | | | | |")
             continue
         lines.append(f"| {name} | {r['build_s']:.1f} | {r['images']} | {r['run_s']:.1f} | {r['images_per_second']:.2f} "
-                     f"| {_f(r['cycles_per_second'])} | {_f(r['startup_s'], '.1f')} |")
+                     f"| {_f(r['cycles_per_second'])} | {_f(r['overhead_s'], '.1f')} |")
     return lines
 
 

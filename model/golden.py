@@ -301,8 +301,11 @@ class Trace:
         return self.layers[-1]
 
     def totals(self) -> dict:
+        spikes = sum(l.out_spikes or 0 for l in self.layers)
+        neurons = sum(l.out_neurons or 0 for l in self.layers)
         return {"in_events": sum(l.in_events for l in self.layers), "sops": sum(l.sops for l in self.layers),
-                "macs": sum(l.macs for l in self.layers), "energy_pj": sum(l.energy_pj for l in self.layers)}
+                "macs": sum(l.macs for l in self.layers), "energy_pj": sum(l.energy_pj for l in self.layers),
+                "out_spikes": spikes, "out_neurons": neurons, "firing_rate": spikes / neurons if neurons else None}
 
 
 def _fanout3x3(h: int, w: int) -> torch.Tensor:

@@ -107,7 +107,8 @@ def build_rtl(compiled: Compiled, simulator: str = "verilator", build_root: Path
 def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilator",
             build_root: Path | None = None, waves: bool = False, progress=_stderr_progress) -> dict:
     """Run ``images [B, C, H, W]`` through the accelerator RTL. Returns ``{"images": [{"logits",
-    "counters", "layers"}], "total_s", "log", "build_dir"}``; raises :class:`BuildError` when the build or the run fails.
+    "counters", "layers"}], "total_s", "loop_s", "loop_clock_cycles", "log", "build_dir"}`` (``loop_s``: wall
+    seconds of the image loop inside the simulator, ``loop_clock_cycles``: clock cycles it simulated); raises :class:`BuildError` when the build or the run fails.
     ``progress(line)`` gets the bench's per-image progress lines (default: printed to stderr)."""
     t0 = time.time()
     top, vfile = _accelerator_verilog(compiled, simulator, build_root)
@@ -142,7 +143,8 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
             "counters": dict(zip(COUNTERS, img["counters"])),
             "layers": [dict(zip(LAYER_COUNTERS, layers[s * per:(s + 1) * per])) for s in range(n_steps)],
         })
-    return {"images": images_out, "total_s": total_s, "log": str(log), "build_dir": str(build_dir)}
+    return {"images": images_out, "total_s": total_s, "loop_s": result.get("loop_seconds"),
+            "loop_clock_cycles": result.get("loop_clock_cycles"), "log": str(log), "build_dir": str(build_dir)}
 
 
 def _golden_sops(compiled: Compiled, trace: golden.Trace) -> dict[str, int]:

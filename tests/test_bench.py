@@ -79,6 +79,23 @@ def test_bad_sections_and_sizes_are_named():
     assert parse_sections("lanes, scaling") == ["scaling", "lanes"]   # the report's order
     with pytest.raises(BenchError, match=r"unknown workload sizes \['images'\]"):
         run_bench("unused", True, sections=["attention"], size_overrides={"images": 1})
+    with pytest.raises(BenchError, match=r"util_images: expected an integer >= 1, got 0"):
+        run_bench("unused", True, sections=["utilisation"], size_overrides={"util_images": 0})
+    with pytest.raises(BenchError, match=r"tokens: expected at least two distinct values"):
+        run_bench("unused", True, sections=["attention"], size_overrides={"tokens": (16,)})
+    with pytest.raises(BenchError, match=r"synth_lanes among lanes"):
+        run_bench("unused", True, sections=["lanes"], size_overrides={"lanes": (8,), "synth_lanes": (16,)})
+
+
+@pytest.mark.parametrize("content,why", [
+    ("[1, 2]", "not a build report"), ("{", "not a build report"),
+    ('{"board": "b", "fmax_mhz": {"clk": null}}', r'"fmax_mhz": \{clock: MHz > 0\}'),
+    ('{"fmax_mhz": {"clk": 50}}', 'expected an object with "board"')])
+def test_bad_build_reports_are_named(tmp_path, content, why):
+    (tmp_path / "report.json").write_text(content)
+    with pytest.raises(BenchError, match=why):
+        run_bench(tmp_path / "out", True, builds=[tmp_path], sections=["attention"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_refuses_bad_out_and_builds_before_running(tmp_path, capsys):
@@ -137,11 +154,15 @@ def test_utilisation_and_projected_latency_use_the_named_build_report(tmp_path, 
     """The per-layer table never beats the bound; the projected latency divides this run's measured
     cycles by the Fmax of the build report given with --builds; figures carry the machine."""
     need_simulator("verilator")
-    build = tmp_path / "build-x"
+    from spikeforge.firmware.compiler import hardware_for
+    from spikeforge.model.quantize import embedded_qmodel
+
+    build = tmp_path / "build-x"   # built from the same hardware the utilisation section simulates
     build.mkdir()
     (build / "report.json").write_text(json.dumps({
-        "board": "testboard", "device": "TEST-1", "lanes": 16, "status": "built", "fmax_mhz": {"clk": 40.0},
-        "target_mhz": 25.0, "timing_met": True}))
+        "board": "testboard", "device": "TEST-1", "lanes": 16, "status": "built",
+        "fmax_mhz": {"fast": 90.0, "clk": 40.0}, "target_mhz": 25.0, "timing_met": True}))
+    (build / "manifest.json").write_text(json.dumps({"hardware": hardware_for(embedded_qmodel(), lanes=16).as_dict()}))
     out = tmp_path / "bench"
     rep = run_bench(out, True, builds=[build], sections=["utilisation", "alternatives"],
                     size_overrides={"util_images": 2, "dense_images": 1, "cpu_seconds": 0.2})
@@ -156,7 +177,7 @@ def test_utilisation_and_projected_latency_use_the_named_build_report(tmp_path, 
     (board,) = rep["alternatives"]["boards"]
     cycles = u["event_driven"]["cycles_per_inference"]
     assert board["board"] == "testboard" and board["cycles_per_inference"] == cycles
-    assert board["latency_s"] == pytest.approx(cycles / 40e6)
+    assert board["latency_s"] == pytest.approx(cycles / 40e6)   # the slowest clock domain
     assert board["latency_at_clock_s"] == pytest.approx(cycles / 25e6)
     assert {c["batch"] for c in rep["alternatives"]["cpu"]} == {1, 64}
     assert all(c["float_s_per_image"] > 0 and c["golden_s_per_image"] > 0 for c in rep["alternatives"]["cpu"])
@@ -169,3 +190,26 @@ def test_utilisation_and_projected_latency_use_the_named_build_report(tmp_path, 
         assert f"({name}.png)" in md
         desc = _png_description(out / f"{name}.png")
         assert rep["machine"]["cpu"] in desc and "torch" in desc
+
+
+def test_lanes_attention_and_simulation_sections(tmp_path):
+    """The lanes sweep's synthesis joins its row (no multiplier), SDSA never beats its cost model, and
+    both simulators count the same cycles for the same image, Verilator faster than Icarus."""
+    need_simulator("verilator")
+    need_simulator("icarus")
+    rep = run_bench(tmp_path, True, sections=["attention", "lanes", "simulation"], size_overrides={
+        "lanes": (8,), "synth_lanes": (8,), "lanes_images": 1, "tokens": (4, 8), "channels": (16, 32),
+        "verilator_images": 2, "icarus_images": 2})
+    (row,) = rep["lanes"]["rows"]
+    assert row["lanes"] == 8 and row["lut"] > 1000 and row["ff"] > 1000 and row["dsp"] == 0
+    assert row["cycles_per_inference"] >= row["bound_cycles"] > 0
+    att = rep["attention"]
+    for r in att["vs_tokens"] + att["vs_channels"]:
+        assert r["cycles"] >= r["model_cycles"]
+    sims = rep["simulation"]["simulators"]
+    assert sims["verilator"]["cycles_per_inference"] == sims["icarus"]["cycles_per_inference"] > 0
+    assert sims["verilator"]["cycles_per_second"] > sims["icarus"]["cycles_per_second"] > 0
+    assert rep["failures"] == []
+    md = (tmp_path / "report.md").read_text()
+    for name in ("attention", "lanes", "simulation"):
+        assert f"({name}.png)" in md and (tmp_path / f"{name}.png").is_file()

@@ -4,7 +4,8 @@ and reads logits and counters through ``read_addr`` / ``read_data``.
 
 Environment (set by :func:`spikeforge.sim.accelerator_sim.run_rtl`): ``SPIKEFORGE_JOB`` (JSON:
 ``addr_bits``, ``load`` and per-image ``images`` write beats as ``[space, addr, data]``, ``reads``
-addresses, ``timeout_cycles``) and ``SPIKEFORGE_RESULT`` (JSON written at the end).
+addresses, ``timeout_cycles``) and ``SPIKEFORGE_RESULT`` (JSON written at the end; with
+``loop_seconds`` and ``loop_clock_cycles``, the wall time and clock cycles of the image loop).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 from spikeforge.sim.cocotb_streams import reset
 
@@ -53,7 +55,7 @@ async def accelerator_runs_program(dut):
 
     try:
         await write(job["load"])
-        t0 = time.time()
+        t0, sim0 = time.time(), get_sim_time("ns")
         for k, beats in enumerate(job["images"]):
             await write(beats)
             dut.start.value = 1
@@ -70,6 +72,9 @@ async def accelerator_runs_program(dut):
             values["logits"] = [_signed32(v) for v in values["logits"]]
             out["images"].append(values)
             print(f"image {k + 1}/{len(job['images'])} done ({time.time() - t0:.1f} s)", file=sys.stderr, flush=True)
+        # Simulation speed of the image loop alone (no simulator start-up, no model load).
+        out["loop_seconds"] = time.time() - t0
+        out["loop_clock_cycles"] = round((get_sim_time("ns") - sim0) / 10)
     except Exception as exc:  # reported through the result file
         out["error"] = f"{type(exc).__name__}: {exc}"
     with open(os.environ["SPIKEFORGE_RESULT"], "w") as f:

@@ -294,7 +294,7 @@ def _collect_synthesis(ctx: _Context) -> None:
             s = job.result()
         except SynthesisError as exc:   # recorded in the report (and the exit status), not lost
             _log(f"lanes: synth_ecp5 of P = {row['lanes']} failed: {str(exc)[:300]}")
-            row["synth_error"] = str(exc)[-600:]
+            row["synth_error"] = str(exc)
             ctx.failures.append(f"synth_ecp5 of P = {row['lanes']} failed")
             continue
         needs = synth_needs("ecp5", s["cells"])

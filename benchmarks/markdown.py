@@ -108,7 +108,8 @@ def _lanes(l: dict) -> list[str]:
                      f"| {_f(r.get('sops_per_cycle_per_klut'), '.3f')} | {_f(r.get('synth_seconds'), '.0f')} |")
     for r in l["rows"]:
         if r.get("synth_error"):
-            lines += ["", f"**synth_ecp5 of P = {r['lanes']} failed**: `{r['synth_error'][-300:]}`"]
+            lines += ["", f"**synth_ecp5 of P = {r['lanes']} failed**: `{r['synth_error'].splitlines()[0][:160]}` "
+                          "(report.json has Yosys' whole message)"]
     if len(l["synthesised"]) < len(l["rows"]):
         lines += ["", f"Synthesised in this mode: P = {', '.join(map(str, l['synthesised']))} (the full run does all)."]
     return lines

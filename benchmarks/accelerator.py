@@ -100,8 +100,8 @@ def main(argv=None) -> int:
               "|---|---|---|---|---|---|---|---|"]
     dense_by = {r["name"]: r for r in dense["layers"]}
     for r in sparse["layers"]:
-        ratio = f"{r['cycles'] / r['bound_cycles']:.2f}" if r["bound_cycles"] else "-"
-        util = f"{r['sops'] / (args.lanes * r['cycles']):.2f}" if r["cycles"] else "-"
+        ratio = f"{r['cycles_over_bound']:.2f}" if r["cycles_over_bound"] else "-"
+        util = f"{r['utilization']:.2f}" if r["utilization"] is not None else "-"
         lines.append(f"| {r['name']} | {r['cycles']:,.0f} | {r['bound_cycles']:,.0f} | {ratio} | {r['events']:,.0f} "
                      f"| {r['sops']:,.0f} | {util} | {dense_by[r['name']]['cycles']:,.0f} |")
     lines += ["", f"### Overlay: one configuration ({overlay_hw.config_hash()[:12]}) runs both models", "",

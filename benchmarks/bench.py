@@ -132,12 +132,6 @@ def _simulate(ctx: _Context, compiled, pixels, labels=None, simulator: str = "ve
     return r
 
 
-def _layer_rows(r: dict) -> list[dict]:
-    p = r["lanes"]
-    return [{**row, "cycles_over_bound": row["cycles"] / row["bound_cycles"] if row["bound_cycles"] else None,
-             "utilization": row["sops"] / (p * row["cycles"]) if row["cycles"] else None} for row in r["layers"]]
-
-
 def _internal_firing_rate(qm, pixels) -> float:
     """Spikes / neuron-steps over every LIF layer of the golden model for ``pixels``."""
     from spikeforge.model import golden
@@ -185,11 +179,12 @@ def section_utilisation(ctx: _Context) -> dict:
     _log(f"utilisation: dense baseline on the first {nd} of them ...")
     d = _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES, event_driven=False), px[:nd], lb[:nd])
     s_same = s if nd == n else _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES), px[:nd], lb[:nd])
-    keep = ("images", "accuracy", "cycles_per_inference", "bound_cycles", "cycles_over_bound", "utilization")
+    keep = ("images", "accuracy", "cycles_per_inference", "bound_cycles", "cycles_over_bound", "utilization",
+            "bound_utilization")
     return {
         "lanes": DEFAULT_LANES, "hardware_hash": compiled.hardware.config_hash(),
-        "event_driven": {k: s[k] for k in keep}, "layers": _layer_rows(s),
-        "dense": {k: d[k] for k in keep}, "dense_layers": _layer_rows(d),
+        "event_driven": {k: s[k] for k in keep}, "layers": s["layers"],
+        "dense": {k: d[k] for k in keep}, "dense_layers": d["layers"],
         "speedup_over_dense": d["cycles_per_inference"] / s_same["cycles_per_inference"],
         "speedup_images": nd, "input_firing_rate": input_firing_rate(px[:nd], ctx.qm.pixel_bits),
         "internal_firing_rate": _internal_firing_rate(ctx.qm, px[:nd]),

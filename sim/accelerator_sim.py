@@ -173,6 +173,9 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
     3x3 layers one per (input spike, in-map output position) pair; for the first layer one per set
     pixel bit-plane bit), ``sops`` (RTL counter) and ``bound_cycles`` = ``events * groups`` (the
     event-driven lower bound of ARCHITECTURE.md section 7; 0 for steps without synapses).
+    Each layer also has ``cycles_over_bound`` and ``utilization`` (``sops / (P * cycles)``);
+    ``bound_utilization`` = SOPs / (P * bound) is the utilisation a run at the bound would reach
+    (below 1 where a layer has fewer channels than lanes).
     ``per_image``: each image's ``cycles``, ``bound_cycles``, ``layer_cycles`` and
     ``layer_bound_cycles`` (in the order of ``layers``).
     """
@@ -228,6 +231,9 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         "sim_seconds": rtl["total_s"],
         "images_per_second": n / rtl["total_s"] if rtl["total_s"] else None,
         "per_image": per_image,
+        "bound_utilization": sops / (p * bound) if bound else None,
         "layers": [{**r, "cycles": r["cycles"] / n, "bound_cycles": r["bound_cycles"] / n, "events": r["events"] / n,
-                    "sops": r["sops"] / n, "golden_sops": r["golden_sops"] / n} for r in layers.values()],
+                    "sops": r["sops"] / n, "golden_sops": r["golden_sops"] / n,
+                    "cycles_over_bound": r["cycles"] / r["bound_cycles"] if r["bound_cycles"] else None,
+                    "utilization": r["sops"] / (p * r["cycles"]) if r["cycles"] else None} for r in layers.values()],
     }

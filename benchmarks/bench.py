@@ -63,10 +63,12 @@ DEFAULT_LANES = 16
 
 #: How much each section runs: ``--quick`` (under 10 minutes on 2 cores) and the full run.
 SIZES = {
-    "quick": dict(rates=RATES, lanes=LANES, rate_images=2, util_images=16, dense_images=8, lanes_images=4, synth_lanes=(4, 16, 64),
+    "quick": dict(rates=RATES, lanes=LANES, rate_images=2, util_images=16, dense_images=8, lanes_images=4,
+                  synth_lanes=(4, 16, 64),
                   verilator_images=8, icarus_images=2, cpu_seconds=2.0,
                   tokens=(16, 32, 64, 128, 256), channels=(16, 32, 64, 128, 256)),
-    "full": dict(rates=RATES, lanes=LANES, rate_images=8, util_images=360, dense_images=40, lanes_images=32, synth_lanes=LANES,
+    "full": dict(rates=RATES, lanes=LANES, rate_images=8, util_images=360, dense_images=40, lanes_images=32,
+                 synth_lanes=LANES,
                  verilator_images=64, icarus_images=4, cpu_seconds=10.0,
                  tokens=(16, 32, 64, 128, 256, 512, 1024), channels=(16, 32, 64, 128, 256, 512)),
 }
@@ -104,7 +106,6 @@ class _Context:
     qm: object = None
     data: object = None
     results: dict = field(default_factory=dict)
-    figures: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     synth_jobs: dict = field(default_factory=dict)
     cpu: list | None = None

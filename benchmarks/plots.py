@@ -134,7 +134,7 @@ def _alternatives(r: dict, path: Path, foot: str) -> str:
         colors += ["tab:orange", "tab:brown"]
     for row in r["boards"]:
         if row.get("latency_s"):
-            labels.append(f"{row['board']} P={row['lanes']} @ {row['fmax_mhz']:.1f} MHz Fmax")
+            labels.append(f"{row['board']} P={row['lanes']} @ {row['fmax_mhz']:.1f} MHz Fmax, compute only")
             values.append(row["latency_s"])
             colors.append("tab:blue")
     fig, (a,) = _figure(1, f"Latency per image: CPU (PyTorch) vs the accelerator projected from build reports\n"

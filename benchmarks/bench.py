@@ -133,13 +133,17 @@ def _simulate(ctx: _Context, compiled, pixels, labels=None, simulator: str = "ve
     return r
 
 
-def _internal_firing_rate(qm, pixels) -> float:
-    """Spikes / neuron-steps over every LIF layer of the golden model for ``pixels``."""
+def _golden_per_image(qm, pixels) -> dict:
+    """The golden trace's totals over ``pixels`` per image: ``sops``, ``macs``, ``energy_pj``, and
+    ``ops`` (SOPs plus the real-valued first layer's MACs); ``firing_rate`` is spikes / neuron-steps
+    over every LIF layer."""
     from spikeforge.model import golden
 
     tr = golden.Trace()
     golden.forward(qm, pixels, tr)
-    return tr.totals()["firing_rate"] or 0.0
+    tot = tr.totals()
+    per = {k: tot[k] / len(pixels) for k in ("sops", "macs", "energy_pj")}
+    return {**per, "ops": per["sops"] + per["macs"], "firing_rate": tot["firing_rate"] or 0.0}
 
 
 def section_scaling(ctx: _Context) -> dict:
@@ -147,10 +151,11 @@ def section_scaling(ctx: _Context) -> dict:
     shape = (qm.config["in_channels"], qm.config["img_size_h"], qm.config["img_size_w"])
     batches = [synthetic_pixels(n, shape, qm.pixel_bits, rate, seed=i) for i, rate in enumerate(rates)]
     px = torch.cat(batches)
+    compiled = {"event-driven": _compiled(qm, DEFAULT_LANES), "dense": _compiled(qm, DEFAULT_LANES, False)}
     runs = {}
-    for label, event_driven in (("event-driven", True), ("dense", False)):
+    for label, c in compiled.items():
         _log(f"scaling: {label}, {len(rates)} input firing rates x {n} images ...")
-        runs[label] = _simulate(ctx, _compiled(qm, DEFAULT_LANES, event_driven), px)["per_image"]
+        runs[label] = _simulate(ctx, c, px)["per_image"]
 
     def mean(label, i, key, layer=None):
         imgs = runs[label][i * n:(i + 1) * n]
@@ -159,14 +164,14 @@ def section_scaling(ctx: _Context) -> dict:
     rows = []
     for i, (rate, batch) in enumerate(zip(rates, batches)):
         row = {"rate": rate, "measured_rate": input_firing_rate(batch, qm.pixel_bits),
-               "internal_firing_rate": _internal_firing_rate(qm, batch), "images": n}
+               "internal_firing_rate": _golden_per_image(qm, batch)["firing_rate"], "images": n}
         for part, cyc, bnd, layer in (("model", "cycles", "bound_cycles", None),
                                       ("first_layer", "layer_cycles", "layer_bound_cycles", 0)):
             s, d = mean("event-driven", i, cyc, layer), mean("dense", i, cyc, layer)
             row[part] = {"cycles": s, "bound_cycles": mean("event-driven", i, bnd, layer), "dense_cycles": d,
                          "speedup": d / s}
         rows.append(row)
-    return {"lanes": DEFAULT_LANES, "first_layer": _compiled(qm, DEFAULT_LANES).program[0].name, "rows": rows,
+    return {"lanes": DEFAULT_LANES, "first_layer": compiled["event-driven"].program[0].name, "rows": rows,
             "digits_input_rate": input_firing_rate(ctx.data.test_pixels, qm.pixel_bits)}
 
 
@@ -179,7 +184,7 @@ def section_utilisation(ctx: _Context) -> dict:
     s = _simulate(ctx, compiled, px, lb)
     _log(f"utilisation: dense baseline on the first {nd} of them ...")
     d = _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES, event_driven=False), px[:nd], lb[:nd])
-    s_same = s if nd == n else _simulate(ctx, _compiled(ctx.qm, DEFAULT_LANES), px[:nd], lb[:nd])
+    s_same = s if nd == n else _simulate(ctx, compiled, px[:nd], lb[:nd])
     keep = ("images", "accuracy", "cycles_per_inference", "bound_cycles", "cycles_over_bound", "utilization",
             "bound_utilization")
     return {
@@ -188,8 +193,8 @@ def section_utilisation(ctx: _Context) -> dict:
         "dense": {k: d[k] for k in keep}, "dense_layers": d["layers"],
         "speedup_over_dense": d["cycles_per_inference"] / s_same["cycles_per_inference"],
         "speedup_images": nd, "input_firing_rate": input_firing_rate(px[:nd], ctx.qm.pixel_bits),
-        "internal_firing_rate": _internal_firing_rate(ctx.qm, px[:nd]),
-        "sops_per_inference": sum(r["sops"] for r in s["layers"]),
+        "internal_firing_rate": _golden_per_image(ctx.qm, px[:nd])["firing_rate"],
+        "sops_per_inference": s["sops_per_inference"],
         "goal_utilization": 0.90,
     }
 
@@ -268,7 +273,7 @@ def section_lanes(ctx: _Context) -> dict:
     for p in ctx.size["lanes"]:
         _log(f"lanes: P = {p}, {n} images ...")
         r = _simulate(ctx, _compiled(ctx.qm, p), px, lb)
-        sops = sum(row["sops"] for row in r["layers"])
+        sops = r["sops_per_inference"]
         rows.append({"lanes": p, "cycles_per_inference": r["cycles_per_inference"],
                      "bound_cycles": r["bound_cycles"], "utilization": r["utilization"],
                      "sops_per_inference": sops, "sops_per_cycle": sops / r["cycles_per_inference"]})
@@ -333,7 +338,7 @@ def _build_reports(ctx: _Context) -> list[tuple[Path, dict]]:
     return found
 
 
-def _build_hardware(report: Path, rep: dict):
+def _build_hardware(report: Path):
     """The HardwareConfig a build was made from (its manifest.json), or ``None``."""
     from spikeforge.firmware.program import HardwareConfig
 
@@ -342,17 +347,6 @@ def _build_hardware(report: Path, rep: dict):
         return HardwareConfig.from_dict(json.loads(manifest.read_text())["hardware"])
     except (OSError, KeyError, TypeError, ValueError):
         return None
-
-
-def _ops_per_image(qm, pixels) -> float:
-    """Synaptic operations per image, one definition for every row: the golden trace's SOPs plus
-    the real-valued first layer's MACs."""
-    from spikeforge.model import golden
-
-    tr = golden.Trace()
-    golden.forward(qm, pixels, tr)
-    tot = tr.totals()
-    return (tot["sops"] + tot["macs"]) / len(pixels)
 
 
 def cpu_latency(ctx: _Context) -> list[dict]:
@@ -380,17 +374,21 @@ def section_alternatives(ctx: _Context) -> dict:
     from spikeforge.model import golden
 
     qm, px = ctx.qm, ctx.data.test_pixels.long()
+    work: dict[int, dict] = {}
+
+    def first(k: int) -> dict:   # golden per-image totals of the first k test images, computed once
+        if k not in work:
+            work[k] = _golden_per_image(qm, px[:k])
+        return work[k]
+
     cpu = ctx.cpu if ctx.cpu is not None else cpu_latency(ctx)
     for row in cpu:   # the work of exactly the timed images
-        ops = _ops_per_image(qm, px[:row["batch"]])
+        ops = first(row["batch"])["ops"]
         row.update(ops_per_image=ops, float_gops=ops / row["float_s_per_image"] / 1e9,
                    golden_gops=ops / row["golden_s_per_image"] / 1e9)
     # Energy (paper-style) per inference on the utilisation images, from the golden trace.
     n = min(ctx.size["util_images"], len(px))
-    tr = golden.Trace()
-    golden.forward(qm, px[:n], tr)
-    tot = tr.totals()
-    energy = {"images": n, "sops": tot["sops"] / n, "macs": tot["macs"] / n, "energy_nj": tot["energy_pj"] / n / 1e3,
+    energy = {"images": n, "sops": first(n)["sops"], "macs": first(n)["macs"], "energy_nj": first(n)["energy_pj"] / 1e3,
               "e_ac_pj": golden.E_AC_PJ, "e_mac_pj": golden.E_MAC_PJ}
     # Projected latency per board: cycles measured in this run on the build's own hardware.
     nb = min(ctx.size["dense_images"], len(px))
@@ -402,10 +400,10 @@ def section_alternatives(ctx: _Context) -> dict:
         row = {"board": rep.get("board"), "device": rep.get("device"), "report": str(path), "lanes": rep.get("lanes"),
                "status": rep.get("status"), "fmax_mhz": fmax, "clock_mhz": rep.get("target_mhz"),
                "timing_met": rep.get("timing_met")}
-        hw = _build_hardware(path, rep)
+        hw = _build_hardware(path)
         if not fmax:
-            row["note"] = "no Fmax in the report (" + (
-                "synthesis estimate only" if rep.get("status") == "synthesised" else rep.get("status") or "not built") + ")"
+            why = "synthesis estimate only" if rep.get("status") == "synthesised" else rep.get("status") or "not built"
+            row["note"] = f"no Fmax in the report ({why})"
         elif hw is None:
             row["note"] = f"no hardware configuration in {path.parent / 'manifest.json'}"
         else:
@@ -416,7 +414,7 @@ def section_alternatives(ctx: _Context) -> dict:
                 from spikeforge.firmware.compiler import compile_model
 
                 cycles, images = _simulate(ctx, compile_model(qm, hw), px[:nb])["cycles_per_inference"], nb
-            ops = _ops_per_image(qm, px[:images])
+            ops = first(images)["ops"]
             row.update(hardware_hash=hw.config_hash(), lanes=hw.lanes, images=images, cycles_per_inference=cycles,
                        ops_per_image=ops, latency_s=cycles / (fmax * 1e6),
                        latency_at_clock_s=cycles / (rep["target_mhz"] * 1e6) if rep.get("target_mhz") else None,

@@ -231,6 +231,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         "sim_seconds": rtl["total_s"],
         "images_per_second": n / rtl["total_s"] if rtl["total_s"] else None,
         "per_image": per_image,
+        "sops_per_inference": sops / n,
         "bound_utilization": sops / (p * bound) if bound else None,
         "layers": [{**r, "cycles": r["cycles"] / n, "bound_cycles": r["bound_cycles"] / n, "events": r["events"] / n,
                     "sops": r["sops"] / n, "golden_sops": r["golden_sops"] / n,

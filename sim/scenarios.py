@@ -192,7 +192,7 @@ def _sdsa_steps(sc: Scenario, dut, q: torch.Tensor, k: torch.Tensor, v: torch.Te
 
 
 def sdsa_unit(params, n, rng, g) -> Scenario:
-    dut, p, c, n_groups = _lane_groups("sdsa_unit", params, rng)
+    dut, _, c, n_groups = _lane_groups("sdsa_unit", params, rng)
     sc = Scenario("sdsa_unit", params, config={"n_groups": n_groups})
     while sc.transactions < n:
         steps, tokens = rng.randint(1, 4), rng.randint(1, dut.token_capacity)

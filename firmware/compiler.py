@@ -23,7 +23,7 @@ from spikeforge.model.golden import signed_range
 from spikeforge.model.files import atomic_write_bytes
 
 from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2, pack_lanes, \
-    pack_program, unpack_program
+    field_overflows, pack_program, unpack_program
 
 __all__ = ["CapacityError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
            "memory_images", "save_compiled", "load_program", "IMAGE_FILES"]
@@ -265,6 +265,10 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
             "u_rows": u_rows, "program_rows": len(b.program)}
     for key, value in used.items():
         b.need(model, key.replace("_", " "), value, getattr(hw, key), key)
+    for d in b.program:
+        bad = field_overflows(d, hw)
+        if bad:
+            raise CapacityError(f"layer {d.name}: descriptor field {'; '.join(bad)}")
     manifest = {
         "format_version": FORMAT_VERSION,
         "hardware_hash": hw.config_hash(),

@@ -17,7 +17,8 @@ import json
 from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
-           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout"]
+           "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
+           "field_bits", "field_overflows"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -35,6 +36,8 @@ OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4, "POOL_OR": 5}
 KINDS = {"1x1": 0, "3x3": 1, "pixel3x3": 2}
 #: ``post``: what happens to each group of P accumulator sums (or U values, token sums).
 POSTS = {"LIF": 0, "U_WRITE": 1, "U_ADD": 2, "U_MAXPOOL": 3, "LOGITS": 4}
+#: Largest ``weight_shift`` of a CONV (the accumulator's shifter).
+MAX_WEIGHT_SHIFT = 16
 #: Memory spaces of the accelerator's write port (``space`` field of a write).
 SPACES = {"program": 0, "weights": 1, "biases": 2, "thresholds": 3, "pixels": 4}
 
@@ -212,6 +215,39 @@ def row_bits(hw: HardwareConfig) -> dict[str, int]:
     p = hw.lanes
     return {"program": len(FIELDS) * 32, "weights": p * hw.weight_bits, "biases": p * hw.acc_bits,
             "thresholds": p * hw.v_bits, "pixels": hw.max_in_channels << hw.plane_bits}
+
+
+def field_bits(hw: HardwareConfig) -> dict[str, int]:
+    """Bits the accelerator keeps of each descriptor field (:data:`FIELDS`): enough for the largest
+    value the field can take on ``hw`` (a map extent, a memory row, a channel count). The program
+    is still written as 32-bit words; a word with a bit set above its field's width marks the
+    descriptor as invalid in hardware (the run stops with the error flag) instead of wrapping, and
+    the compiler refuses such a program first (:func:`field_overflows`)."""
+    def bits(largest: int) -> int:
+        return max(1, int(largest).bit_length())
+
+    h, w, t = bits(hw.max_height), bits(hw.max_width), bits(hw.max_steps)
+    spike, u = bits(hw.spike_rows), bits(hw.u_rows)
+    return {
+        "op": bits(max(OPS.values())), "kind": bits(max(KINDS.values())), "post": bits(max(POSTS.values())),
+        "height": h, "width": w, "steps": t, "cin": bits(hw.max_channels), "groups": bits(hw.groups),
+        "cout": bits(max(hw.max_channels, hw.max_classes)), "weight_base": bits(hw.weight_rows),
+        "n_columns": bits(hw.in_columns), "bias_base": bits(hw.bias_rows), "weight_shift": bits(MAX_WEIGHT_SHIFT),
+        "th_base": bits(hw.threshold_rows), "in_base": spike, "out_base": spike,
+        "row_stride": bits(hw.max_width * hw.max_steps), "u_pos_stride": u, "u_row_stride": u,
+        "out_height": h, "out_width": w, "repeat": t, "u_groups": bits(hw.max_embed // hw.lanes),
+    }
+
+
+def field_overflows(desc: "Descriptor", hw: HardwareConfig) -> list[str]:
+    """The fields of ``desc`` whose value does not fit the accelerator's field width on ``hw``, each
+    as ``"field = value (needs N bits, the hardware keeps K)"``; empty when the descriptor fits."""
+    out = []
+    for f, k in field_bits(hw).items():
+        v = getattr(desc, f)
+        if v >> k:
+            out.append(f"{f} = {v} (needs {v.bit_length()} bits, the hardware keeps {k})")
+    return out
 
 
 def words_per_row(hw: HardwareConfig) -> dict[str, int]:

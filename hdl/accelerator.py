@@ -47,8 +47,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, pack_lanes,
-                                         row_bits, row_words, write_port_layout)
+from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, field_bits,
+                                         pack_lanes, row_bits, row_words, write_port_layout)
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -57,7 +57,7 @@ from .sdsa_unit import SDSAUnit
 from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
 
-__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "LAYER_COUNTERS", "write_layout"]
+__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "LAYER_COUNTERS", "write_layout", "descriptor_layout"]
 
 #: Global performance counters, in read order from ``READ_MAP["counters"]``.
 COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
@@ -68,7 +68,11 @@ LAYER_COUNTERS = ("cycles", "events", "sops")
 READ_MAP = {"logits": 0x000, "counters": 0x100, "hw_id": 0x180, "format": 0x181, "status": 0x182,
             "layers": 0x200}
 
-DESCRIPTOR = data.StructLayout({f: 32 for f in FIELDS})
+def descriptor_layout(hw: HardwareConfig) -> data.StructLayout:
+    """A program-memory row: each descriptor field at its hardware width (:func:`field_bits`), plus
+    ``invalid``, set when a written word had bits above its field's width (the step then stops the
+    run with the error flag, like an unknown op)."""
+    return data.StructLayout({**field_bits(hw), "invalid": 1})
 
 
 def write_layout(hw: HardwareConfig) -> data.StructLayout:
@@ -161,7 +165,8 @@ class Accelerator(wiring.Component):
         dense = not hw.event_driven
 
         # ------------------------------------------------------------------ memories
-        m.submodules.program = prog_mem = memory.Memory(shape=DESCRIPTOR, depth=hw.program_rows, init=[])
+        desc_layout = descriptor_layout(hw)
+        m.submodules.program = prog_mem = memory.Memory(shape=desc_layout, depth=hw.program_rows, init=[])
         m.submodules.spikes = spk_mem = memory.Memory(shape=W, depth=hw.spike_rows, init=[])
         m.submodules.pixels = pix_mem = memory.Memory(shape=self.row_bits["pixels"], depth=hw.max_positions, init=[])
         u_layout = data.ArrayLayout(signed(hw.u_bits), p)
@@ -190,14 +195,29 @@ class Accelerator(wiring.Component):
                                                  group_capacity=emb_groups)
 
         # ------------------------------------------------------------------ loader (write port)
-        stage = Signal(max(self.row_bits.values()) + 32)
+        # Rows of lane values are staged 32-bit word by word; a program row keeps each field's
+        # word at the field's width (``desc_stage``), noting any word that does not fit.
+        stage = Signal(max(bits for name, bits in self.row_bits.items() if name != "program") + 32)
         row_data = Signal.like(stage)
         wr = self.write.payload
         word = wr.addr[:self.word_bits]
         row = wr.addr[self.word_bits:]
-        m.d.comb += [self.write.ready.eq(1), row_data.eq(stage), row_data.word_select(word, 32).eq(wr.data)]
-        with m.If(self.write.valid):
+        is_prog_word = Signal()
+        m.d.comb += [self.write.ready.eq(1), row_data.eq(stage), row_data.word_select(word, 32).eq(wr.data),
+                     is_prog_word.eq(self.write.valid & (wr.space == SPACES["program"]))]
+        with m.If(self.write.valid & ~is_prog_word):
             m.d.sync += stage.word_select(word, 32).eq(wr.data)
+        desc_stage = Signal(desc_layout)
+        desc_row = Signal(desc_layout)
+        m.d.comb += desc_row.eq(desc_stage)
+        with m.Switch(word):
+            for k, (name, bits) in enumerate(field_bits(hw).items()):
+                with m.Case(k):
+                    too_wide = wr.data[bits:] != 0
+                    m.d.comb += [desc_row[name].eq(wr.data[:bits]),
+                                 desc_row.invalid.eq(too_wide | (desc_stage.invalid if k else 0))]
+        with m.If(is_prog_word):
+            m.d.sync += desc_stage.eq(desc_row)
         commit = {}
         for name, bits in self.row_bits.items():
             commit[name] = Signal(name=f"commit_{name}")
@@ -205,7 +225,8 @@ class Accelerator(wiring.Component):
         prog_wr = prog_mem.write_port()
         pix_wr = pix_mem.write_port()
         th_wr = th_mem.write_port()
-        for port, name in ((prog_wr, "program"), (pix_wr, "pixels"), (th_wr, "thresholds")):
+        m.d.comb += [prog_wr.addr.eq(row), prog_wr.data.eq(desc_row), prog_wr.en.eq(commit["program"])]
+        for port, name in ((pix_wr, "pixels"), (th_wr, "thresholds")):
             m.d.comb += [port.addr.eq(row), port.data.eq(row_data[:self.row_bits[name]]), port.en.eq(commit[name])]
         m.d.comb += [
             acc.weight_write.valid.eq(commit["weights"]), acc.weight_write.payload.addr.eq(row),
@@ -215,7 +236,7 @@ class Accelerator(wiring.Component):
         ]
 
         # ------------------------------------------------------------------ sequencer
-        d = Signal(DESCRIPTOR)          # the running step's descriptor
+        d = Signal(desc_layout)         # the running step's descriptor
         pc = Signal(range(hw.program_rows + 1))
         go = Signal()                   # one-cycle pulse: the step in ``d`` starts
         step_done = Signal()            # the running step has finished
@@ -255,7 +276,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d.eq(prog_rd.data)
                 m.d.comb += load_d.eq(1)
-                bad = (prog_rd.data.op > max(OPS.values())) | (pc >= hw.program_rows)
+                bad = (prog_rd.data.op > max(OPS.values())) | (pc >= hw.program_rows) | prog_rd.data.invalid
                 with m.If((prog_rd.data.op == OPS["END"]) | bad):
                     # an unknown op or a program without END stops the run with the error flag set
                     m.d.sync += [self.done.eq(1), error.eq(bad)]

@@ -56,6 +56,7 @@ class Board:
     capacity: dict = field(default_factory=dict)
     floors: dict = field(default_factory=dict)
     synth_opts: str = ""
+    script_after_read: str = ""   # Yosys commands run on the read design, before synthesis
 
     @property
     def open_toolchain(self) -> bool:
@@ -84,11 +85,18 @@ PRIMITIVE_KINDS = {
     "LUT": "LUT/LC", "FF": "FF", "RAMB36E1": "BRAM", "RAMB18E1": "BRAM", "DSP48E1": "DSP",  # synth_xilinx
 }
 
+#: Yosys commands that put the accelerator's weight memory in iCE40UP5K SPRAM (SB_SPRAM256KA). Yosys
+#: prefers block RAM by cost, and SPRAM cannot be initialised: so the memory is marked
+#: ``ram_style = "huge"`` and its (all-zero) initial contents are dropped. The weights are always
+#: loaded before a run, so nothing reads them uninitialised. The memory has one address port
+#: (:class:`~spikeforge.hdl.sparse_accumulator.SparseAccumulator`), as SPRAM needs.
+SPRAM_WEIGHTS = "delete */t:$meminit_v2 r:MEMID=\\weights %i; setattr -set ram_style \"huge\" */weights"
+
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
           "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=4,
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
-          synth_opts="-spram"),                                  # UART: the FT2232H's channel B
+          synth_opts="-spram", script_after_read=SPRAM_WEIGHTS),   # UART: the FT2232H's channel B
     Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
           "ulx3s:ULX3S_85F_Platform", 25e6, 41.667, 125.0, lanes=16,
           capacity={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},

@@ -276,7 +276,8 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     overrides = {}
     if board.open_toolchain:
         overrides = {"synth_opts": board.synth_opts, "nextpnr_opts": "--timing-allow-fail",
-                     "script_after_synth": "tee -q -o top.stat.json stat -json"}
+                     "script_after_synth": "tee -q -o top.stat.json stat -json",
+                     "script_after_read": board.script_after_read}
     if board.family == "ecp5":
         overrides["ecppack_opts"] = "--compress"
     plan = platform.prepare(design, name="top", **overrides)

@@ -59,6 +59,8 @@ class SparseAccumulator(wiring.Component):
         ``last`` on the final group.
     ``weight_write``: ``In(stream.Signature({"addr", "data": P x signed(weight_bits)}))``, always ready
         Loads weight row ``addr = g * 2**ceil(log2(in_capacity)) + c`` (see :meth:`weight_rows`).
+        The weight memory has one port (it maps to single-port RAM such as iCE40 SPRAM): a write
+        takes it for one cycle, in which the pipeline holds still.
     ``bias_write``: ``In(stream.Signature({"addr", "data": P x signed(acc_bits)}))``, always ready
         Loads the bias row of group ``addr``.
     ``n_groups``, ``weight_shift``: ``In``
@@ -157,11 +159,16 @@ class SparseAccumulator(wiring.Component):
         stored = data.StructLayout({k: v.shape for k, v in self.event_layout if k not in ("last", "empty")})
         m.submodules.event_buffer = event_buffer = memory.Memory(shape=stored, depth=self.in_capacity, init=[])
 
-        for mem, port in ((weights, self.weight_write), (biases, self.bias_write)):
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid),
-                         port.ready.eq(1)]
+        b_wr = biases.write_port()
+        m.d.comb += [b_wr.addr.eq(self.bias_write.payload.addr), b_wr.data.eq(self.bias_write.payload.data),
+                     b_wr.en.eq(self.bias_write.valid), self.bias_write.ready.eq(1)]
+        # The weight memory is single-ported (one address for reads and writes), so that it maps to
+        # single-port RAM such as the iCE40UP5K's SPRAM: a weight write takes the port for its cycle
+        # and the pipeline holds still (no read) in that cycle.
+        w_wr = weights.write_port()
         w_rd = weights.read_port()
+        m.d.comb += [w_wr.data.eq(self.weight_write.payload.data), w_wr.en.eq(self.weight_write.valid),
+                     self.weight_write.ready.eq(1)]
         b_rd = biases.read_port()
         e_wr = event_buffer.write_port()
         e_rd = event_buffer.read_port(transparent_for=(e_wr,))  # synchronous: a block RAM, not flip-flops
@@ -178,7 +185,8 @@ class SparseAccumulator(wiring.Component):
         advance = Signal()  # the pipeline moves; low only while a result waits for the output register
         s1_valid, s1_first, s1_last, s1_empty = Signal(), Signal(), Signal(), Signal()
         s1_group = Signal.like(group)
-        m.d.comb += advance.eq(~(s1_valid & s1_last & self.result.valid & ~self.result.ready))
+        m.d.comb += advance.eq(~(s1_valid & s1_last & self.result.valid & ~self.result.ready)
+                               & ~self.weight_write.valid)
 
         m.d.comb += [replay_next.eq(replay), e_rd.addr.eq(replay_next)]
         m.d.sync += replay.eq(replay_next)
@@ -216,7 +224,9 @@ class SparseAccumulator(wiring.Component):
 
         m.d.comb += self.busy.eq(s0_valid & advance)
         m.d.comb += [
-            w_rd.addr.eq(self.weight_base + group_base + s0_ev.addr), w_rd.en.eq(advance),
+            w_rd.addr.eq(Mux(self.weight_write.valid, self.weight_write.payload.addr,
+                             self.weight_base + group_base + s0_ev.addr)), w_rd.en.eq(advance),
+            w_wr.addr.eq(w_rd.addr),
             b_rd.addr.eq(self.bias_base + group), b_rd.en.eq(advance),
         ]
         s1_shift = Signal(range(self.max_shift + (1 << self.plane_bits)))

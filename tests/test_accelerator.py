@@ -99,15 +99,28 @@ def test_accelerator_on_icarus_equals_golden(qmodel8, digits):
     _check(simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels, "icarus"), 1)
 
 
-def test_sequencer_stops_on_an_unknown_op_and_identifies_itself(qmodel8):
-    """Amaranth simulation of the top: identity words, END, and an unknown op that sets ``error``."""
+def test_sequencer_stops_on_an_unknown_op_or_a_field_too_wide_and_identifies_itself(qmodel8):
+    """Amaranth simulation of the top: identity words, END, an unknown op, and program words with
+    bits above their field's hardware width: each bad step stops the run with ``error``; the
+    ``invalid`` mark belongs to its row (a valid END written after them runs clean)."""
     from amaranth.sim import Simulator
 
-    from spikeforge.firmware.program import FORMAT_VERSION, Descriptor
+    from spikeforge.firmware.program import FORMAT_VERSION, OPS, Descriptor, field_bits
     from spikeforge.hdl.accelerator import READ_MAP, Accelerator
 
     hw = hardware_for(qmodel8)
     top = Accelerator(hw)
+    bits = field_bits(hw)
+    unknown_op = max(OPS.values()) + 1
+    assert unknown_op < 1 << bits["op"]          # an unknown op that fits the field
+    cases = {
+        "end": Descriptor(name="end"),
+        "unknown op": Descriptor(name="bad", op=unknown_op),
+        "op too wide": Descriptor(name="bad", op=1 << bits["op"]),          # would wrap to END
+        "height too wide": Descriptor(name="bad", height=1 << bits["height"]),
+        "last field too wide": Descriptor(name="bad", u_groups=1 << 31),
+        "end again": Descriptor(name="end"),
+    }
     seen = {}
 
     async def bench(ctx):
@@ -135,15 +148,15 @@ def test_sequencer_stops_on_an_unknown_op_and_identifies_itself(qmodel8):
         for name in ("hw_id", "format"):
             ctx.set(top.read_addr, READ_MAP[name])
             seen[name] = ctx.get(top.read_data)
-        await load([Descriptor(name="end")])
-        seen["end"] = await run()
-        await load([Descriptor(name="bad", op=9)])
-        seen["bad"] = await run()
+        for name, desc in cases.items():
+            await load([desc])
+            seen[name] = await run()
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert seen["hw_id"] == int(hw.config_hash()[:8], 16) and seen["format"] == FORMAT_VERSION
-    assert seen["end"][0] is not None and seen["end"][1] == 0b010      # done, no error
-    assert seen["bad"][0] is not None and seen["bad"][1] == 0b110      # done, error
+    for name in cases:
+        assert seen[name][0] is not None, name
+        assert seen[name][1] == (0b010 if name.startswith("end") else 0b110), name   # done; error if bad

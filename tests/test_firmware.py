@@ -83,6 +83,28 @@ def test_a_model_that_does_not_fit_is_refused_by_name(qmodel8, override, match):
         compile_model(qmodel8, small)
 
 
+def test_descriptor_fields_fit_the_hardware_widths(qmodel8, monkeypatch):
+    """Every field of a compiled program fits the width the accelerator keeps (``field_bits``), with
+    the extremes of the capacities; a field that would not fit is refused by layer and field."""
+    from spikeforge.firmware import compiler, program
+
+    hw = hardware_for(qmodel8)
+    bits = program.field_bits(hw)
+    assert set(bits) == set(FIELDS)
+    widest = Descriptor(name="x", op=max(OPS.values()), kind=max(KINDS.values()), post=max(POSTS.values()),
+                        height=hw.max_height, width=hw.max_width, steps=hw.max_steps, cin=hw.max_channels,
+                        groups=hw.groups, weight_base=hw.weight_rows - 1, n_columns=hw.in_columns,
+                        in_base=hw.spike_rows - 1, u_pos_stride=hw.u_rows, weight_shift=16)
+    assert program.field_overflows(widest, hw) == []
+    too_tall = Descriptor(name="x", height=1 << bits["height"])
+    assert program.field_overflows(too_tall, hw) == [
+        f"height = {1 << bits['height']} (needs {bits['height'] + 1} bits, the hardware keeps {bits['height']})"]
+    monkeypatch.setattr(program, "field_bits", lambda hw: {**bits, "height": 3})
+    with pytest.raises(CapacityError, match=r"layer sps\.conv0: descriptor field height = 8 \(needs 4 bits, "
+                                            r"the hardware keeps 3\)"):
+        compiler.compile_model(qmodel8, hw)
+
+
 def test_or_pools_become_pool_steps(qmodel8):
     qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": "1011"}, seed=0), 8)
     c = compile_model(qm, hardware_for(qm))

@@ -31,8 +31,8 @@ Ports
     written when its final word arrives (words of a row in order).
 ``start``: ``In(1)``: a one-cycle pulse runs the loaded program from step 0.
 ``busy``, ``done``: ``Out(1)``: running; finished (until the next ``start``).
-``read_addr``: ``In(16)``, ``read_data``: ``Out(32)``: combinational read of logits and counters
-    (:data:`READ_MAP`).
+``read_addr``: ``In(16)``, ``read_data``: ``Out(32)``: synchronous read of logits and counters
+    (:data:`READ_MAP`): ``read_data`` is the word at the ``read_addr`` of the previous cycle.
 
 Cycle cost: a synaptic layer takes about ``max(events, 1) * groups`` cycles per output vector,
 overlapped with reading its input and writing its output (measured per layer by the counters).
@@ -739,28 +739,32 @@ class Accelerator(wiring.Component):
                 m.d.comb += step_done.eq(~post_active & ~s2 & ~go)
 
         # ------------------------------------------------------------------ read map
-        lc_rd = lc_mem.read_port(domain="comb")
+        # Synchronous: ``read_data`` is the word at the ``read_addr`` of the previous cycle (the
+        # per-step counters come from a block RAM read port; the rest from a register).
+        lc_rd = lc_mem.read_port()
         ra = self.read_addr
-        m.d.comb += lc_rd.addr.eq((ra - READ_MAP["layers"]) >> 2)
+        read_q = Signal(32)
+        from_layers = Signal()
+        layer_word = Signal(2)
+        m.d.comb += [lc_rd.addr.eq((ra - READ_MAP["layers"]) >> 2), lc_rd.en.eq(1)]
+        m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), layer_word.eq(ra[:2]), read_q.eq(0)]
         with m.If(ra < READ_MAP["counters"]):
             with m.Switch(ra):
                 for i in range(n_logit_rows * p):
                     with m.Case(i):
-                        m.d.comb += self.read_data.eq(logits[i // p][i % p])
+                        m.d.sync += read_q.eq(logits[i // p][i % p])
         with m.Elif(ra < READ_MAP["hw_id"]):
             with m.Switch(ra - READ_MAP["counters"]):
                 for i, n in enumerate(COUNTERS):
                     with m.Case(i):
-                        m.d.comb += self.read_data.eq(counters[n])
+                        m.d.sync += read_q.eq(counters[n])
         with m.Elif(ra == READ_MAP["hw_id"]):
-            m.d.comb += self.read_data.eq(self.hw_id())
+            m.d.sync += read_q.eq(self.hw_id())
         with m.Elif(ra == READ_MAP["format"]):
-            m.d.comb += self.read_data.eq(FORMAT_VERSION)
+            m.d.sync += read_q.eq(FORMAT_VERSION)
         with m.Elif(ra == READ_MAP["status"]):
-            m.d.comb += self.read_data.eq(Cat(self.busy, self.done, error))
-        with m.Elif(ra >= READ_MAP["layers"]):
-            with m.Switch(ra[:2]):
-                for i in range(len(LAYER_COUNTERS)):
-                    with m.Case(i):
-                        m.d.comb += self.read_data.eq(lc_rd.data[i])
+            m.d.sync += read_q.eq(Cat(self.busy, self.done, error))
+        words = Signal(data.ArrayLayout(32, 4))
+        m.d.comb += words.as_value().eq(lc_rd.data.as_value())
+        m.d.comb += self.read_data.eq(Mux(from_layers, words[layer_word], read_q))
         return m

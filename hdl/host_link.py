@@ -238,7 +238,8 @@ class COBSEncoder(wiring.Component):
 
 
 def _accel_signature(write_layout) -> dict:
-    """The controller's side of the accelerator's ports."""
+    """The controller's side of the accelerator's ports (``read_data``: the word at the previous
+    cycle's ``read_addr``, as :class:`~spikeforge.hdl.accelerator.Accelerator` answers)."""
     return {"write": Out(stream.Signature(write_layout)), "start": Out(1), "accel_reset": Out(1),
             "read_addr": Out(16), "read_data": In(32)}
 
@@ -331,6 +332,8 @@ class LinkController(wiring.Component):
         out = self.reply
         m.d.comb += [tx_crc.data.eq(out.payload.data)]
         idx = Signal(range(4 * 256 + 1))
+        next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
+        m.d.comb += next_idx.eq(Mux(out.ready, idx + 1, idx))
 
         def emit(byte_value, length, nxt, first=False):
             """Send ``length`` bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
@@ -471,8 +474,14 @@ class LinkController(wiring.Component):
                         m.next = "HEADER"
 
             # ------------------------------------------------------------ RUN
+            # the accelerator's read port is synchronous: read_data answers the previous cycle's
+            # read_addr, so each state presents the address of the word it (or the next state) reads
+            # next, and WAIT looks at the status only from its second cycle
             with m.State("START"):
-                m.d.comb += self.start.eq(1)
+                m.d.comb += [self.start.eq(1), self.read_addr.eq(READ_MAP["status"])]
+                m.next = "ARM"
+            with m.State("ARM"):
+                m.d.comb += self.read_addr.eq(READ_MAP["status"])
                 m.next = "WAIT"
             with m.State("WAIT"):
                 status_word = self.read_data
@@ -495,6 +504,7 @@ class LinkController(wiring.Component):
             header = Array([cmd | 0x80, seq, status])
             for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
                 with m.State(name):
+                    m.d.comb += self.read_addr.eq(Mux(cmd == CMD["RUN"], READ_MAP["counters"], raddr))
                     emit(header[idx[:2]], 3, "CRC_HI", first=True)
                     if not final:
                         with m.If(out.ready & (idx == 2)):
@@ -509,20 +519,20 @@ class LinkController(wiring.Component):
                                 with m.Case(CMD["RUN"]):
                                     m.next = "RUN_CYCLES"
             with m.State("HELLO_DATA"):
-                m.d.comb += rom_rd.addr.eq(Mux(out.ready, idx + 1, idx))
+                m.d.comb += rom_rd.addr.eq(next_idx)
                 emit(rom_rd.data, len(self.hello), "CRC_HI")
             with m.State("READ_DATA"):
-                m.d.comb += self.read_addr.eq(raddr + idx[2:])
+                m.d.comb += self.read_addr.eq(raddr + next_idx[2:])
                 emit(self.read_data.word_select(idx[:2], 8), count * 4, "CRC_HI")
             with m.State("WRITE_DATA"):
                 emit(rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
             with m.State("RUN_CYCLES"):
-                m.d.comb += self.read_addr.eq(READ_MAP["counters"])
+                m.d.comb += self.read_addr.eq(Mux(out.ready & (idx == 3), READ_MAP["logits"], READ_MAP["counters"]))
                 emit(self.read_data.word_select(idx[:2], 8), 4, "RUN_PRED")
                 with m.If(out.ready & (idx == 3) & (nlog != 0)):
                     m.next = "RUN_LOGITS"
             with m.State("RUN_LOGITS"):
-                m.d.comb += self.read_addr.eq(READ_MAP["logits"] + idx[2:])
+                m.d.comb += self.read_addr.eq(READ_MAP["logits"] + next_idx[2:])
                 with m.If(out.ready & (idx[:2] == 0)):
                     m.d.sync += [cand.eq(self.read_data.as_signed()), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
                                  cand_valid.eq(1)]

@@ -27,7 +27,8 @@ __all__ = ["StubAccelerator", "LinkHarness", "exchange"]
 class StubAccelerator(wiring.Component):
     """The accelerator's port behaviour: ``write`` always ready; ``start`` -> busy for
     ``run_cycles`` cycles -> done (with the status ``error`` bit when ``fail``); read map: logits
-    ``logits``, counter 0 (cycles) = ``run_cycles``, status."""
+    ``logits``, counter 0 (cycles) = ``run_cycles``, status; ``read_data`` answers the previous
+    cycle's ``read_addr``, as the accelerator's does."""
 
     def __init__(self, hw: HardwareConfig, logits: list[int], run_cycles: int = 20, fail: bool = False):
         self.logits, self.run_cycles, self.fail = logits, run_cycles, fail
@@ -47,12 +48,13 @@ class StubAccelerator(wiring.Component):
                 m.d.sync += [busy.eq(0), done.eq(1)]
         logits = Array(Const(v & 0xFFFFFFFF, 32) for v in self.logits or [0])
         ra = self.read_addr
+        m.d.sync += self.read_data.eq(0)    # synchronous, as the accelerator: one cycle of latency
         with m.If(ra < max(1, len(self.logits))):
-            m.d.comb += self.read_data.eq(logits[ra])
+            m.d.sync += self.read_data.eq(logits[ra])
         with m.Elif(ra == READ_MAP["counters"]):
-            m.d.comb += self.read_data.eq(self.run_cycles)
+            m.d.sync += self.read_data.eq(self.run_cycles)
         with m.Elif(ra == READ_MAP["status"]):
-            m.d.comb += self.read_data.eq(Cat(busy, done, done & self.fail))
+            m.d.sync += self.read_data.eq(Cat(busy, done, done & self.fail))
         return m
 
 

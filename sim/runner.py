@@ -10,7 +10,9 @@ waveforms (``.fst``/``.vcd`` in the build folder).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -125,7 +127,7 @@ def cocotb_build(top: str, vfile: Path, build_dir: Path, simulator: str, waves: 
     """Build the simulator executable of ``vfile`` in ``build_dir`` (cached; :class:`BuildError` on failure)."""
     from cocotb_tools.runner import get_runner
 
-    with _simulator_env(simulator):
+    with _build_lock(build_dir), _simulator_env(simulator):
         runner = get_runner(simulator)
         build_kw = {"timescale": ("1ns", "1ps")} if simulator == "icarus" else {"build_args": ["-Wno-fatal"]}
         try:
@@ -159,6 +161,21 @@ def cocotb_run(top: str, vfile: Path, build_dir: Path, simulator: str, test_modu
     """Build ``vfile`` (cached in ``build_dir``) and run cocotb ``test_module`` on it; ``(tests, failed)``."""
     cocotb_build(top, vfile, build_dir, simulator, waves)
     return cocotb_test(top, build_dir, simulator, test_module, run_id, extra_env, waves)
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path):
+    """Holds ``build_dir/.build.lock`` (an exclusive ``flock``) while a build runs there: two
+    processes (pytest-xdist workers, a bench and a test) building the same cached configuration at
+    once would otherwise race on its files (a half-written precompiled header made g++ run out of
+    memory in later builds)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class _simulator_env:

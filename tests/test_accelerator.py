@@ -141,12 +141,14 @@ def test_sequencer_stops_on_an_unknown_op_or_a_field_too_wide_and_identifies_its
             for cycle in range(50):
                 if ctx.get(top.done):
                     ctx.set(top.read_addr, READ_MAP["status"])
+                    await ctx.tick()                     # the read port answers at the next edge
                     return cycle, ctx.get(top.read_data)
                 await ctx.tick()
             return None, None
 
         for name in ("hw_id", "format"):
             ctx.set(top.read_addr, READ_MAP[name])
+            await ctx.tick()
             seen[name] = ctx.get(top.read_data)
         for name, desc in cases.items():
             await load([desc])

@@ -46,8 +46,9 @@ async def accelerator_runs_program(dut):
             await FallingEdge(dut.clk)
         dut.write__valid.value = 0
 
-    async def read(addr):
+    async def read(addr):   # the read port answers at the next clock edge
         dut.read_addr.value = addr
+        await RisingEdge(dut.clk)
         await ReadOnly()
         v = dut.read_data.value.to_unsigned()
         await FallingEdge(dut.clk)

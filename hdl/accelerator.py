@@ -166,6 +166,7 @@ class Accelerator(wiring.Component):
 
         # ------------------------------------------------------------------ memories
         desc_layout = descriptor_layout(hw)
+        fw = field_bits(hw)             # loop counters are as wide as the descriptor fields they count to
         m.submodules.program = prog_mem = memory.Memory(shape=desc_layout, depth=hw.program_rows, init=[])
         m.submodules.spikes = spk_mem = memory.Memory(shape=W, depth=hw.spike_rows, init=[])
         m.submodules.pixels = pix_mem = memory.Memory(shape=self.row_bits["pixels"], depth=hw.max_positions, init=[])
@@ -333,7 +334,7 @@ class Accelerator(wiring.Component):
             m.d.comb += enc.planes.eq(is_pixel)
 
         src_active = Signal()
-        sy, sx, st = Signal(16), Signal(16), Signal(16)
+        sy, sx, st = Signal(fw["height"]), Signal(fw["width"]), Signal(fw["steps"])
         dy, dx = Signal(2), Signal(2)
         rowc = Signal(range(max(hw.spike_rows, hw.max_positions) + 1))   # row of (y, x, t)
         tap_base = Signal(range(hw.in_columns + 1))
@@ -410,15 +411,16 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ U reader (LIF_U, GAP)
         # LIF_U: rows in U order (position, t, group) = 0, 1, 2, ...; GAP: (t, group) outer, position
         # inner: row = position * u_pos_stride + t * u_groups + group.
-        ur_fifo = fifo.SyncFIFO(width=u_layout.size + 2 + 16, depth=_FIFO_DEPTH)
+        ur_beat = data.StructLayout({"x": u_layout, "first": 1, "last": 1, "group": fw["u_groups"]})
+        ur_fifo = fifo.SyncFIFO(width=ur_beat.size, depth=_FIFO_DEPTH)
         m.submodules.u_fifo = ur_fifo
         ur_active = Signal()
-        ur_t, ur_g = Signal(16), Signal(16)
+        ur_t, ur_g = Signal(fw["steps"]), Signal(fw["u_groups"])
         ur_addr = Signal(range(hw.u_rows + 1))
         ur_tg = Signal(range(hw.u_rows + 1))
         ur_b_valid = Signal()
         ur_b_first, ur_b_last = Signal(), Signal()
-        ur_b_group = Signal(16)
+        ur_b_group = Signal(fw["u_groups"])
         ur_issue = Signal()
         is_gap = Signal()
         decoded(is_gap, lambda x: x.op == OPS["GAP"])
@@ -426,7 +428,7 @@ class Accelerator(wiring.Component):
         m.d.comb += ur_issue.eq(ur_active & (ur_fifo.level + ur_b_valid < _FIFO_DEPTH - 1))
         m.d.comb += [u_rd.addr.eq(ur_addr), u_rd.en.eq(1)]
         m.d.sync += ur_b_valid.eq(ur_issue)
-        ury, urx = Signal(16), Signal(16)
+        ury, urx = Signal(fw["height"]), Signal(fw["width"])
         m.d.comb += ur_pos_last.eq((ury + 1 >= d.height) & (urx + 1 >= d.width))
         with m.If(ur_issue):
             m.d.sync += counters["reader_busy"].eq(counters["reader_busy"] + 1)
@@ -449,7 +451,7 @@ class Accelerator(wiring.Component):
                          ury.eq(0), urx.eq(0)]
         m.d.comb += [ur_fifo.w_en.eq(ur_b_valid),
                      ur_fifo.w_data.eq(Cat(u_rd.data, ur_b_first, ur_b_last, ur_b_group))]
-        ur_out = data.View(data.StructLayout({"x": u_layout, "first": 1, "last": 1, "group": 16}), ur_fifo.r_data)
+        ur_out = data.View(ur_beat, ur_fifo.r_data)
 
         # ------------------------------------------------------------------ post-op input mux
         pin_valid = Signal()
@@ -477,16 +479,16 @@ class Accelerator(wiring.Component):
         # (``repeat`` = T) goes position, group, t and uses each beat for all T steps. A max-pool
         # beat updates up to 4 pooled positions (targets ty, tx).
         post_active = Signal()
-        py, px, pt, pg = Signal(16), Signal(16), Signal(16), Signal(16)
+        py, px, pt, pg = Signal(fw["height"]), Signal(fw["width"]), Signal(fw["steps"]), Signal(fw["groups"])
         ty, tx = Signal(), Signal()
         urow = Signal(range(hw.u_rows + 1))       # U row of (position, t, group), sequential
         ybase = Signal(range(hw.u_rows + 1))
         xbase = Signal(range(hw.u_rows + 1))
         tgu = Signal(range(hw.u_rows + 1))         # t * u_groups + g
         orow = Signal(range(hw.spike_rows + 1))    # out_base + position * T_out
-        pos_h = Signal(16)
-        pos_w = Signal(16)
-        t_out = Signal(16)
+        pos_h = Signal(fw["height"])
+        pos_w = Signal(fw["width"])
+        t_out = Signal(fw["steps"])
         decoded(pos_h, lambda x: Mux(x.op == OPS["GAP"], 1, x.height))
         decoded(pos_w, lambda x: Mux(x.op == OPS["GAP"], 1, x.width))
         decoded(t_out, lambda x: Mux(pixel_conv(x), x.repeat, x.steps))
@@ -591,16 +593,16 @@ class Accelerator(wiring.Component):
         # Per time step: COUNT reads rows (n, t) for K and V beats, then MASK reads them again
         # for Q beats; the unit's output beats are written to the output rows.
         sd_active = Signal()
-        sd_t, sd_g = Signal(16), Signal(16)
-        sd_y, sd_x = Signal(16), Signal(16)
+        sd_t, sd_g = Signal(fw["steps"]), Signal(fw["groups"])
+        sd_y, sd_x = Signal(fw["height"]), Signal(fw["width"])
         sd_phase = Signal()          # 0: count (kv), 1: mask (q)
         sd_row = Signal(range(hw.spike_rows + 1))
         # the FIFO holds the group's Q, K and V words, selected from the spike row on the write side
-        sd_beat = data.StructLayout({"q": p, "k": p, "v": p, "group": 16, "phase": 1, "last": 1, "t0": 1})
+        sd_beat = data.StructLayout({"q": p, "k": p, "v": p, "group": fw["groups"], "phase": 1, "last": 1, "t0": 1})
         sd_fifo = fifo.SyncFIFO(width=sd_beat.size, depth=_FIFO_DEPTH)
         m.submodules.sd_fifo = sd_fifo
         sd_b_valid = Signal()
-        sd_b = Signal(data.StructLayout({"group": 16, "phase": 1, "last": 1, "t0": 1}))
+        sd_b = Signal(data.StructLayout({"group": fw["groups"], "phase": 1, "last": 1, "t0": 1}))
         sd_issue = Signal()
         sd_pos_last = Signal()
         m.d.comb += [sd_pos_last.eq((sd_y + 1 >= d.height) & (sd_x + 1 >= d.width)),
@@ -658,8 +660,8 @@ class Accelerator(wiring.Component):
                          layer_cnt[1].eq(layer_cnt[1] + kv_ops)]
         # writer of the unit's output: rows (n, t) in order, groups inner
         so_row = Signal(range(hw.spike_rows + 1))
-        so_t = Signal(16)
-        so_g = Signal(16)
+        so_t = Signal(fw["steps"])
+        so_g = Signal(fw["groups"])
         m.d.comb += sdsa.o.ready.eq(1)
         with m.If(sdsa.o.valid):
             with m.If(so_g + 1 < d.groups):
@@ -677,7 +679,7 @@ class Accelerator(wiring.Component):
         # 3x3 / stride 2 / pad 1 max-pool of a spike map, an OR over the window: loops (i, j) pooled
         # position, t, tap; one whole row (all channels) per read, one write per pooled row.
         po_active = Signal()
-        po_i, po_j, po_t = Signal(16), Signal(16), Signal(16)
+        po_i, po_j, po_t = Signal(fw["out_height"]), Signal(fw["out_width"]), Signal(fw["steps"])
         po_dy, po_dx = Signal(2), Signal(2)
         po_base = Signal(range(hw.spike_rows + 1))      # (2i * W + 2j) * T
         po_ibase = Signal(range(hw.spike_rows + 1))     # 2i * W * T

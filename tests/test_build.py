@@ -207,6 +207,16 @@ def test_board_top_synthesises_without_dsp(synthesised):
     assert ("DOES NOT FIT" in summary(report)) == (not report["fits"])
 
 
+def test_icebreaker_weights_are_in_spram(tmp_path_factory):
+    """On the iCE40UP5K the weight memory is mapped to SPRAM (16K x 16 each): as many SB_SPRAM256KA
+    as its row width and depth need."""
+    board, out, report = _synthesise("icebreaker", tmp_path_factory)
+    hw = board_hardware(board)
+    cells = json.loads((out / "build" / "top.stat.json").read_text())["design"]["num_cells_by_type"]
+    spram = -(-hw.lanes * hw.weight_bits // 16) * -(-hw.weight_rows // 16384)
+    assert cells.get("SB_SPRAM256KA", 0) == spram == report["synth_needs"]["ICESTORM_SPRAM"]
+
+
 def test_the_built_top_is_the_virtual_boards_design(synthesised):
     """``sim:///OUT`` simulates BoardTop with the build's hardware, link, clock and baud: the same
     Verilog as the one built."""

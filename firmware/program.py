@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-__all__ = ["FORMAT_VERSION", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
+__all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
            "field_bits", "field_overflows"]
 
@@ -36,7 +36,7 @@ OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4, "POOL_OR": 5}
 KINDS = {"1x1": 0, "3x3": 1, "pixel3x3": 2}
 #: ``post``: what happens to each group of P accumulator sums (or U values, token sums).
 POSTS = {"LIF": 0, "U_WRITE": 1, "U_ADD": 2, "U_MAXPOOL": 3, "LOGITS": 4}
-#: Largest ``weight_shift`` of a CONV (the accumulator's shifter).
+#: Largest ``weight_shift`` of a CONV (the accumulator's shifter; the quantizer caps shifts at it).
 MAX_WEIGHT_SHIFT = 16
 #: Memory spaces of the accelerator's write port (``space`` field of a write).
 SPACES = {"program": 0, "weights": 1, "biases": 2, "thresholds": 3, "pixels": 4}

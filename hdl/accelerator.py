@@ -47,8 +47,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, OPS, POSTS, SPACES, HardwareConfig, field_bits,
-                                         pack_lanes, row_bits, row_words, write_port_layout)
+from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, MAX_WEIGHT_SHIFT, OPS, POSTS, SPACES,
+                                         HardwareConfig, field_bits, pack_lanes, row_bits, row_words,
+                                         write_port_layout)
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -186,7 +187,7 @@ class Accelerator(wiring.Component):
                                                   dense=dense)
         m.submodules.accumulator = acc = SparseAccumulator(
             lanes=p, weight_bits=hw.weight_bits, acc_bits=hw.acc_bits, in_capacity=hw.in_columns,
-            group_capacity=gcap, max_shift=16, weight_depth=hw.weight_rows, bias_depth=hw.bias_rows,
+            group_capacity=gcap, max_shift=MAX_WEIGHT_SHIFT, weight_depth=hw.weight_rows, bias_depth=hw.bias_rows,
             plane_bits=hw.plane_bits, dense=dense)
         self.engines = {"accumulator": acc, "encoder": enc}
         emb_groups = hw.max_embed // p
@@ -212,7 +213,8 @@ class Accelerator(wiring.Component):
         desc_row = Signal(desc_layout)
         m.d.comb += desc_row.eq(desc_stage)
         with m.Switch(word):
-            for k, (name, bits) in enumerate(field_bits(hw).items()):
+            for k, name in enumerate(FIELDS):        # word k of a descriptor is field k
+                bits = fw[name]
                 with m.Case(k):
                     too_wide = wr.data[bits:] != 0
                     m.d.comb += [desc_row[name].eq(wr.data[:bits]),

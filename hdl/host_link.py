@@ -476,7 +476,7 @@ class LinkController(wiring.Component):
             # ------------------------------------------------------------ RUN
             # the accelerator's read port is synchronous: read_data answers the previous cycle's
             # read_addr, so each state presents the address of the word it (or the next state) reads
-            # next, and WAIT looks at the status only from its second cycle
+            # next; ARM lets the status latched during START (the previous run's) go by before WAIT
             with m.State("START"):
                 m.d.comb += [self.start.eq(1), self.read_addr.eq(READ_MAP["status"])]
                 m.next = "ARM"

@@ -178,7 +178,7 @@ class SparseAccumulator(wiring.Component):
         count = Signal(range(self.in_capacity + 1))    # events of the vector stored so far
         replay = Signal(range(self.in_capacity + 1))   # index of the next replayed event
         replay_next = Signal.like(replay)              # its value next cycle: the buffer's read address
-        row_base = Signal(range(self.weight_depth))    # weight_base + group * n_columns, a running sum
+        row_base = Signal(range(self.weight_depth))    # weight_base + group * n_columns for groups >= 1
         s0_valid, s0_first, s0_last, s0_empty = Signal(), Signal(), Signal(), Signal()
         s0_ev = Signal(stored)
 
@@ -208,8 +208,6 @@ class SparseAccumulator(wiring.Component):
                 s0_empty.eq(count == 0),
             ]
 
-        with m.If(group == 0):   # group 0 reads from the layer's first row (weight_base is held in a step)
-            m.d.sync += row_base.eq(self.weight_base)
         with m.If(s0_valid & advance):
             with m.If(group == 0):
                 with m.If(~self.events.payload.empty):
@@ -220,14 +218,15 @@ class SparseAccumulator(wiring.Component):
             with m.If(s0_last):
                 m.d.comb += replay_next.eq(0)
                 with m.If(group + 1 >= self.n_groups):
-                    m.d.sync += [group.eq(0), count.eq(0), row_base.eq(self.weight_base)]
+                    m.d.sync += [group.eq(0), count.eq(0)]
                 with m.Else():
-                    m.d.sync += [group.eq(group + 1), row_base.eq(row_base + self.n_columns)]
+                    m.d.sync += [group.eq(group + 1),
+                                 row_base.eq(Mux(group == 0, self.weight_base, row_base) + self.n_columns)]
 
         m.d.comb += self.busy.eq(s0_valid & advance)
         m.d.comb += [
             w_rd.addr.eq(Mux(self.weight_write.valid, self.weight_write.payload.addr,
-                             row_base + s0_ev.addr)), w_rd.en.eq(advance),
+                             Mux(group == 0, self.weight_base, row_base) + s0_ev.addr)), w_rd.en.eq(advance),
             w_wr.addr.eq(w_rd.addr),
             b_rd.addr.eq(self.bias_base + group), b_rd.en.eq(advance),
         ]

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from spikeforge.firmware.program import MAX_WEIGHT_SHIFT   # the accumulator's shifter: one definition
+
 from .golden import bits_for_range
 from .sdt import SpikeDrivenTransformer
 
@@ -42,7 +44,6 @@ __all__ = ["QuantizedModel", "QuantizationError", "quantize", "embedded_qmodel",
            "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains", "config_tokens"]
 
 #: Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's).
-MAX_WEIGHT_SHIFT = 16
 
 #: The design widths a quantized model carries (one value each, shared by all layers).
 WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,11 +24,16 @@ from .amaranth_streams import run_amaranth, stream_send
 __all__ = ["StubAccelerator", "LinkHarness", "exchange"]
 
 
+#: What the stub answers for results read while it runs (a controller that replies before the
+#: run ends sends it).
+POISON = 0xDEADBEEF
+
+
 class StubAccelerator(wiring.Component):
     """The accelerator's port behaviour: ``write`` always ready; ``start`` -> busy for
     ``run_cycles`` cycles -> done (with the status ``error`` bit when ``fail``); read map: logits
-    ``logits``, counter 0 (cycles) = ``run_cycles``, status; ``read_data`` answers the previous
-    cycle's ``read_addr``, as the accelerator's does."""
+    ``logits``, counter 0 (cycles) = ``run_cycles`` (:data:`POISON` while busy), status;
+    ``read_data`` answers the previous cycle's ``read_addr``, as the accelerator's does."""
 
     def __init__(self, hw: HardwareConfig, logits: list[int], run_cycles: int = 20, fail: bool = False):
         self.logits, self.run_cycles, self.fail = logits, run_cycles, fail
@@ -50,9 +55,9 @@ class StubAccelerator(wiring.Component):
         ra = self.read_addr
         m.d.sync += self.read_data.eq(0)    # synchronous, as the accelerator: one cycle of latency
         with m.If(ra < max(1, len(self.logits))):
-            m.d.sync += self.read_data.eq(logits[ra])
+            m.d.sync += self.read_data.eq(Mux(busy, POISON, logits[ra]))
         with m.Elif(ra == READ_MAP["counters"]):
-            m.d.sync += self.read_data.eq(self.run_cycles)
+            m.d.sync += self.read_data.eq(Mux(busy, POISON, self.run_cycles))
         with m.Elif(ra == READ_MAP["status"]):
             m.d.sync += self.read_data.eq(Cat(busy, done, done & self.fail))
         return m

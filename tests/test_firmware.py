@@ -94,7 +94,11 @@ def test_descriptor_fields_fit_the_hardware_widths(qmodel8, monkeypatch):
     widest = Descriptor(name="x", op=max(OPS.values()), kind=max(KINDS.values()), post=max(POSTS.values()),
                         height=hw.max_height, width=hw.max_width, steps=hw.max_steps, cin=hw.max_channels,
                         groups=hw.groups, weight_base=hw.weight_rows - 1, n_columns=hw.in_columns,
-                        in_base=hw.spike_rows - 1, u_pos_stride=hw.u_rows, weight_shift=16)
+                        in_base=hw.spike_rows - 1, u_pos_stride=hw.u_rows, weight_shift=16,
+                        cout=max(hw.max_channels, hw.max_classes), bias_base=hw.bias_rows - 1,
+                        th_base=hw.threshold_rows - 1, out_base=hw.spike_rows - 1,
+                        row_stride=hw.max_width * hw.max_steps, u_row_stride=hw.u_rows, out_height=hw.max_height,
+                        out_width=hw.max_width, repeat=hw.max_steps, u_groups=hw.max_embed // hw.lanes)
     assert program.field_overflows(widest, hw) == []
     too_tall = Descriptor(name="x", height=1 << bits["height"])
     assert program.field_overflows(too_tall, hw) == [

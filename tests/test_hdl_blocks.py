@@ -162,7 +162,8 @@ def test_register_slice_passes_every_beat_in_order_and_cuts_the_ready_path(width
 def test_weight_writes_during_a_vector_hold_the_accumulator(lanes, groups):
     """The weight memory has one port (SPRAM on the iCE40UP5K): a weight write takes it for a cycle
     and the pipeline holds still. Writes to unused rows in half the cycles of running vectors
-    (group 0 and the replayed groups) leave the sums equal to the golden model."""
+    (group 0 and the replayed groups) leave the sums equal to the golden model. Two layers' weights
+    sit at two ``weight_base``s, switched in the cycle of each vector's first event."""
     import random
 
     import torch
@@ -173,13 +174,14 @@ def test_weight_writes_during_a_vector_hold_the_accumulator(lanes, groups):
 
     rng = random.Random(lanes)
     c_in, c_out = 8, lanes * groups
+    layer_rows = c_in * groups
     dut = SparseAccumulator(lanes=lanes, weight_bits=4, acc_bits=12, in_capacity=c_in, group_capacity=groups,
-                            weight_depth=2 * c_in * groups)
-    weight = torch.tensor([[rng.randrange(-8, 8) for _ in range(c_in)] for _ in range(c_out)])
+                            weight_depth=3 * layer_rows)
+    weights = [torch.tensor([[rng.randrange(-8, 8) for _ in range(c_in)] for _ in range(c_out)]) for _ in range(2)]
     bias = torch.tensor([rng.randrange(-50, 50) for _ in range(c_out)])
     vectors = [[rng.random() < 0.5 for _ in range(c_in)] for _ in range(6)]
     vectors[3] = [False] * c_in                                          # an empty vector too
-    spare = range(c_in * groups, 2 * c_in * groups)                      # rows no group reads
+    spare = range(2 * layer_rows, 3 * layer_rows)                        # rows no layer reads
     results = []
 
     async def write(ctx, port, addr, values):
@@ -192,12 +194,14 @@ def test_weight_writes_during_a_vector_hold_the_accumulator(lanes, groups):
 
     async def bench(ctx):
         ctx.set(dut.n_groups, groups)
-        for addr, row in dut.weight_rows(weight.tolist()):
-            await write(ctx, dut.weight_write, addr, row)
+        for layer, weight in enumerate(weights):
+            for addr, row in dut.weight_rows(weight.tolist()):
+                await write(ctx, dut.weight_write, layer * layer_rows + addr, row)
         for addr, row in dut.bias_rows(bias.tolist()):
             await write(ctx, dut.bias_write, addr, row)
         ctx.set(dut.result.ready, 1)
-        for vec in vectors:
+        for k, vec in enumerate(vectors):
+            ctx.set(dut.weight_base, (k % 2) * layer_rows)      # with the first event of the vector
             events = [{"addr": c, "last": 0, "empty": 0} for c, s in enumerate(vec) if s] or \
                      [{"addr": 0, "last": 1, "empty": 1}]
             events[-1]["last"] = 1
@@ -217,15 +221,16 @@ def test_weight_writes_during_a_vector_hold_the_accumulator(lanes, groups):
                     if ready:
                         break
             ctx.set(dut.events.valid, 0)
-        for _ in range(4 * c_in * groups + 10):      # drain the replayed groups
-            _, _, r_valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
-            if r_valid:
-                results.append([payload.acc[i] for i in range(lanes)])
+            for _ in range(4 * c_in * groups + 10):  # drain the replayed groups: the next vector's
+                _, _, r_valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
+                if r_valid:                          # base then changes on an idle accumulator
+                    results.append([payload.acc[i] for i in range(lanes)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    golden = sparse_accumulate(torch.tensor(vectors, dtype=torch.int64), weight, bias, acc_bits=12)
+    golden = torch.stack([sparse_accumulate(torch.tensor(vec, dtype=torch.int64), weights[k % 2], bias, acc_bits=12)
+                          for k, vec in enumerate(vectors)])
     got = torch.tensor(results).reshape(len(vectors), c_out)
     assert torch.equal(got, golden)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
-           "field_bits", "field_overflows"]
+           "field_bits", "field_overflows", "FIELD_LIMITS"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -239,14 +239,21 @@ def field_bits(hw: HardwareConfig) -> dict[str, int]:
     }
 
 
+#: Fields whose largest value is below what their width holds (a word above it is invalid too).
+FIELD_LIMITS = {"weight_shift": MAX_WEIGHT_SHIFT}
+
+
 def field_overflows(desc: "Descriptor", hw: HardwareConfig) -> list[str]:
-    """The fields of ``desc`` whose value does not fit the accelerator's field width on ``hw``, each
-    as ``"field = value (needs N bits, the hardware keeps K)"``; empty when the descriptor fits."""
+    """The fields of ``desc`` whose value does not fit the accelerator's field on ``hw`` (its width,
+    or its limit in :data:`FIELD_LIMITS`), each as ``"field = value (needs N bits, the hardware
+    keeps K)"`` or ``"field = value (the hardware takes at most M)"``; empty when the descriptor fits."""
     out = []
     for f, k in field_bits(hw).items():
         v = getattr(desc, f)
         if v >> k:
             out.append(f"{f} = {v} (needs {v.bit_length()} bits, the hardware keeps {k})")
+        elif f in FIELD_LIMITS and v > FIELD_LIMITS[f]:
+            out.append(f"{f} = {v} (the hardware takes at most {FIELD_LIMITS[f]})")
     return out
 
 

@@ -47,8 +47,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, MAX_WEIGHT_SHIFT, OPS, POSTS, SPACES,
-                                         HardwareConfig, field_bits, pack_lanes, row_bits, row_words,
+from spikeforge.firmware.program import (FIELD_LIMITS, FIELDS, FORMAT_VERSION, KINDS, MAX_WEIGHT_SHIFT, OPS, POSTS,
+                                         SPACES, HardwareConfig, field_bits, pack_lanes, row_bits, row_words,
                                          write_port_layout)
 
 from .lif_array import lif_update
@@ -216,7 +216,7 @@ class Accelerator(wiring.Component):
             for k, name in enumerate(FIELDS):        # word k of a descriptor is field k
                 bits = fw[name]
                 with m.Case(k):
-                    too_wide = wr.data[bits:] != 0
+                    too_wide = wr.data > FIELD_LIMITS.get(name, (1 << bits) - 1)
                     m.d.comb += [desc_row[name].eq(wr.data[:bits]),
                                  desc_row.invalid.eq(too_wide | (desc_stage.invalid if k else 0))]
         with m.If(is_prog_word):

@@ -105,7 +105,7 @@ def test_sequencer_stops_on_an_unknown_op_or_a_field_too_wide_and_identifies_its
     ``invalid`` mark belongs to its row (a valid END written after them runs clean)."""
     from amaranth.sim import Simulator
 
-    from spikeforge.firmware.program import FORMAT_VERSION, OPS, Descriptor, field_bits
+    from spikeforge.firmware.program import FORMAT_VERSION, MAX_WEIGHT_SHIFT, OPS, Descriptor, field_bits
     from spikeforge.hdl.accelerator import READ_MAP, Accelerator
 
     hw = hardware_for(qmodel8)
@@ -119,6 +119,7 @@ def test_sequencer_stops_on_an_unknown_op_or_a_field_too_wide_and_identifies_its
         "op too wide": Descriptor(name="bad", op=1 << bits["op"]),          # would wrap to END
         "height too wide": Descriptor(name="bad", height=1 << bits["height"]),
         "last field too wide": Descriptor(name="bad", u_groups=1 << 31),
+        "shift over the limit": Descriptor(name="bad", weight_shift=MAX_WEIGHT_SHIFT + 1),   # fits 5 bits
         "end again": Descriptor(name="end"),
     }
     seen = {}

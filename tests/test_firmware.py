@@ -103,6 +103,8 @@ def test_descriptor_fields_fit_the_hardware_widths(qmodel8, monkeypatch):
     too_tall = Descriptor(name="x", height=1 << bits["height"])
     assert program.field_overflows(too_tall, hw) == [
         f"height = {1 << bits['height']} (needs {bits['height'] + 1} bits, the hardware keeps {bits['height']})"]
+    assert program.field_overflows(Descriptor(name="x", weight_shift=17), hw) == [
+        "weight_shift = 17 (the hardware takes at most 16)"]
     monkeypatch.setattr(program, "field_bits", lambda hw: {**bits, "height": 3})
     with pytest.raises(CapacityError, match=r"layer sps\.conv0: descriptor field height = 8 \(needs 4 bits, "
                                             r"the hardware keeps 3\)"):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
-           "field_bits", "field_overflows", "FIELD_LIMITS"]
+           "field_bits", "field_max", "field_overflows", "FIELD_LIMITS"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -220,9 +220,9 @@ def row_bits(hw: HardwareConfig) -> dict[str, int]:
 def field_bits(hw: HardwareConfig) -> dict[str, int]:
     """Bits the accelerator keeps of each descriptor field (:data:`FIELDS`): enough for the largest
     value the field can take on ``hw`` (a map extent, a memory row, a channel count). The program
-    is still written as 32-bit words; a word with a bit set above its field's width marks the
-    descriptor as invalid in hardware (the run stops with the error flag) instead of wrapping, and
-    the compiler refuses such a program first (:func:`field_overflows`)."""
+    is still written as 32-bit words; a word above its field's largest value (:func:`field_max`)
+    marks the descriptor as invalid in hardware (the run stops with the error flag) instead of
+    wrapping, and the compiler refuses such a program first (:func:`field_overflows`)."""
     def bits(largest: int) -> int:
         return max(1, int(largest).bit_length())
 
@@ -243,17 +243,25 @@ def field_bits(hw: HardwareConfig) -> dict[str, int]:
 FIELD_LIMITS = {"weight_shift": MAX_WEIGHT_SHIFT}
 
 
+def field_max(hw: HardwareConfig) -> dict[str, int]:
+    """The largest value the accelerator takes in each descriptor field on ``hw``: what its width
+    holds, or its limit in :data:`FIELD_LIMITS`. The one bound both the compiler's check and the
+    hardware's ``invalid`` mark use."""
+    return {f: FIELD_LIMITS.get(f, (1 << k) - 1) for f, k in field_bits(hw).items()}
+
+
 def field_overflows(desc: "Descriptor", hw: HardwareConfig) -> list[str]:
     """The fields of ``desc`` whose value does not fit the accelerator's field on ``hw`` (its width,
     or its limit in :data:`FIELD_LIMITS`), each as ``"field = value (needs N bits, the hardware
     keeps K)"`` or ``"field = value (the hardware takes at most M)"``; empty when the descriptor fits."""
     out = []
-    for f, k in field_bits(hw).items():
+    bits = field_bits(hw)
+    for f, largest in field_max(hw).items():
         v = getattr(desc, f)
-        if v >> k:
-            out.append(f"{f} = {v} (needs {v.bit_length()} bits, the hardware keeps {k})")
-        elif f in FIELD_LIMITS and v > FIELD_LIMITS[f]:
-            out.append(f"{f} = {v} (the hardware takes at most {FIELD_LIMITS[f]})")
+        if v >> bits[f]:
+            out.append(f"{f} = {v} (needs {v.bit_length()} bits, the hardware keeps {bits[f]})")
+        elif v > largest:
+            out.append(f"{f} = {v} (the hardware takes at most {largest})")
     return out
 
 

@@ -47,8 +47,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import (FIELD_LIMITS, FIELDS, FORMAT_VERSION, KINDS, MAX_WEIGHT_SHIFT, OPS, POSTS,
-                                         SPACES, HardwareConfig, field_bits, pack_lanes, row_bits, row_words,
+from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, MAX_WEIGHT_SHIFT, OPS, POSTS, SPACES,
+                                         HardwareConfig, field_bits, field_max, pack_lanes, row_bits, row_words,
                                          write_port_layout)
 
 from .lif_array import lif_update
@@ -71,8 +71,8 @@ READ_MAP = {"logits": 0x000, "counters": 0x100, "hw_id": 0x180, "format": 0x181,
 
 def descriptor_layout(hw: HardwareConfig) -> data.StructLayout:
     """A program-memory row: each descriptor field at its hardware width (:func:`field_bits`), plus
-    ``invalid``, set when a written word had bits above its field's width (the step then stops the
-    run with the error flag, like an unknown op)."""
+    ``invalid``, set when a written word was above its field's largest value (:func:`field_max`;
+    the step then stops the run with the error flag, like an unknown op)."""
     return data.StructLayout({**field_bits(hw), "invalid": 1})
 
 
@@ -212,13 +212,12 @@ class Accelerator(wiring.Component):
         desc_stage = Signal(desc_layout)
         desc_row = Signal(desc_layout)
         m.d.comb += desc_row.eq(desc_stage)
+        largest = field_max(hw)
         with m.Switch(word):
             for k, name in enumerate(FIELDS):        # word k of a descriptor is field k
-                bits = fw[name]
                 with m.Case(k):
-                    too_wide = wr.data > FIELD_LIMITS.get(name, (1 << bits) - 1)
-                    m.d.comb += [desc_row[name].eq(wr.data[:bits]),
-                                 desc_row.invalid.eq(too_wide | (desc_stage.invalid if k else 0))]
+                    m.d.comb += [desc_row[name].eq(wr.data[:fw[name]]),
+                                 desc_row.invalid.eq((wr.data > largest[name]) | (desc_stage.invalid if k else 0))]
         with m.If(is_prog_word):
             m.d.sync += desc_stage.eq(desc_row)
         commit = {}
@@ -451,8 +450,9 @@ class Accelerator(wiring.Component):
         with m.If(go & ((d.op == OPS["LIF_U"]) | is_gap)):
             m.d.sync += [ur_active.eq(1), ur_t.eq(0), ur_g.eq(0), ur_addr.eq(0), ur_tg.eq(0),
                          ury.eq(0), urx.eq(0)]
-        m.d.comb += [ur_fifo.w_en.eq(ur_b_valid),
-                     ur_fifo.w_data.eq(Cat(u_rd.data, ur_b_first, ur_b_last, ur_b_group))]
+        ur_in = data.View(ur_beat, ur_fifo.w_data)
+        m.d.comb += [ur_fifo.w_en.eq(ur_b_valid), ur_in.x.eq(u_rd.data), ur_in.first.eq(ur_b_first),
+                     ur_in.last.eq(ur_b_last), ur_in.group.eq(ur_b_group)]
         ur_out = data.View(ur_beat, ur_fifo.r_data)
 
         # ------------------------------------------------------------------ post-op input mux

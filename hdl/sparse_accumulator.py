@@ -179,6 +179,8 @@ class SparseAccumulator(wiring.Component):
         replay = Signal(range(self.in_capacity + 1))   # index of the next replayed event
         replay_next = Signal.like(replay)              # its value next cycle: the buffer's read address
         row_base = Signal(range(self.weight_depth))    # weight_base + group * n_columns for groups >= 1
+        group_base = Signal.like(row_base)             # the current group's first weight row
+        m.d.comb += group_base.eq(Mux(group == 0, self.weight_base, row_base))
         s0_valid, s0_first, s0_last, s0_empty = Signal(), Signal(), Signal(), Signal()
         s0_ev = Signal(stored)
 
@@ -220,13 +222,12 @@ class SparseAccumulator(wiring.Component):
                 with m.If(group + 1 >= self.n_groups):
                     m.d.sync += [group.eq(0), count.eq(0)]
                 with m.Else():
-                    m.d.sync += [group.eq(group + 1),
-                                 row_base.eq(Mux(group == 0, self.weight_base, row_base) + self.n_columns)]
+                    m.d.sync += [group.eq(group + 1), row_base.eq(group_base + self.n_columns)]
 
         m.d.comb += self.busy.eq(s0_valid & advance)
         m.d.comb += [
             w_rd.addr.eq(Mux(self.weight_write.valid, self.weight_write.payload.addr,
-                             Mux(group == 0, self.weight_base, row_base) + s0_ev.addr)), w_rd.en.eq(advance),
+                             group_base + s0_ev.addr)), w_rd.en.eq(advance),
             w_wr.addr.eq(w_rd.addr),
             b_rd.addr.eq(self.bias_base + group), b_rd.en.eq(advance),
         ]

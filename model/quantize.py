@@ -35,15 +35,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from spikeforge.firmware.program import MAX_WEIGHT_SHIFT   # the accumulator's shifter: one definition
+# Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's):
+# the accumulator's shifter, defined once with the program format.
+from spikeforge.firmware.program import MAX_WEIGHT_SHIFT
 
 from .golden import bits_for_range
 from .sdt import SpikeDrivenTransformer
 
 __all__ = ["QuantizedModel", "QuantizationError", "quantize", "embedded_qmodel", "analyze_widths", "check_widths",
            "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains", "config_tokens"]
-
-#: Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's).
 
 #: The design widths a quantized model carries (one value each, shared by all layers).
 WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")

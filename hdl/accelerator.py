@@ -357,7 +357,9 @@ class Accelerator(wiring.Component):
         b_base = Signal.like(tap_base)
         issue = Signal()
         can_issue = Signal()
-        m.d.comb += can_issue.eq(chunk_fifo.level + b_valid < _FIFO_DEPTH - 1)
+        c_valid = Signal()              # a chunk in the register after the read (see below)
+        # a read is issued only if the FIFO has room for it and for the two before it still in flight
+        m.d.comb += can_issue.eq(chunk_fifo.level + b_valid + c_valid < _FIFO_DEPTH - 1)
         m.d.comb += issue.eq(src_active & can_issue)
         with m.If(src_active & ~can_issue):
             m.d.sync += counters["source_stall"].eq(counters["source_stall"] + 1)
@@ -389,13 +391,21 @@ class Accelerator(wiring.Component):
                                    (Const(1, W + 1) << cin) - 1))
         b_bits = Signal(W)
         m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & in_mask, 0))
+        # the chunk is registered before its all-zero test and the FIFO (no path from the spike
+        # buffer's read data through the W-bit OR into the FIFO's write enable)
         chunk = Signal(enc.chunks.payload.shape())
-        m.d.comb += [chunk.base.eq(b_base), chunk.last.eq(b_last)]
+        c_in_map, c_last = Signal(), Signal()
+        c_base = Signal.like(b_base)
+        c_bits = Signal(W)
+        m.d.sync += c_valid.eq(b_valid)
+        with m.If(b_valid):
+            m.d.sync += [c_in_map.eq(b_in_map), c_base.eq(b_base), c_last.eq(b_last), c_bits.eq(b_bits)]
+        m.d.comb += [chunk.base.eq(c_base), chunk.last.eq(c_last)]
         if dense:
-            m.d.comb += [chunk.bits.eq(Mux(b_in_map, in_mask, 0)), chunk.spikes.eq(b_bits),
-                         chunk_fifo.w_en.eq(b_valid & (b_in_map | b_last))]
+            m.d.comb += [chunk.bits.eq(Mux(c_in_map, in_mask, 0)), chunk.spikes.eq(c_bits),
+                         chunk_fifo.w_en.eq(c_valid & (c_in_map | c_last))]
         else:
-            m.d.comb += [chunk.bits.eq(b_bits), chunk_fifo.w_en.eq(b_valid & ((b_bits != 0) | b_last))]
+            m.d.comb += [chunk.bits.eq(c_bits), chunk_fifo.w_en.eq(c_valid & ((c_bits != 0) | c_last))]
         m.d.comb += chunk_fifo.w_data.eq(chunk)
 
         # accumulator configuration
@@ -590,6 +600,12 @@ class Accelerator(wiring.Component):
         ]
         with m.If(s2 & is_conv & (post == POSTS["LOGITS"])):
             m.d.sync += logits[s2_g].eq(lg_new)
+        # stage 3: the LIF's spikes are written to the spike buffer a cycle later (the membrane update
+        # is the only path that has to close in one cycle: the next time step's beat reads it)
+        s3 = Signal()
+        s3_spikes = Signal.like(spikes)
+        s3_row, s3_g = Signal.like(s2_row), Signal.like(s2_g)
+        m.d.sync += [s3.eq(s2 & is_lif), s3_spikes.eq(spikes), s3_row.eq(s2_row), s3_g.eq(s2_g)]
 
         # ------------------------------------------------------------------ SDSA driver
         # Per time step: COUNT reads rows (n, t) for K and V beats, then MASK reads them again
@@ -730,8 +746,8 @@ class Accelerator(wiring.Component):
                          spk_wr.data.eq(sdsa.o.payload.spikes.replicate(en_bits)),
                          spk_wr.en.eq(Mux(sdsa.o.valid, Const(1, en_bits) << so_g[:max(1, en_bits.bit_length())], 0))]
         with m.Else():
-            m.d.comb += [spk_wr.addr.eq(s2_row), spk_wr.data.eq(spikes.replicate(en_bits)),
-                         spk_wr.en.eq(Mux(s2 & is_lif, Const(1, en_bits) << s2_g[:max(1, en_bits.bit_length())], 0))]
+            m.d.comb += [spk_wr.addr.eq(s3_row), spk_wr.data.eq(s3_spikes.replicate(en_bits)),
+                         spk_wr.en.eq(Mux(s3, Const(1, en_bits) << s3_g[:max(1, en_bits.bit_length())], 0))]
 
         # ------------------------------------------------------------------ step completion
         with m.Switch(d.op):
@@ -740,7 +756,7 @@ class Accelerator(wiring.Component):
             with m.Case(OPS["POOL_OR"]):
                 m.d.comb += step_done.eq(~po_active & ~po_b_valid & ~go)
             with m.Default():
-                m.d.comb += step_done.eq(~post_active & ~s2 & ~go)
+                m.d.comb += step_done.eq(~post_active & ~s2 & ~s3 & ~go)
 
         # ------------------------------------------------------------------ read map
         # Synchronous: ``read_data`` is the word at the ``read_addr`` of the previous cycle (the

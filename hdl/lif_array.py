@@ -17,7 +17,10 @@ def lif_update(m: Module, x, v, threshold, shift: int, v_bits: int):
         H = clamp(V + ((X - V) >> shift), v_bits)    # arithmetic shift, saturating
         S = H >= threshold;  V' = 0 if S else H       # hard reset
 
-    Returns ``(S, V')`` as new signals. Adders, a shifter by a constant and comparators only.
+    Returns ``(S, V')`` as new signals. Adders, a shifter by a constant and comparators only. For
+    ``shift = 1`` (tau = 2) ``H`` is one adder, ``(X + V) >> 1``, which equals
+    ``V + ((X - V) >> 1)`` for all integers (both are ``floor((X + V) / 2)``): the membrane's
+    update path is an adder, the saturation and the threshold comparator.
     """
     lo, hi = -(1 << (v_bits - 1)), (1 << (v_bits - 1)) - 1
     h = Signal(signed(max(len(x), len(v)) + 2))
@@ -25,7 +28,7 @@ def lif_update(m: Module, x, v, threshold, shift: int, v_bits: int):
     spike = Signal()
     v_next = Signal(signed(v_bits))
     m.d.comb += [
-        h.eq(v + ((x - v) >> shift)),
+        h.eq((x + v) >> 1 if shift == 1 else v + ((x - v) >> shift)),
         hc.eq(Mux(h > hi, hi, Mux(h < lo, lo, h))),
         spike.eq(hc >= threshold),
         v_next.eq(Mux(spike, 0, hc)),

@@ -77,7 +77,9 @@ class SparseAccumulator(wiring.Component):
     ``max(events, 1) * n_groups`` cycles per vector: one event and group per cycle, the group
     boundaries and the bias preload cost nothing (the bias is read with the group's first weight
     row; results leave through a separate output register). Latency from the last event to the
-    result: 2 cycles. Group 0 runs at the rate events arrive.
+    result: 4 cycles (stage A registers the weight row address, B the shifted weight row, C the sum,
+    so that no path runs from one block RAM's output into another's address or through the shifter
+    into the adder). Group 0 runs at the rate events arrive.
     """
 
     def __init__(self, lanes: int = 16, weight_bits: int = 8, acc_bits: int = 16, in_capacity: int = 256,
@@ -184,10 +186,16 @@ class SparseAccumulator(wiring.Component):
         s0_valid, s0_first, s0_last, s0_empty = Signal(), Signal(), Signal(), Signal()
         s0_ev = Signal(stored)
 
-        advance = Signal()  # the pipeline moves; low only while a result waits for the output register
-        s1_valid, s1_first, s1_last, s1_empty = Signal(), Signal(), Signal(), Signal()
-        s1_group = Signal.like(group)
-        m.d.comb += advance.eq(~(s1_valid & s1_last & self.result.valid & ~self.result.ready)
+        # pipeline registers: stage A (event, group, weight row address), B (the same, aligned with the
+        # weight row read at A's address), C (the shifted weight, aligned with the bias row)
+        ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "empty": 1, "zero": 1,
+                                 "shift": range(self.max_shift + (1 << self.plane_bits)), "group": self.group_bits})
+        a, b = Signal(ctl), Signal(ctl)
+        c = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "group": self.group_bits}))
+        # the pipeline moves; low only while a vector's final sum waits for the output register, or
+        # while a weight write takes the weight memory's port
+        advance = Signal()
+        m.d.comb += advance.eq(~(c.valid & c.last & self.result.valid & ~self.result.ready)
                                & ~self.weight_write.valid)
 
         m.d.comb += [replay_next.eq(replay), e_rd.addr.eq(replay_next)]
@@ -225,37 +233,44 @@ class SparseAccumulator(wiring.Component):
                     m.d.sync += [group.eq(group + 1), row_base.eq(group_base + self.n_columns)]
 
         m.d.comb += self.busy.eq(s0_valid & advance)
-        m.d.comb += [
-            w_rd.addr.eq(Mux(self.weight_write.valid, self.weight_write.payload.addr,
-                             group_base + s0_ev.addr)), w_rd.en.eq(advance),
-            w_wr.addr.eq(w_rd.addr),
-            b_rd.addr.eq(self.bias_base + group), b_rd.en.eq(advance),
-        ]
-        s1_shift = Signal(range(self.max_shift + (1 << self.plane_bits)))
-        s1_zero = Signal()
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last),
-                         s1_empty.eq(s0_empty), s1_group.eq(group),
-                         s1_shift.eq(self.weight_shift + (s0_ev.plane if self.plane_bits else 0)),
-                         s1_zero.eq(s0_ev.zero if self.dense else 0)]
 
-        # ---- stage 1: acc = (first ? bias : acc) + (w << shift) for P lanes.
+        # ---- stage A: the (event, group) pair and its weight row address, registered: the weight
+        # memory's address comes from a register, not from the event buffer's read data.
+        a_row = Signal.like(row_base)
+        with m.If(advance):
+            m.d.sync += [a.valid.eq(s0_valid), a.first.eq(s0_first), a.last.eq(s0_last), a.empty.eq(s0_empty),
+                         a.zero.eq(s0_ev.zero if self.dense else 0), a.group.eq(group),
+                         a.shift.eq(self.weight_shift + (s0_ev.plane if self.plane_bits else 0)),
+                         a_row.eq(group_base + s0_ev.addr), b.eq(a)]
+        m.d.comb += [
+            w_rd.addr.eq(Mux(self.weight_write.valid, self.weight_write.payload.addr, a_row)), w_rd.en.eq(advance),
+            w_wr.addr.eq(w_rd.addr),
+        ]
+
+        # ---- stage B: the weight row arrives; ``w << shift`` (0 for an empty or zero event) is
+        # registered, and the group's bias row is read for stage C.
+        addend = Signal(data.ArrayLayout(signed(self.acc_bits), p))
+        with m.If(advance):
+            m.d.sync += [c.valid.eq(b.valid), c.first.eq(b.first), c.last.eq(b.last), c.group.eq(b.group)]
+            for lane in range(p):
+                m.d.sync += addend[lane].eq(Mux(b.empty | b.zero, 0, w_rd.data[lane] << b.shift))
+        m.d.comb += [b_rd.addr.eq(self.bias_base + b.group), b_rd.en.eq(advance)]
+
+        # ---- stage C: acc = (first ? bias : acc) + addend, for P lanes.
         acc = Signal(data.ArrayLayout(signed(self.acc_bits), p))
         acc_next = Signal(data.ArrayLayout(signed(self.acc_bits), p))
         for lane in range(p):
-            base = Mux(s1_first, b_rd.data[lane], acc[lane])
-            add = Mux(s1_empty | s1_zero, 0, w_rd.data[lane] << s1_shift)
-            m.d.comb += acc_next[lane].eq(base + add)
+            m.d.comb += acc_next[lane].eq(Mux(c.first, b_rd.data[lane], acc[lane]) + addend[lane])
 
         with m.If(self.result.ready):
             m.d.sync += self.result.valid.eq(0)
-        with m.If(s1_valid & advance):
+        with m.If(c.valid & advance):
             m.d.sync += acc.eq(acc_next)
-            with m.If(s1_last):
+            with m.If(c.last):
                 m.d.sync += [
                     self.result.valid.eq(1),
                     self.result.payload.acc.eq(acc_next),
-                    self.result.payload.group.eq(s1_group),
-                    self.result.payload.last.eq(s1_group + 1 >= self.n_groups),
+                    self.result.payload.group.eq(c.group),
+                    self.result.payload.last.eq(c.group + 1 >= self.n_groups),
                 ]
         return m

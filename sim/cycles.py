@@ -16,9 +16,10 @@ __all__ = ["vector_cycles", "SYNAPTIC_LATENCY", "firing_rate_table"]
 
 #: Cycles a one-chunk vector costs beyond ``max(events, 1) * n_groups`` (measured, and asserted by
 #: tests/test_hdl_cycles.py): chunk offered and loaded (1), the encoder holding an address until its
-#: successor is known (1), event register (1), weight and bias read (1), accumulate into the result
-#: register (1). Back to back, with n_groups > 1, vectors overlap it (see ``firing_rate_table``).
-SYNAPTIC_LATENCY = 5
+#: successor is known (1), event register (1), the accumulator's weight row address (1), weight read
+#: (1), shifted weight (1), accumulate into the result register (1). Back to back, with
+#: n_groups > 1, vectors overlap it (see ``firing_rate_table``).
+SYNAPTIC_LATENCY = 7
 
 
 def vector_cycles(engine: SynapticEngine, vectors: list[list[int]], n_groups: int) -> int:

@@ -14,7 +14,8 @@ EDGE_CONFIGS = {  # lanes at the ends of the supported range (1 .. 64)
                            dict(lanes=64, weight_bits=8, acc_bits=18, in_capacity=16, group_capacity=2)],
     "synaptic_engine": [dict(lanes=1, weight_bits=4, acc_bits=12, in_capacity=8, group_capacity=5, chunk_width=2),
                         dict(lanes=64, weight_bits=8, acc_bits=18, in_capacity=16, group_capacity=2, chunk_width=16)],
-    "lif_array": [dict(lanes=1, in_bits=8, v_bits=6, group_capacity=3), dict(lanes=64, in_bits=12, v_bits=10)],
+    "lif_array": [dict(lanes=1, in_bits=8, v_bits=6, group_capacity=3), dict(lanes=64, in_bits=12, v_bits=10),
+                  dict(lanes=2, in_bits=10, v_bits=8, shift=2)],   # the general leak (tau = 4)
     "sdsa_unit": [dict(lanes=1, group_capacity=5, token_capacity=3), dict(lanes=64, group_capacity=1, token_capacity=16)],
     "spike_encoder": [dict(width=1, capacity=4), dict(width=64, capacity=256)],
     "token_sum": [dict(lanes=1, u_bits=4, sum_bits=8, group_capacity=3)],
@@ -234,3 +235,44 @@ def test_weight_writes_during_a_vector_hold_the_accumulator(lanes, groups):
                           for k, vec in enumerate(vectors)])
     got = torch.tensor(results).reshape(len(vectors), c_out)
     assert torch.equal(got, golden)
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_lif_update_equals_golden_for_every_input(shift):
+    """``lif_update`` (the LIF step inside LIFArray, the post-op and SDSA) against ``golden.lif`` for
+    every current, membrane and a range of thresholds at small widths: saturation at both ends and
+    the one-adder form used for shift 1 included."""
+    import torch
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from spikeforge.hdl.lif_array import lif_update
+    from spikeforge.model import golden
+
+    x_bits, v_bits = 6, 4
+    m = Module()
+    x, v, th = Signal(signed(x_bits)), Signal(signed(v_bits)), Signal(signed(v_bits))
+    spike, v_next = lif_update(m, x, v, th, shift, v_bits)
+    xs = list(range(-(1 << (x_bits - 1)), 1 << (x_bits - 1)))
+    vs = list(range(-(1 << (v_bits - 1)), 1 << (v_bits - 1)))
+    cases = [(a, b, t) for a in xs for b in vs for t in (-3, 0, 1, 5, 7)]
+    got = []
+
+    async def bench(ctx):
+        for a, b, t in cases:
+            ctx.set(x, a)
+            ctx.set(v, b)
+            ctx.set(th, t)
+            got.append((ctx.get(spike), ctx.get(v_next)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for (a, b, t), (s_hw, v_hw) in zip(cases, got):
+        # one step of golden.lif's formula from membrane V = b
+        h = max(-(1 << (v_bits - 1)), min((1 << (v_bits - 1)) - 1, b + ((a - b) >> shift)))
+        s_ref = int(h >= t)
+        assert (s_hw, v_hw) == (s_ref, 0 if s_ref else h), (a, b, t)
+    # and the same formula is golden.lif's: its first step (V = 0) over every current
+    first = golden.lif(torch.tensor(xs).view(1, -1), 1, shift=shift, v_bits=v_bits, return_membrane=True)
+    assert first[0][0].tolist() == [s for (a, b, t), (s, _) in zip(cases, got) if b == 0 and t == 1]

@@ -359,7 +359,7 @@ class Accelerator(wiring.Component):
         can_issue = Signal()
         c_valid = Signal()              # a chunk in the register after the read (see below)
         # a read is issued only if the FIFO has room for it and for the two before it still in flight
-        m.d.comb += can_issue.eq(chunk_fifo.level + b_valid + c_valid < _FIFO_DEPTH - 1)
+        m.d.comb += can_issue.eq(chunk_fifo.level + b_valid + c_valid < _FIFO_DEPTH)
         m.d.comb += issue.eq(src_active & can_issue)
         with m.If(src_active & ~can_issue):
             m.d.sync += counters["source_stall"].eq(counters["source_stall"] + 1)

@@ -98,7 +98,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
           synth_opts="-spram", script_after_read=SPRAM_WEIGHTS),   # UART: the FT2232H's channel B
     Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
-          "ulx3s:ULX3S_85F_Platform", 25e6, 41.667, 125.0, lanes=16,
+          "ulx3s:ULX3S_85F_Platform", 25e6, 53.571, 125.0, lanes=16,
           capacity={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
           floors={"weight_rows": 8192, "bias_rows": 128, "threshold_rows": 128, "program_rows": 32,
                   "u_rows": 512, "spike_rows": 1024}),                     # UART: the FT231X

@@ -75,8 +75,8 @@ class SparseAccumulator(wiring.Component):
     Cycle cost (no back-pressure)
     -----------------------------
     ``max(events, 1) * n_groups`` cycles per vector: one event and group per cycle, the group
-    boundaries and the bias preload cost nothing (the bias is read with the group's first weight
-    row; results leave through a separate output register). Latency from the last event to the
+    boundaries and the bias preload cost nothing (the bias row is read alongside the group's first
+    weight row, one stage behind it; results leave through a separate output register). Latency from the last event to the
     result: 4 cycles (stage A registers the weight row address, B the shifted weight row, C the sum,
     so that no path runs from one block RAM's output into another's address or through the shifter
     into the adder). Group 0 runs at the rate events arrive.

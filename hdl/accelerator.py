@@ -180,8 +180,9 @@ class Accelerator(wiring.Component):
         n_logit_rows = -(-hw.max_classes // p)
         logits = Signal(data.ArrayLayout(logit_layout, n_logit_rows))   # registers: summed over T
         self.memories = {"spikes": spk_mem, "residual": u_mem, "membranes": v_mem}  # for simulation probes
-        m.submodules.layer_counters = lc_mem = memory.Memory(
-            shape=data.ArrayLayout(32, len(LAYER_COUNTERS)), depth=hw.program_rows, init=[])
+        # per-step counters: word k of step s at row 4 s + k (the read map's layout), one 32-bit word
+        # per row (a wide, shallow memory would waste block RAMs)
+        m.submodules.layer_counters = lc_mem = memory.Memory(shape=32, depth=4 * hw.program_rows, init=[])
 
         m.submodules.encoder = enc = SpikeEncoder(width=W, capacity=hw.in_columns, plane_bits=hw.plane_bits,
                                                   dense=dense)
@@ -263,6 +264,7 @@ class Accelerator(wiring.Component):
         decoded(is_pixel, lambda x: x.kind == KINDS["pixel3x3"])
 
         error = Signal()                # the last run met an unknown op or no END
+        record = Signal()               # RECORD: the step's counters are final
         counters = {n: Signal(32, name=f"count_{n}") for n in COUNTERS}
         layer_cnt = [Signal(32, name=f"layer_{n}") for n in LAYER_COUNTERS]
 
@@ -293,14 +295,23 @@ class Accelerator(wiring.Component):
                 with m.If(step_done):
                     m.next = "RECORD"
             with m.State("RECORD"):
-                m.d.comb += self.busy.eq(1)
-                lc_wr = lc_mem.write_port()
-                m.d.comb += [lc_wr.addr.eq(pc), lc_wr.en.eq(1)]
-                for i, c in enumerate(layer_cnt):
-                    m.d.comb += lc_wr.data[i].eq(c)
+                m.d.comb += [self.busy.eq(1), record.eq(1)]
                 m.d.sync += pc.eq(pc + 1)
                 m.next = "FETCH"
 
+        # The step's counters are written one word per cycle, in RECORD, FETCH and DECODE, which always
+        # follow each other (no cycle added; the counters restart at the next step's START). Cycles
+        # go first: that counter still runs in those states.
+        lc_wr = lc_mem.write_port()
+        rec_k = Signal(2)               # the word written this cycle, 0 when none
+        rec_row = Signal.like(pc)       # the recorded step
+        with m.If(record):
+            m.d.comb += [lc_wr.addr.eq(Cat(Const(0, 2), pc)), lc_wr.data.eq(layer_cnt[0]), lc_wr.en.eq(1)]
+            m.d.sync += [rec_k.eq(1), rec_row.eq(pc)]
+        with m.Elif(rec_k != 0):
+            m.d.comb += [lc_wr.addr.eq(Cat(rec_k, rec_row)), lc_wr.en.eq(1),
+                         lc_wr.data.eq(Mux(rec_k == 1, layer_cnt[1], layer_cnt[2]))]
+            m.d.sync += rec_k.eq(Mux(rec_k == len(LAYER_COUNTERS) - 1, 0, rec_k + 1))
         with m.If(self.busy):
             m.d.sync += [counters["cycles"].eq(counters["cycles"] + 1), layer_cnt[0].eq(layer_cnt[0] + 1)]
         ev_counted = Signal()
@@ -765,9 +776,8 @@ class Accelerator(wiring.Component):
         ra = self.read_addr
         read_q = Signal(32)
         from_layers = Signal()
-        layer_word = Signal(2)
-        m.d.comb += [lc_rd.addr.eq((ra - READ_MAP["layers"]) >> 2), lc_rd.en.eq(1)]
-        m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), layer_word.eq(ra[:2]), read_q.eq(0)]
+        m.d.comb += [lc_rd.addr.eq(ra - READ_MAP["layers"]), lc_rd.en.eq(1)]
+        m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), read_q.eq(0)]
         with m.If(ra < READ_MAP["counters"]):
             with m.Switch(ra):
                 for i in range(n_logit_rows * p):
@@ -784,7 +794,5 @@ class Accelerator(wiring.Component):
             m.d.sync += read_q.eq(FORMAT_VERSION)
         with m.Elif(ra == READ_MAP["status"]):
             m.d.sync += read_q.eq(Cat(self.busy, self.done, error))
-        words = Signal(data.ArrayLayout(32, 4))
-        m.d.comb += words.as_value().eq(lc_rd.data.as_value())
-        m.d.comb += self.read_data.eq(Mux(from_layers, words[layer_word], read_q))
+        m.d.comb += self.read_data.eq(Mux(from_layers, lc_rd.data, read_q))
         return m

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -310,7 +310,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [rec_k.eq(1), rec_row.eq(pc)]
         with m.Elif(rec_k != 0):
             m.d.comb += [lc_wr.addr.eq(Cat(rec_k, rec_row)), lc_wr.en.eq(1),
-                         lc_wr.data.eq(Mux(rec_k == 1, layer_cnt[1], layer_cnt[2]))]
+                         lc_wr.data.eq(Array(layer_cnt)[rec_k])]
             m.d.sync += rec_k.eq(Mux(rec_k == len(LAYER_COUNTERS) - 1, 0, rec_k + 1))
         with m.If(self.busy):
             m.d.sync += [counters["cycles"].eq(counters["cycles"] + 1), layer_cnt[0].eq(layer_cnt[0] + 1)]
@@ -404,19 +404,20 @@ class Accelerator(wiring.Component):
         m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & in_mask, 0))
         # the chunk is registered before its all-zero test and the FIFO (no path from the spike
         # buffer's read data through the W-bit OR into the FIFO's write enable)
+        # (loaded only with a read: Yosys 0.70's ABC9 fails on this register without an enable)
         chunk = Signal(enc.chunks.payload.shape())
-        c_in_map, c_last = Signal(), Signal()
-        c_base = Signal.like(b_base)
-        c_bits = Signal(W)
+        c_in_map = Signal()
         m.d.sync += c_valid.eq(b_valid)
         with m.If(b_valid):
-            m.d.sync += [c_in_map.eq(b_in_map), c_base.eq(b_base), c_last.eq(b_last), c_bits.eq(b_bits)]
-        m.d.comb += [chunk.base.eq(c_base), chunk.last.eq(c_last)]
+            m.d.sync += [c_in_map.eq(b_in_map), chunk.base.eq(b_base), chunk.last.eq(b_last)]
+            if dense:
+                m.d.sync += [chunk.bits.eq(Mux(b_in_map, in_mask, 0)), chunk.spikes.eq(b_bits)]
+            else:
+                m.d.sync += chunk.bits.eq(b_bits)
         if dense:
-            m.d.comb += [chunk.bits.eq(Mux(c_in_map, in_mask, 0)), chunk.spikes.eq(c_bits),
-                         chunk_fifo.w_en.eq(c_valid & (c_in_map | c_last))]
+            m.d.comb += chunk_fifo.w_en.eq(c_valid & (c_in_map | chunk.last))
         else:
-            m.d.comb += [chunk.bits.eq(c_bits), chunk_fifo.w_en.eq(c_valid & ((c_bits != 0) | c_last))]
+            m.d.comb += chunk_fifo.w_en.eq(c_valid & ((chunk.bits != 0) | chunk.last))
         m.d.comb += chunk_fifo.w_data.eq(chunk)
 
         # accumulator configuration

@@ -76,10 +76,10 @@ class SparseAccumulator(wiring.Component):
     -----------------------------
     ``max(events, 1) * n_groups`` cycles per vector: one event and group per cycle, the group
     boundaries and the bias preload cost nothing (the bias row is read alongside the group's first
-    weight row, one stage behind it; results leave through a separate output register). Latency from the last event to the
-    result: 4 cycles (stage A registers the weight row address, B the shifted weight row, C the sum,
-    so that no path runs from one block RAM's output into another's address or through the shifter
-    into the adder). Group 0 runs at the rate events arrive.
+    weight row, one stage behind it; results leave through a separate output register). Latency
+    from the last event to the result: 4 cycles (stage A registers the weight row address, B the
+    shifted weight row, C the sum, so that no path runs from one block RAM's output into another's
+    address or through the shifter into the adder). Group 0 runs at the rate events arrive.
     """
 
     def __init__(self, lanes: int = 16, weight_bits: int = 8, acc_bits: int = 16, in_capacity: int = 256,

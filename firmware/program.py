@@ -57,6 +57,9 @@ class HardwareConfig:
     ``max_embed`` (U channels), ``max_height``/``max_width`` (feature maps), ``max_steps`` (T),
     ``max_in_channels`` (image channels), memory rows (``weight_rows``, ``bias_rows``,
     ``threshold_rows``, ``spike_rows``, ``u_rows``, ``program_rows``), ``max_classes``.
+    ``spike_row_words``: the spike buffer stores each ``max_channels``-bit row as this many words
+    of :attr:`spike_word_bits` (1: whole rows); narrower words make a narrower spike datapath
+    (encoder, chunk FIFO, OR-pool) at the cost of one read per word of a wide row (small FPGAs).
     ``event_driven=False`` builds the dense baseline.
     """
 
@@ -82,6 +85,7 @@ class HardwareConfig:
     u_rows: int = 256
     program_rows: int = 32
     max_classes: int = 16
+    spike_row_words: int = 1
     event_driven: bool = True
 
     def __post_init__(self):
@@ -97,15 +101,24 @@ class HardwareConfig:
                              f"lanes {self.lanes}, got {self.max_channels}")
         if self.max_embed % self.lanes:
             raise ValueError(f"HardwareConfig.max_embed: must be a multiple of lanes {self.lanes}, got {self.max_embed}")
-        if self.max_in_channels << self.plane_bits > self.max_channels:
+        words = self.spike_row_words
+        if words & (words - 1) or self.max_channels % (words * self.lanes):
+            raise ValueError(f"HardwareConfig.spike_row_words: must be a power of two that leaves words of a "
+                             f"multiple of lanes {self.lanes} bits in a {self.max_channels}-bit row, got {words}")
+        if self.max_in_channels << self.plane_bits > self.spike_word_bits:
             raise ValueError(f"HardwareConfig: max_in_channels {self.max_in_channels} x {1 << self.plane_bits} "
-                             f"bit-planes exceed the {self.max_channels}-bit chunk")
+                             f"bit-planes exceed the {self.spike_word_bits}-bit chunk")
 
     # derived -----------------------------------------------------------------------------
     @property
     def plane_bits(self) -> int:
         """Bits of a bit-plane index: pixels are packed ``2**plane_bits`` bits per channel."""
         return max(1, ceil_log2(self.pixel_bits))
+
+    @property
+    def spike_word_bits(self) -> int:
+        """Bits of one spike-buffer word (a chunk of the spike datapath)."""
+        return self.max_channels // self.spike_row_words
 
     @property
     def groups(self) -> int:

@@ -161,6 +161,8 @@ class Accelerator(wiring.Component):
         m = Module()
         hw, p = self.hw, self.hw.lanes
         W = hw.max_channels
+        nw, WB = hw.spike_row_words, hw.spike_word_bits   # a spike-buffer row: nw words of WB bits
+        wb_log, gpw = WB.bit_length() - 1, WB // p           # gpw: lane groups per word
         gcap = hw.groups
         in_bits = max(hw.acc_bits, hw.u_bits, hw.gap_bits)
         dense = not hw.event_driven
@@ -169,7 +171,20 @@ class Accelerator(wiring.Component):
         desc_layout = descriptor_layout(hw)
         fw = field_bits(hw)             # loop counters are as wide as the descriptor fields they count to
         m.submodules.program = prog_mem = memory.Memory(shape=desc_layout, depth=hw.program_rows, init=[])
-        m.submodules.spikes = spk_mem = memory.Memory(shape=W, depth=hw.spike_rows, init=[])
+        m.submodules.spikes = spk_mem = memory.Memory(shape=WB, depth=hw.spike_rows * nw, init=[])
+
+        def spike_addr(row, word) -> Value:
+            """The spike-buffer address of ``word`` of ``row`` (word-minor)."""
+            return Cat(Value.cast(word)[:nw.bit_length() - 1], row)
+
+        def group_word(g) -> Value:
+            """The word of a row that holds lane group ``g``."""
+            return Value.cast(g) >> (gpw.bit_length() - 1)
+
+        def group_enable(g) -> Value:
+            """The write enables (one per lane group of a word) that write lane group ``g``."""
+            return Const(1, gpw) << Value.cast(g)[:gpw.bit_length() - 1]
+
         m.submodules.pixels = pix_mem = memory.Memory(shape=self.row_bits["pixels"], depth=hw.max_positions, init=[])
         u_layout = data.ArrayLayout(signed(hw.u_bits), p)
         m.submodules.residual = u_mem = memory.Memory(shape=u_layout, depth=hw.u_rows, init=[])
@@ -184,7 +199,7 @@ class Accelerator(wiring.Component):
         # per row (a wide, shallow memory would waste block RAMs)
         m.submodules.layer_counters = lc_mem = memory.Memory(shape=32, depth=4 * hw.program_rows, init=[])
 
-        m.submodules.encoder = enc = SpikeEncoder(width=W, capacity=hw.in_columns, plane_bits=hw.plane_bits,
+        m.submodules.encoder = enc = SpikeEncoder(width=WB, capacity=hw.in_columns, plane_bits=hw.plane_bits,
                                                   dense=dense)
         m.submodules.accumulator = acc = SparseAccumulator(
             lanes=p, weight_bits=hw.weight_bits, acc_bits=hw.acc_bits, in_capacity=hw.in_columns,
@@ -335,9 +350,10 @@ class Accelerator(wiring.Component):
         th_rd = th_mem.read_port()
 
         # ------------------------------------------------------------------ vector source (CONV)
-        # Loops: y, x (output position), t (time step), tap (3x3 window, dy-major); one memory
-        # read per tap; all-zero and out-of-map taps are not sent (except a vector's final tap,
-        # which carries ``last``).
+        # Loops: y, x (output position), t (time step), tap (3x3 window, dy-major), word (of the
+        # tap's row: ``words_last + 1`` words hold its ``cin`` channels); one memory read per word;
+        # all-zero and out-of-map words are not sent (except a vector's final word, which carries
+        # ``last``).
         chunk_fifo = fifo.SyncFIFO(width=len(Cat(enc.chunks.payload)), depth=_FIFO_DEPTH)
         m.submodules.chunk_fifo = chunk_fifo
         m.d.comb += [enc.chunks.valid.eq(chunk_fifo.r_rdy), enc.chunks.payload.eq(chunk_fifo.r_data),
@@ -363,9 +379,15 @@ class Accelerator(wiring.Component):
         m.d.comb += tap_row.eq(rowc + oy + ox)
         last_tap = Signal()
         m.d.comb += last_tap.eq(one_tap | ((dy == 2) & (dx == 2)))
+        sw = Signal(range(nw))          # the word of the tap's row
+        words_last = Signal(range(nw))  # the last word holding input channels (pixels: one word)
+        decoded(words_last, lambda x: Mux(pixel_conv(x) | (x.cin == 0), 0, (x.cin - 1) >> wb_log))
+        word_last = Signal()
+        m.d.comb += word_last.eq(sw == words_last)
 
         b_valid, b_in_map, b_last = Signal(), Signal(), Signal()
         b_base = Signal.like(tap_base)
+        b_full = Signal()               # the word is not the row's last: every bit is a channel
         issue = Signal()
         can_issue = Signal()
         c_valid = Signal()              # a chunk in the register after the read (see below)
@@ -376,34 +398,43 @@ class Accelerator(wiring.Component):
             m.d.sync += counters["source_stall"].eq(counters["source_stall"] + 1)
         m.d.comb += [pix_rd.addr.eq(tap_row), pix_rd.en.eq(1)]
         with m.If(is_conv):
-            m.d.comb += [spk_rd.addr.eq(d.in_base + tap_row)]
+            m.d.comb += [spk_rd.addr.eq(spike_addr(d.in_base + tap_row, sw))]
         m.d.sync += b_valid.eq(issue)
         with m.If(issue):
-            m.d.sync += [b_in_map.eq(in_map), b_last.eq(last_tap), b_base.eq(tap_base)]
+            m.d.sync += [b_in_map.eq(in_map), b_last.eq(last_tap & word_last), b_full.eq(~word_last),
+                         b_base.eq(tap_base + (sw << wb_log))]
             # advance the loops
-            with m.If(last_tap):
-                m.d.sync += [dy.eq(Mux(one_tap, 1, 0)), dx.eq(Mux(one_tap, 1, 0)), tap_base.eq(0),
+            with m.If(~word_last):
+                m.d.sync += sw.eq(sw + 1)
+            with m.Elif(last_tap):
+                m.d.sync += [sw.eq(0), dy.eq(Mux(one_tap, 1, 0)), dx.eq(Mux(one_tap, 1, 0)), tap_base.eq(0),
                              rowc.eq(rowc + 1)]
                 _step_loops(m, [_Loop(st, d.steps), _Loop(sx, d.width), _Loop(sy, d.height)],
                             done=[src_active.eq(0)])
             with m.Else():
-                m.d.sync += tap_base.eq(tap_base + d.cin)
+                m.d.sync += [sw.eq(0), tap_base.eq(tap_base + d.cin)]
                 with m.If(dx == 2):
                     m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
                 with m.Else():
                     m.d.sync += dx.eq(dx + 1)
         with m.If(go & is_conv):
-            m.d.sync += [src_active.eq(1), sy.eq(0), sx.eq(0), st.eq(0), rowc.eq(0), tap_base.eq(0),
+            m.d.sync += [src_active.eq(1), sy.eq(0), sx.eq(0), st.eq(0), rowc.eq(0), tap_base.eq(0), sw.eq(0),
                          dy.eq(Mux(d.kind == KINDS["1x1"], 1, 0)), dx.eq(Mux(d.kind == KINDS["1x1"], 1, 0))]
 
-        in_mask = Signal(W)              # registered: it depends on the descriptor only (stable in a step)
-        cin = d.cin[:W.bit_length()]     # shift amounts narrowed to what can matter
-        m.d.sync += in_mask.eq(Mux(is_pixel, (Const(1, W + 1) << (cin << hw.plane_bits)[:W.bit_length()]) - 1,
-                                   (Const(1, W + 1) << cin) - 1))
-        b_bits = Signal(W)
-        m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & in_mask, 0))
+        # the channels of a row's last word (pixels: of the pixel row), a mask of its low bits
+        # 1 .. WB; registered: it depends on the descriptor only (stable in a step)
+        in_mask = Signal(WB)
+        n_bits = Signal(W.bit_length() + hw.plane_bits)
+        low = Signal(wb_log + 1)
+        m.d.comb += [n_bits.eq(Mux(is_pixel, d.cin << hw.plane_bits, d.cin)), low.eq((n_bits - 1)[:wb_log] + 1)]
+        m.d.sync += in_mask.eq(Mux(n_bits == 0, 0, (Const(1, WB + 1) << low) - 1))
+        all_ones = Const((1 << WB) - 1, WB)
+        word_mask = Signal(WB)
+        m.d.comb += word_mask.eq(Mux(b_full, all_ones, in_mask))
+        b_bits = Signal(WB)
+        m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & word_mask, 0))
         # the chunk is registered before its all-zero test and the FIFO (no path from the spike
-        # buffer's read data through the W-bit OR into the FIFO's write enable)
+        # buffer's read data through the word-wide OR into the FIFO's write enable)
         # (loaded only with a read: Yosys 0.70's ABC9 fails on this register without an enable)
         chunk = Signal(enc.chunks.payload.shape())
         c_in_map = Signal()
@@ -411,7 +442,7 @@ class Accelerator(wiring.Component):
         with m.If(b_valid):
             m.d.sync += [c_in_map.eq(b_in_map), chunk.base.eq(b_base), chunk.last.eq(b_last)]
             if dense:
-                m.d.sync += [chunk.bits.eq(Mux(b_in_map, in_mask, 0)), chunk.spikes.eq(b_bits)]
+                m.d.sync += [chunk.bits.eq(Mux(b_in_map, word_mask, 0)), chunk.spikes.eq(b_bits)]
             else:
                 m.d.sync += chunk.bits.eq(b_bits)
         if dense:
@@ -621,7 +652,9 @@ class Accelerator(wiring.Component):
 
         # ------------------------------------------------------------------ SDSA driver
         # Per time step: COUNT reads rows (n, t) for K and V beats, then MASK reads them again
-        # for Q beats; the unit's output beats are written to the output rows.
+        # for Q beats; the unit's output beats are written to the output rows. With whole-row words
+        # one read carries Q, K and V; with narrower words (``split_kv``) a K and V beat takes two
+        # reads (K's word, then V's), the K bits held until V's arrive.
         sd_active = Signal()
         sd_t, sd_g = Signal(fw["steps"]), Signal(fw["groups"])
         sd_y, sd_x = Signal(fw["height"]), Signal(fw["width"])
@@ -632,19 +665,26 @@ class Accelerator(wiring.Component):
         sd_fifo = fifo.SyncFIFO(width=sd_beat.size, depth=_FIFO_DEPTH)
         m.submodules.sd_fifo = sd_fifo
         sd_b_valid = Signal()
-        sd_b = Signal(data.StructLayout({"group": fw["groups"], "phase": 1, "last": 1, "t0": 1}))
+        split_kv = nw > 1
+        sel_bits = max(1, gpw.bit_length() - 1)
+        sd_b = Signal(data.StructLayout({"group": fw["groups"], "phase": 1, "last": 1, "t0": 1,
+                                         "sel": sel_bits, "k_read": 1}))
         sd_issue = Signal()
         sd_pos_last = Signal()
+        sd_kv = Signal()             # split_kv, count phase: 0 reads K's word, 1 reads V's word
+        sd_group = Signal(fw["groups"] + 2)   # the lane group read: Q's, K's or V's of group sd_g
         m.d.comb += [sd_pos_last.eq((sd_y + 1 >= d.height) & (sd_x + 1 >= d.width)),
-                     sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1))]
+                     sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1)),
+                     sd_group.eq(sd_g + Mux(sd_phase, 0, Mux(sd_kv, d.u_groups << 1, d.u_groups)))]
         with m.If(d.op == OPS["SDSA"]):
-            m.d.comb += spk_rd.addr.eq(d.in_base + sd_row)
+            m.d.comb += spk_rd.addr.eq(spike_addr(d.in_base + sd_row, group_word(sd_group)))
         m.d.comb += spk_rd.en.eq(1)
         m.d.sync += sd_b_valid.eq(sd_issue)
         with m.If(sd_issue):
             beat_last = sd_pos_last & (sd_g + 1 >= d.groups)
             m.d.sync += [sd_b.group.eq(sd_g), sd_b.phase.eq(sd_phase), sd_b.last.eq(beat_last),
-                         sd_b.t0.eq((sd_t == 0) & (sd_row == sd_t))]
+                         sd_b.t0.eq((sd_t == 0) & (sd_row == sd_t)), sd_b.sel.eq(sd_group),
+                         sd_b.k_read.eq(~sd_phase & ~sd_kv if split_kv else 0)]
 
             def next_phase():   # after all positions: count -> mask of the same t, or mask -> count of t + 1
                 m.d.sync += sd_phase.eq(~sd_phase)
@@ -655,17 +695,36 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += sd_row.eq(sd_t)
 
-            _step_loops(m, [_Loop(sd_g, d.groups, on_wrap=[sd_row.eq(sd_row + d.steps)]), _Loop(sd_x, d.width),
-                            _Loop(sd_y, d.height)], next_phase)
+            def next_beat():
+                _step_loops(m, [_Loop(sd_g, d.groups, on_wrap=[sd_row.eq(sd_row + d.steps)]), _Loop(sd_x, d.width),
+                                _Loop(sd_y, d.height)], next_phase)
+
+            if split_kv:
+                with m.If(~sd_phase & ~sd_kv):
+                    m.d.sync += sd_kv.eq(1)      # K's word read: V's next, same beat
+                with m.Else():
+                    m.d.sync += sd_kv.eq(0)
+                    next_beat()
+            else:
+                next_beat()
         with m.If(go & (d.op == OPS["SDSA"])):
             m.d.sync += [sd_active.eq(1), sd_t.eq(0), sd_g.eq(0), sd_y.eq(0), sd_x.eq(0), sd_phase.eq(0),
-                         sd_row.eq(0)]
+                         sd_row.eq(0), sd_kv.eq(0)]
         sd_in = data.View(sd_beat, sd_fifo.w_data)
-        m.d.comb += [sd_fifo.w_en.eq(sd_b_valid),
-                     sd_in.q.eq(spk_rd.data.word_select(sd_b.group, p)),
-                     sd_in.k.eq(spk_rd.data.word_select(sd_b.group + d.u_groups, p)),
-                     sd_in.v.eq(spk_rd.data.word_select(sd_b.group + (d.u_groups << 1), p)),
-                     sd_in.group.eq(sd_b.group), sd_in.phase.eq(sd_b.phase), sd_in.last.eq(sd_b.last),
+        if split_kv:
+            sd_bits = Signal(p)          # the lane group read, selected from its word
+            k_hold = Signal(p)
+            m.d.comb += sd_bits.eq(spk_rd.data.word_select(sd_b.sel, p) if gpw > 1 else spk_rd.data)
+            with m.If(sd_b_valid & sd_b.k_read):
+                m.d.sync += k_hold.eq(sd_bits)
+            m.d.comb += [sd_fifo.w_en.eq(sd_b_valid & ~sd_b.k_read),
+                         sd_in.q.eq(sd_bits), sd_in.k.eq(k_hold), sd_in.v.eq(sd_bits)]
+        else:
+            m.d.comb += [sd_fifo.w_en.eq(sd_b_valid),
+                         sd_in.q.eq(spk_rd.data.word_select(sd_b.group, p)),
+                         sd_in.k.eq(spk_rd.data.word_select(sd_b.group + d.u_groups, p)),
+                         sd_in.v.eq(spk_rd.data.word_select(sd_b.group + (d.u_groups << 1), p))]
+        m.d.comb += [sd_in.group.eq(sd_b.group), sd_in.phase.eq(sd_b.phase), sd_in.last.eq(sd_b.last),
                      sd_in.t0.eq(sd_b.t0)]
         sd_head = data.View(sd_beat, sd_fifo.r_data)
         m.d.comb += [sdsa.n_groups.eq(d.groups),
@@ -707,9 +766,10 @@ class Accelerator(wiring.Component):
 
         # ------------------------------------------------------------------ OR-pool (POOL_OR)
         # 3x3 / stride 2 / pad 1 max-pool of a spike map, an OR over the window: loops (i, j) pooled
-        # position, t, tap; one whole row (all channels) per read, one write per pooled row.
+        # position, t, word, tap; one word (all its channels) per read, one write per pooled word.
         po_active = Signal()
         po_i, po_j, po_t = Signal(fw["out_height"]), Signal(fw["out_width"]), Signal(fw["steps"])
+        po_w = Signal(range(nw))
         po_dy, po_dx = Signal(2), Signal(2)
         po_base = Signal(range(hw.spike_rows + 1))      # (2i * W + 2j) * T
         po_ibase = Signal(range(hw.spike_rows + 1))     # 2i * W * T
@@ -719,29 +779,32 @@ class Accelerator(wiring.Component):
         m.d.comb += [po_y.eq((po_i << 1) + po_dy - 1), po_x.eq((po_j << 1) + po_dx - 1)]
         po_last_tap = Signal()
         m.d.comb += po_last_tap.eq((po_dy == 2) & (po_dx == 2))
-        po_b_valid, po_b_in, po_b_first, po_b_last = Signal(), Signal(), Signal(), Signal()
+        po_b_valid, po_b_in, po_b_first, po_b_last, po_b_full = Signal(), Signal(), Signal(), Signal(), Signal()
         po_b_row = Signal.like(po_orow)
-        po_acc = Signal(W)
-        po_new = Signal(W)
+        po_b_w = Signal.like(po_w)
+        po_acc = Signal(WB)
+        po_new = Signal(WB)
         with m.If(d.op == OPS["POOL_OR"]):
             oy = Mux(po_dy == 0, -d.row_stride, Mux(po_dy == 1, 0, d.row_stride))
             ox = Mux(po_dx == 0, -d.steps, Mux(po_dx == 1, 0, d.steps))
-            m.d.comb += spk_rd.addr.eq(d.in_base + po_base + po_t + oy + ox)
+            m.d.comb += spk_rd.addr.eq(spike_addr(d.in_base + po_base + po_t + oy + ox, po_w))
         m.d.sync += po_b_valid.eq(po_active)
         with m.If(po_active):
             m.d.sync += [po_b_in.eq((po_y >= 0) & (po_y < d.height) & (po_x >= 0) & (po_x < d.width)),
                          po_b_first.eq((po_dy == 0) & (po_dx == 0)), po_b_last.eq(po_last_tap),
-                         po_b_row.eq(po_orow)]
+                         po_b_row.eq(po_orow), po_b_w.eq(po_w), po_b_full.eq(po_w != words_last)]
             _step_loops(m, [
-                _Loop(po_dx, 3), _Loop(po_dy, 3, on_wrap=[po_orow.eq(po_orow + 1)]), _Loop(po_t, d.steps),
+                _Loop(po_dx, 3), _Loop(po_dy, 3), _Loop(po_w, words_last + 1, on_wrap=[po_orow.eq(po_orow + 1)]),
+                _Loop(po_t, d.steps),
                 _Loop(po_j, d.out_width, on_step=[po_base.eq(po_base + (d.steps << 1))],
                       on_wrap=[po_base.eq(po_ibase + (d.row_stride << 1)), po_ibase.eq(po_ibase + (d.row_stride << 1))]),
                 _Loop(po_i, d.out_height),
             ], done=[po_active.eq(0)])
         with m.If(go & (d.op == OPS["POOL_OR"])):
-            m.d.sync += [po_active.eq(1), po_i.eq(0), po_j.eq(0), po_t.eq(0), po_dy.eq(0), po_dx.eq(0),
+            m.d.sync += [po_active.eq(1), po_i.eq(0), po_j.eq(0), po_t.eq(0), po_w.eq(0), po_dy.eq(0), po_dx.eq(0),
                          po_base.eq(0), po_ibase.eq(0), po_orow.eq(d.out_base)]
-        m.d.comb += po_new.eq(Mux(po_b_first, 0, po_acc) | Mux(po_b_in, spk_rd.data & in_mask, 0))
+        m.d.comb += po_new.eq(Mux(po_b_first, 0, po_acc)
+                              | Mux(po_b_in, spk_rd.data & Mux(po_b_full, all_ones, in_mask), 0))
         with m.If(po_b_valid):
             m.d.sync += po_acc.eq(po_new)
 
@@ -749,17 +812,17 @@ class Accelerator(wiring.Component):
             m.d.sync += [c.eq(0) for c in layer_cnt]
 
         # ------------------------------------------------------------------ spike-buffer writes
-        en_bits = W // p
+        # (one write enable per lane group of a word)
         with m.If(d.op == OPS["POOL_OR"]):
-            m.d.comb += [spk_wr.addr.eq(po_b_row), spk_wr.data.eq(po_new),
-                         spk_wr.en.eq(Mux(po_b_valid & po_b_last, (1 << en_bits) - 1, 0))]
+            m.d.comb += [spk_wr.addr.eq(spike_addr(po_b_row, po_b_w)), spk_wr.data.eq(po_new),
+                         spk_wr.en.eq(Mux(po_b_valid & po_b_last, (1 << gpw) - 1, 0))]
         with m.Elif(d.op == OPS["SDSA"]):
-            m.d.comb += [spk_wr.addr.eq(d.out_base + so_row),
-                         spk_wr.data.eq(sdsa.o.payload.spikes.replicate(en_bits)),
-                         spk_wr.en.eq(Mux(sdsa.o.valid, Const(1, en_bits) << so_g[:max(1, en_bits.bit_length())], 0))]
+            m.d.comb += [spk_wr.addr.eq(spike_addr(d.out_base + so_row, group_word(so_g))),
+                         spk_wr.data.eq(sdsa.o.payload.spikes.replicate(gpw)),
+                         spk_wr.en.eq(Mux(sdsa.o.valid, group_enable(so_g), 0))]
         with m.Else():
-            m.d.comb += [spk_wr.addr.eq(s3_row), spk_wr.data.eq(s3_spikes.replicate(en_bits)),
-                         spk_wr.en.eq(Mux(s3, Const(1, en_bits) << s3_g[:max(1, en_bits.bit_length())], 0))]
+            m.d.comb += [spk_wr.addr.eq(spike_addr(s3_row, group_word(s3_g))), spk_wr.data.eq(s3_spikes.replicate(gpw)),
+                         spk_wr.en.eq(Mux(s3, group_enable(s3_g), 0))]
 
         # ------------------------------------------------------------------ step completion
         with m.Switch(d.op):

@@ -96,6 +96,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
           "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=4,
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
+          floors={"spike_row_words": 8},       # 16-bit spike words: a narrow spike datapath
           synth_opts="-spram", script_after_read=SPRAM_WEIGHTS),   # UART: the FT2232H's channel B
     Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
           "ulx3s:ULX3S_85F_Platform", 25e6, 53.571, 125.0, lanes=16,

@@ -323,7 +323,7 @@ def cmd_generate(args) -> int:
 
 CAPACITY_FLAGS = ("max_channels", "max_embed", "max_height", "max_width", "max_steps", "max_in_channels",
                   "max_3x3_channels", "max_classes", "weight_rows", "bias_rows", "threshold_rows", "spike_rows",
-                  "u_rows", "program_rows")
+                  "u_rows", "program_rows", "spike_row_words")
 
 
 def _qmodel_or_embedded(qmodel: str | None):
@@ -800,8 +800,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _capacity_args(s) -> None:
     for f in CAPACITY_FLAGS:
-        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int, help=argparse.SUPPRESS if f.endswith("rows") else
-                       f"hardware capacity {f} (default: what the model needs)")
+        if f == "spike_row_words":
+            help = "words per spike-buffer row (a narrower spike datapath; default 1, the iCEBreaker's 8)"
+        else:
+            help = argparse.SUPPRESS if f.endswith("rows") else f"hardware capacity {f} (default: what the model needs)"
+        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int, help=help)
 
 
 def _rtl_args(s) -> None:

@@ -4,6 +4,7 @@ the event-driven bound; several lane counts, the dense baseline, and the overlay
 generated hardware runs two different models)."""
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -44,6 +45,24 @@ def test_accelerator_equals_golden(qmodel8, digits, lanes):
     assert report["bound_cycles"] > 0
     if lanes == 16:   # the performance target of the embedded model at P = 16
         assert report["cycles_per_inference"] <= 1.25 * report["bound_cycles"]
+
+
+@pytest.mark.parametrize("lanes, words, pooling", [(4, 8, None), (8, 16, "0011")])
+def test_narrow_spike_words_equal_golden(qmodel8, digits, lanes, words, pooling):
+    """A spike buffer of narrow words (the iCEBreaker's 16 bits): the vector source, the OR-pool and
+    the SDSA driver read a 128-bit row word by word; still bit-exact, for a few cycles more."""
+    need_simulator("verilator")
+    qm = qmodel8
+    if pooling:
+        qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": pooling}, seed=2, data=digits), 8)
+    hw = hardware_for(qm, lanes=lanes)
+    narrow_hw = dataclasses.replace(hw, spike_row_words=words)
+    assert narrow_hw.spike_word_bits <= 16 < hw.max_channels     # MLP rows (and 0011 pool rows) span words
+    pixels, labels = _images(digits, 60, 2)
+    whole = simulate(qm, compile_model(qm, hw), pixels, labels)
+    narrow = simulate(qm, compile_model(qm, narrow_hw), pixels, labels)
+    _check(narrow, 2)
+    assert whole["cycles_per_inference"] < narrow["cycles_per_inference"] < 1.1 * whole["cycles_per_inference"]
 
 
 def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):

@@ -129,6 +129,13 @@ def test_hardware_config_checks_its_fields():
         HardwareConfig(lanes=0)
     with pytest.raises(ValueError, match=r"max_channels: must be a power of two"):
         HardwareConfig(max_channels=96)
+    # spike-buffer words: a power of two, each a whole number of lane groups, wide enough for a pixel row
+    assert HardwareConfig(lanes=16, max_channels=128, spike_row_words=8).spike_word_bits == 16
+    for words in (3, 16):
+        with pytest.raises(ValueError, match=rf"spike_row_words: must be a power of two .* got {words}"):
+            HardwareConfig(lanes=16, max_channels=128, spike_row_words=words)
+    with pytest.raises(ValueError, match=r"max_in_channels 3 x 8 bit-planes exceed the 16-bit chunk"):
+        HardwareConfig(lanes=4, max_channels=128, max_in_channels=3, spike_row_words=8)
 
 
 def test_overlay_config_covers_both_models(qmodel8, micro):

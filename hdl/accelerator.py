@@ -207,10 +207,11 @@ class Accelerator(wiring.Component):
             plane_bits=hw.plane_bits, dense=dense)
         self.engines = {"accumulator": acc, "encoder": enc}
         emb_groups = hw.max_embed // p
-        m.submodules.sdsa = sdsa = SDSAUnit(lanes=p, group_capacity=emb_groups,
+        # the SDSA driver sends one channel group at a time (all its time steps): one group of state
+        m.submodules.sdsa = sdsa = SDSAUnit(lanes=p, group_capacity=1,
                                             token_capacity=hw.max_positions, shift=1)
-        m.submodules.token_sum = tsum = TokenSum(lanes=p, u_bits=hw.u_bits, sum_bits=hw.gap_bits,
-                                                 group_capacity=emb_groups)
+        # the GAP reader sends each (t, group)'s tokens in a row: one partial sum (P lanes) is live
+        m.submodules.token_sum = tsum = TokenSum(lanes=p, u_bits=hw.u_bits, sum_bits=hw.gap_bits, group_capacity=1)
 
         # ------------------------------------------------------------------ loader (write port)
         # Rows of lane values are staged 32-bit word by word; a program row keeps each field's
@@ -466,7 +467,7 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ U reader (LIF_U, GAP)
         # LIF_U: rows in U order (position, t, group) = 0, 1, 2, ...; GAP: (t, group) outer, position
         # inner: row = position * u_pos_stride + t * u_groups + group.
-        ur_beat = data.StructLayout({"x": u_layout, "first": 1, "last": 1, "group": fw["u_groups"]})
+        ur_beat = data.StructLayout({"x": u_layout, "first": 1, "last": 1})
         ur_fifo = fifo.SyncFIFO(width=ur_beat.size, depth=_FIFO_DEPTH)
         m.submodules.u_fifo = ur_fifo
         ur_active = Signal()
@@ -475,7 +476,6 @@ class Accelerator(wiring.Component):
         ur_tg = Signal(range(hw.u_rows + 1))
         ur_b_valid = Signal()
         ur_b_first, ur_b_last = Signal(), Signal()
-        ur_b_group = Signal(fw["u_groups"])
         ur_issue = Signal()
         is_gap = Signal()
         decoded(is_gap, lambda x: x.op == OPS["GAP"])
@@ -489,7 +489,7 @@ class Accelerator(wiring.Component):
         m.d.comb += ur_pos_last.eq((ury + 1 >= d.height) & (urx + 1 >= d.width))
         with m.If(ur_issue):
             m.d.sync += counters["reader_busy"].eq(counters["reader_busy"] + 1)
-            m.d.sync += [ur_b_first.eq((ury == 0) & (urx == 0)), ur_b_last.eq(ur_pos_last), ur_b_group.eq(ur_g)]
+            m.d.sync += [ur_b_first.eq((ury == 0) & (urx == 0)), ur_b_last.eq(ur_pos_last)]
 
             next_row = [ur_addr.eq(ur_addr + d.u_pos_stride)]
             next_tg = [ur_addr.eq(ur_tg + 1), ur_tg.eq(ur_tg + 1)]
@@ -508,7 +508,7 @@ class Accelerator(wiring.Component):
                          ury.eq(0), urx.eq(0)]
         ur_in = data.View(ur_beat, ur_fifo.w_data)
         m.d.comb += [ur_fifo.w_en.eq(ur_b_valid), ur_in.x.eq(u_rd.data), ur_in.first.eq(ur_b_first),
-                     ur_in.last.eq(ur_b_last), ur_in.group.eq(ur_b_group)]
+                     ur_in.last.eq(ur_b_last)]
         ur_out = data.View(ur_beat, ur_fifo.r_data)
 
         # ------------------------------------------------------------------ post-op input mux
@@ -527,7 +527,7 @@ class Accelerator(wiring.Component):
             with m.Case(OPS["GAP"]):
                 m.d.comb += [tsum.i.valid.eq(ur_fifo.r_rdy), ur_fifo.r_en.eq(tsum.i.ready),
                              tsum.i.payload.x.eq(ur_out.x), tsum.i.payload.first.eq(ur_out.first),
-                             tsum.i.payload.last.eq(ur_out.last), tsum.i.payload.group.eq(ur_out.group),
+                             tsum.i.payload.last.eq(ur_out.last),
                              pin_valid.eq(tsum.o.valid), tsum.o.ready.eq(pin_ready)]
                 for lane in range(p):
                     m.d.comb += pin_x[lane].eq(tsum.o.payload.y[lane])
@@ -656,17 +656,19 @@ class Accelerator(wiring.Component):
         m.d.sync += [s3.eq(s2 & is_lif), s3_spikes.eq(spikes), s3_row.eq(s2_row), s3_g.eq(s2_g)]
 
         # ------------------------------------------------------------------ SDSA driver
-        # Per time step: COUNT reads rows (n, t) for K and V beats, then MASK reads them again
-        # for Q beats; the unit's output beats are written to the output rows. With whole-row words
-        # one read carries Q, K and V; with narrower words (``split_kv``) a K and V beat takes two
-        # reads (K's word, then V's), the K bits held until V's arrive.
+        # Loops: channel group g, time step t, phase, token n (innermost). Per (g, t): COUNT reads
+        # rows (n, t) for K and V beats, then MASK reads them again for Q beats; the unit's output
+        # beats are written to the output rows. One group at a time: the unit's counters, attention
+        # membranes (kept over T) and attention spikes are P lanes, not a channel memory. With
+        # whole-row words one read carries Q, K and V; with narrower words (``split_kv``) a K and V
+        # beat takes two reads (K's word, then V's), the K bits held until V's arrive.
         sd_active = Signal()
         sd_t, sd_g = Signal(fw["steps"]), Signal(fw["groups"])
         sd_y, sd_x = Signal(fw["height"]), Signal(fw["width"])
         sd_phase = Signal()          # 0: count (kv), 1: mask (q)
-        sd_row = Signal(range(hw.spike_rows + 1))
-        # the FIFO holds the group's Q, K and V words, selected from the spike row on the write side
-        sd_beat = data.StructLayout({"q": p, "k": p, "v": p, "group": fw["groups"], "phase": 1, "last": 1, "t0": 1})
+        sd_row = Signal(range(hw.spike_rows + 1))   # n * steps + t
+        # the FIFO holds the group's Q, K and V bits, selected from the spike word on the write side
+        sd_beat = data.StructLayout({"q": p, "k": p, "v": p, "phase": 1, "last": 1, "t0": 1})
         sd_fifo = fifo.SyncFIFO(width=sd_beat.size, depth=_FIFO_DEPTH)
         m.submodules.sd_fifo = sd_fifo
         sd_b_valid = Signal()
@@ -686,23 +688,28 @@ class Accelerator(wiring.Component):
         m.d.comb += spk_rd.en.eq(1)
         m.d.sync += sd_b_valid.eq(sd_issue)
         with m.If(sd_issue):
-            beat_last = sd_pos_last & (sd_g + 1 >= d.groups)
-            m.d.sync += [sd_b.group.eq(sd_g), sd_b.phase.eq(sd_phase), sd_b.last.eq(beat_last),
-                         sd_b.t0.eq((sd_t == 0) & (sd_row == sd_t)), sd_b.sel.eq(sd_group),
+            m.d.sync += [sd_b.group.eq(sd_g), sd_b.phase.eq(sd_phase), sd_b.last.eq(sd_pos_last),
+                         sd_b.t0.eq(sd_t == 0), sd_b.sel.eq(sd_group),
                          sd_b.k_read.eq(~sd_phase & ~sd_kv if split_kv else 0)]
 
-            def next_phase():   # after all positions: count -> mask of the same t, or mask -> count of t + 1
+            def next_phase():   # after all tokens: count -> mask of the same (g, t), or mask -> count of the next
                 m.d.sync += sd_phase.eq(~sd_phase)
-                with m.If(sd_phase):
-                    m.d.sync += [sd_row.eq(sd_t + 1), sd_t.eq(sd_t + 1)]
-                    with m.If(sd_t + 1 >= d.steps):
-                        m.d.sync += sd_active.eq(0)
-                with m.Else():
+                with m.If(~sd_phase):
                     m.d.sync += sd_row.eq(sd_t)
+                with m.Elif(sd_t + 1 < d.steps):
+                    m.d.sync += [sd_row.eq(sd_t + 1), sd_t.eq(sd_t + 1)]
+                with m.Else():
+                    m.d.sync += [sd_row.eq(0), sd_t.eq(0), sd_g.eq(sd_g + 1)]
+                    with m.If(sd_g + 1 >= d.groups):
+                        m.d.sync += sd_active.eq(0)
 
             def next_beat():
-                _step_loops(m, [_Loop(sd_g, d.groups, on_wrap=[sd_row.eq(sd_row + d.steps)]), _Loop(sd_x, d.width),
-                                _Loop(sd_y, d.height)], next_phase)
+                with m.If(sd_pos_last):
+                    m.d.sync += [sd_x.eq(0), sd_y.eq(0)]
+                    next_phase()
+                with m.Else():
+                    m.d.sync += sd_row.eq(sd_row + d.steps)
+                    _step_loops(m, [_Loop(sd_x, d.width), _Loop(sd_y, d.height)])
 
             if split_kv:
                 with m.If(~sd_phase & ~sd_kv):
@@ -729,16 +736,11 @@ class Accelerator(wiring.Component):
                          sd_in.q.eq(spk_rd.data.word_select(sd_b.group, p)),
                          sd_in.k.eq(spk_rd.data.word_select(sd_b.group + d.u_groups, p)),
                          sd_in.v.eq(spk_rd.data.word_select(sd_b.group + (d.u_groups << 1), p))]
-        m.d.comb += [sd_in.group.eq(sd_b.group), sd_in.phase.eq(sd_b.phase), sd_in.last.eq(sd_b.last),
-                     sd_in.t0.eq(sd_b.t0)]
+        m.d.comb += [sd_in.phase.eq(sd_b.phase), sd_in.last.eq(sd_b.last), sd_in.t0.eq(sd_b.t0)]
         sd_head = data.View(sd_beat, sd_fifo.r_data)
-        m.d.comb += [sdsa.n_groups.eq(d.groups),
-                     sdsa.kv.payload.k.eq(sd_head.k),
-                     sdsa.kv.payload.v.eq(sd_head.v),
-                     sdsa.kv.payload.group.eq(sd_head.group), sdsa.kv.payload.t0.eq(sd_head.t0),
-                     sdsa.kv.payload.last.eq(sd_head.last),
-                     sdsa.q.payload.q.eq(sd_head.q),
-                     sdsa.q.payload.group.eq(sd_head.group), sdsa.q.payload.last.eq(sd_head.last)]
+        m.d.comb += [sdsa.kv.payload.k.eq(sd_head.k), sdsa.kv.payload.v.eq(sd_head.v),
+                     sdsa.kv.payload.t0.eq(sd_head.t0), sdsa.kv.payload.last.eq(sd_head.last),
+                     sdsa.q.payload.q.eq(sd_head.q), sdsa.q.payload.last.eq(sd_head.last)]
         with m.If(sd_head.phase):
             m.d.comb += [sdsa.q.valid.eq(sd_fifo.r_rdy), sd_fifo.r_en.eq(sdsa.q.ready)]
         with m.Else():
@@ -752,20 +754,18 @@ class Accelerator(wiring.Component):
         with m.If(sdsa.kv.valid & sdsa.kv.ready):
             m.d.sync += [counters["sops"].eq(counters["sops"] + kv_ops), layer_cnt[2].eq(layer_cnt[2] + kv_ops),
                          layer_cnt[1].eq(layer_cnt[1] + kv_ops)]
-        # writer of the unit's output: rows (n, t) in order, groups inner
+        # writer of the unit's output: the driver's order (group g, time step t, token n): row n * steps + t
         so_row = Signal(range(hw.spike_rows + 1))
         so_t = Signal(fw["steps"])
         so_g = Signal(fw["groups"])
         m.d.comb += sdsa.o.ready.eq(1)
         with m.If(sdsa.o.valid):
-            with m.If(so_g + 1 < d.groups):
-                m.d.sync += so_g.eq(so_g + 1)
+            with m.If(~sdsa.o.payload.last):
+                m.d.sync += so_row.eq(so_row + d.steps)
+            with m.Elif(so_t + 1 < d.steps):
+                m.d.sync += [so_t.eq(so_t + 1), so_row.eq(so_t + 1)]
             with m.Else():
-                m.d.sync += so_g.eq(0)
-                with m.If(sdsa.o.payload.last):
-                    m.d.sync += [so_t.eq(so_t + 1), so_row.eq(so_t + 1)]
-                with m.Else():
-                    m.d.sync += so_row.eq(so_row + d.steps)
+                m.d.sync += [so_t.eq(0), so_row.eq(0), so_g.eq(so_g + 1)]
         with m.If(go & (d.op == OPS["SDSA"])):
             m.d.sync += [so_row.eq(0), so_t.eq(0), so_g.eq(0)]
 
@@ -832,7 +832,7 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ step completion
         with m.Switch(d.op):
             with m.Case(OPS["SDSA"]):
-                m.d.comb += step_done.eq(~sd_active & (so_t >= d.steps) & ~go)
+                m.d.comb += step_done.eq(~sd_active & (so_g >= d.groups) & ~go)
             with m.Case(OPS["POOL_OR"]):
                 m.d.comb += step_done.eq(~po_active & ~po_b_valid & ~go)
             with m.Default():

@@ -94,7 +94,7 @@ SPRAM_WEIGHTS = "delete */t:$meminit_v2 r:MEMID=\\weights %i; setattr -set ram_s
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
-          "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=4,
+          "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=2,
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
           floors={"spike_row_words": 8},       # 16-bit spike words: a narrow spike datapath
           synth_opts="-spram", script_after_read=SPRAM_WEIGHTS),   # UART: the FT2232H's channel B

@@ -47,7 +47,7 @@ def test_accelerator_equals_golden(qmodel8, digits, lanes):
         assert report["cycles_per_inference"] <= 1.25 * report["bound_cycles"]
 
 
-@pytest.mark.parametrize("lanes, words, pooling", [(4, 8, None), (8, 16, "0011")])
+@pytest.mark.parametrize("lanes, words, pooling", [(2, 8, None), (8, 16, "0011")])   # (2, 8): the iCEBreaker
 def test_narrow_spike_words_equal_golden(qmodel8, digits, lanes, words, pooling):
     """A spike buffer of narrow words (the iCEBreaker's 16 bits): the vector source, the OR-pool and
     the SDSA driver read a 128-bit row word by word; still bit-exact, for a few cycles more."""

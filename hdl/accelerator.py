@@ -342,11 +342,10 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ shared read ports
         spk_rd = spk_mem.read_port()
         pix_rd = pix_mem.read_port()
+        u_rd = u_mem.read_port()                 # U reader (LIF_U, GAP)
         spk_wr = spk_mem.write_port(granularity=p)
         u_wr = u_mem.write_port()
-        # U's one read port: the U reader's (LIF_U, GAP) or the post-op's read-modify-write (CONV);
-        # no step uses both, and one port keeps U in one set of block RAMs (1R1W)
-        u_rd = u_mem.read_port(transparent_for=(u_wr,))
+        u_rmw = u_mem.read_port(transparent_for=(u_wr,))
         v_wr = v_mem.write_port()
         v_rd = v_mem.read_port(transparent_for=(v_wr,))
         th_rd = th_mem.read_port()
@@ -481,9 +480,7 @@ class Accelerator(wiring.Component):
         decoded(is_gap, lambda x: x.op == OPS["GAP"])
         ur_pos_last = Signal()
         m.d.comb += ur_issue.eq(ur_active & (ur_fifo.level + ur_b_valid < _FIFO_DEPTH - 1))
-        m.d.comb += u_rd.en.eq(1)
-        with m.If(~is_conv):
-            m.d.comb += u_rd.addr.eq(ur_addr)
+        m.d.comb += [u_rd.addr.eq(ur_addr), u_rd.en.eq(1)]
         m.d.sync += ur_b_valid.eq(ur_issue)
         ury, urx = Signal(fw["height"]), Signal(fw["width"])
         m.d.comb += ur_pos_last.eq((ury + 1 >= d.height) & (urx + 1 >= d.width))
@@ -574,9 +571,7 @@ class Accelerator(wiring.Component):
         u_target = Signal(range(2 * hw.u_rows + 2))
         m.d.comb += u_target.eq(Mux(is_pool, ybase + xbase + tgu + Mux(ty, d.u_row_stride, 0)
                                     + Mux(tx, d.u_pos_stride, 0), urow))
-        with m.If(is_conv):
-            m.d.comb += u_rd.addr.eq(u_target)
-        m.d.comb += [
+        m.d.comb += [u_rmw.addr.eq(u_target), u_rmw.en.eq(1),
                      v_rd.addr.eq(pg), v_rd.en.eq(1), th_rd.addr.eq(d.th_base + pg), th_rd.en.eq(1)]
         s2 = Signal()
         s2_x = Signal.like(pin_x)
@@ -631,7 +626,7 @@ class Accelerator(wiring.Component):
         lg_new = Signal(logit_layout)
         lg_old = logits[s2_g]
         for lane in range(p):
-            old, x = u_rd.data[lane], s2_x[lane]
+            old, x = u_rmw.data[lane], s2_x[lane]
             with m.Switch(post):
                 with m.Case(POSTS["U_ADD"]):
                     m.d.comb += u_new[lane].eq(old + x)

@@ -206,7 +206,6 @@ class Accelerator(wiring.Component):
             group_capacity=gcap, max_shift=MAX_WEIGHT_SHIFT, weight_depth=hw.weight_rows, bias_depth=hw.bias_rows,
             plane_bits=hw.plane_bits, dense=dense)
         self.engines = {"accumulator": acc, "encoder": enc}
-        emb_groups = hw.max_embed // p
         # the SDSA driver sends one channel group at a time (all its time steps): one group of state
         m.submodules.sdsa = sdsa = SDSAUnit(lanes=p, group_capacity=1,
                                             token_capacity=hw.max_positions, shift=1)
@@ -429,9 +428,12 @@ class Accelerator(wiring.Component):
         low = Signal(wb_log + 1)
         m.d.comb += [n_bits.eq(Mux(is_pixel, d.cin << hw.plane_bits, d.cin)), low.eq((n_bits - 1)[:wb_log] + 1)]
         m.d.sync += in_mask.eq(Mux(n_bits == 0, 0, (Const(1, WB + 1) << low) - 1))
-        all_ones = Const((1 << WB) - 1, WB)
+        def word_channels(full) -> Value:
+            """The channel mask of a word: all bits, or (the row's last word) ``in_mask``."""
+            return Mux(full, Const((1 << WB) - 1, WB), in_mask)
+
         word_mask = Signal(WB)
-        m.d.comb += word_mask.eq(Mux(b_full, all_ones, in_mask))
+        m.d.comb += word_mask.eq(word_channels(b_full))
         b_bits = Signal(WB)
         m.d.comb += b_bits.eq(Mux(b_in_map, Mux(is_pixel, pix_rd.data, spk_rd.data) & word_mask, 0))
         # the chunk is registered before its all-zero test and the FIFO (no path from the spike
@@ -804,7 +806,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [po_active.eq(1), po_i.eq(0), po_j.eq(0), po_t.eq(0), po_w.eq(0), po_dy.eq(0), po_dx.eq(0),
                          po_base.eq(0), po_ibase.eq(0), po_orow.eq(d.out_base)]
         m.d.comb += po_new.eq(Mux(po_b_first, 0, po_acc)
-                              | Mux(po_b_in, spk_rd.data & Mux(po_b_full, all_ones, in_mask), 0))
+                              | Mux(po_b_in, spk_rd.data & word_channels(po_b_full), 0))
         with m.If(po_b_valid):
             m.d.sync += po_acc.eq(po_new)
 

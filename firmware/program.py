@@ -60,6 +60,11 @@ class HardwareConfig:
     ``spike_row_words``: the spike buffer stores each ``max_channels``-bit row as this many words
     of :attr:`spike_word_bits` (1: whole rows); narrower words make a narrower spike datapath
     (encoder, chunk FIFO, OR-pool) at the cost of one read per word of a wide row (small FPGAs).
+    ``single_port_buffers``: the spike buffer and U each get one address port, shared by reads and
+    writes (a write takes the port for its cycle and the readers wait; a U read-modify-write takes
+    two cycles), so that they map to single-port RAM such as the iCE40UP5K's SPRAM.
+    ``profile_counters``: the busy and stall counters (``accumulator_busy`` ... ``reader_busy``);
+    without them (small FPGAs) the cycles, events and SOPs counters remain and the others read 0.
     ``event_driven=False`` builds the dense baseline.
     """
 
@@ -86,14 +91,16 @@ class HardwareConfig:
     program_rows: int = 32
     max_classes: int = 16
     spike_row_words: int = 1
+    single_port_buffers: bool = False
+    profile_counters: bool = True
     event_driven: bool = True
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name == "event_driven":
+            if isinstance(f.default, bool):
                 if not isinstance(v, bool):
-                    raise ValueError(f"HardwareConfig.event_driven: expected a bool, got {v!r}")
+                    raise ValueError(f"HardwareConfig.{f.name}: expected a bool, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"HardwareConfig.{f.name}: expected a positive integer, got {v!r}")
         if self.max_channels & (self.max_channels - 1) or self.max_channels % self.lanes:

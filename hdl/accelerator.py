@@ -58,11 +58,22 @@ from .sdsa_unit import SDSAUnit
 from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
 
-__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "LAYER_COUNTERS", "write_layout", "descriptor_layout"]
+__all__ = ["Accelerator", "READ_MAP", "COUNTERS", "PROFILE_COUNTERS", "LAYER_COUNTERS", "hardware_counters",
+           "write_layout", "descriptor_layout"]
 
 #: Global performance counters, in read order from ``READ_MAP["counters"]``.
 COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
             "reader_busy")
+#: The profiling counters: busy and stall cycles of the datapath's parts. Hardware built without
+#: them (``HardwareConfig.profile_counters=False``) reads them as 0.
+PROFILE_COUNTERS = COUNTERS[3:]
+
+
+def hardware_counters(hw: HardwareConfig) -> tuple[str, ...]:
+    """The global counters ``hw`` has (:data:`COUNTERS`, less the profiling ones if it has none)."""
+    return COUNTERS if hw.profile_counters else tuple(n for n in COUNTERS if n not in PROFILE_COUNTERS)
+
+
 #: Per-step counters (``READ_MAP["layers"] + 4 * step + k``).
 LAYER_COUNTERS = ("cycles", "events", "sops")
 #: Base addresses of the read map.
@@ -171,7 +182,7 @@ class Accelerator(wiring.Component):
         desc_layout = descriptor_layout(hw)
         fw = field_bits(hw)             # loop counters are as wide as the descriptor fields they count to
         m.submodules.program = prog_mem = memory.Memory(shape=desc_layout, depth=hw.program_rows, init=[])
-        m.submodules.spikes = spk_mem = memory.Memory(shape=WB, depth=hw.spike_rows * nw, init=[])
+        m.submodules.spike_buffer = spk_mem = memory.Memory(shape=WB, depth=hw.spike_rows * nw, init=[])
 
         def spike_addr(row, word) -> Value:
             """The spike-buffer address of ``word`` of ``row`` (word-minor)."""
@@ -259,7 +270,7 @@ class Accelerator(wiring.Component):
         go = Signal()                   # one-cycle pulse: the step in ``d`` starts
         step_done = Signal()            # the running step has finished
         prog_rd = prog_mem.read_port()
-        m.d.comb += prog_rd.addr.eq(pc)
+        m.d.comb += [prog_rd.addr.eq(pc), prog_rd.en.eq(~prog_wr.en)]
         is_conv = Signal()
         is_pixel = Signal()
         load_d = Signal()               # DECODE: ``d`` and the flags decoded from it are loaded
@@ -280,7 +291,12 @@ class Accelerator(wiring.Component):
 
         error = Signal()                # the last run met an unknown op or no END
         record = Signal()               # RECORD: the step's counters are final
-        counters = {n: Signal(32, name=f"count_{n}") for n in COUNTERS}
+        counters = {n: Signal(32, name=f"count_{n}") for n in hardware_counters(hw)}
+
+        def profile(name: str) -> None:
+            """Count this cycle in profiling counter ``name`` (if the hardware has it)."""
+            if name in counters:
+                m.d.sync += counters[name].eq(counters[name] + 1)
         layer_cnt = [Signal(32, name=f"layer_{n}") for n in LAYER_COUNTERS]
 
         with m.FSM(name="sequencer"):
@@ -336,15 +352,27 @@ class Accelerator(wiring.Component):
             m.d.sync += [counters["events"].eq(counters["events"] + 1), layer_cnt[1].eq(layer_cnt[1] + 1),
                          counters["sops"].eq(counters["sops"] + d.cout), layer_cnt[2].eq(layer_cnt[2] + d.cout)]
         with m.If(acc.busy):
-            m.d.sync += counters["accumulator_busy"].eq(counters["accumulator_busy"] + 1)
+            profile("accumulator_busy")
 
         # ------------------------------------------------------------------ shared read ports
+        # ``single_port_buffers``: the spike buffer and U have one address port each (single-port
+        # RAM such as SPRAM). A write takes the port for its cycle: the spike-buffer readers do not
+        # issue in that cycle, and a post-op beat that writes U holds the next beat's U read back a
+        # cycle. The U reader (LIF_U, GAP) and the post-op's read-modify-write (CONV) share the
+        # read port; no step uses both.
+        one_port = hw.single_port_buffers
         spk_rd = spk_mem.read_port()
         pix_rd = pix_mem.read_port()
-        u_rd = u_mem.read_port()                 # U reader (LIF_U, GAP)
         spk_wr = spk_mem.write_port(granularity=p)
         u_wr = u_mem.write_port()
-        u_rmw = u_mem.read_port(transparent_for=(u_wr,))
+        if one_port:
+            u_rd = u_rmw = u_mem.read_port()
+        else:
+            u_rd = u_mem.read_port()             # U reader (LIF_U, GAP)
+            u_rmw = u_mem.read_port(transparent_for=(u_wr,))
+        spk_wa = Signal.like(spk_wr.addr)   # the spike-buffer write's address
+        spk_free = Signal(init=1)       # no spike-buffer write takes the port this cycle
+        u_free = Signal(init=1)         # no U write takes the port this cycle
         v_wr = v_mem.write_port()
         v_rd = v_mem.read_port(transparent_for=(v_wr,))
         th_rd = th_mem.read_port()
@@ -393,10 +421,10 @@ class Accelerator(wiring.Component):
         c_valid = Signal()              # a chunk in the register after the read (see below)
         # a read is issued only if the FIFO has room for it and for the two before it still in flight
         m.d.comb += can_issue.eq(chunk_fifo.level + b_valid + c_valid < _FIFO_DEPTH)
-        m.d.comb += issue.eq(src_active & can_issue)
+        m.d.comb += issue.eq(src_active & can_issue & spk_free)
         with m.If(src_active & ~can_issue):
-            m.d.sync += counters["source_stall"].eq(counters["source_stall"] + 1)
-        m.d.comb += [pix_rd.addr.eq(tap_row), pix_rd.en.eq(1)]
+            profile("source_stall")
+        m.d.comb += [pix_rd.addr.eq(tap_row), pix_rd.en.eq(~pix_wr.en)]
         with m.If(is_conv):
             m.d.comb += [spk_rd.addr.eq(spike_addr(d.in_base + tap_row, sw))]
         m.d.sync += b_valid.eq(issue)
@@ -487,7 +515,7 @@ class Accelerator(wiring.Component):
         ury, urx = Signal(fw["height"]), Signal(fw["width"])
         m.d.comb += ur_pos_last.eq((ury + 1 >= d.height) & (urx + 1 >= d.width))
         with m.If(ur_issue):
-            m.d.sync += counters["reader_busy"].eq(counters["reader_busy"] + 1)
+            profile("reader_busy")
             m.d.sync += [ur_b_first.eq((ury == 0) & (urx == 0)), ur_b_last.eq(ur_pos_last)]
 
             next_row = [ur_addr.eq(ur_addr + d.u_pos_stride)]
@@ -565,16 +593,17 @@ class Accelerator(wiring.Component):
         consume = Signal()
         m.d.comb += consume.eq(Mux(repeat_mode, pt + 1 >= t_out, ~more_ty & ~more_tx))
         step = Signal()
-        m.d.comb += [step.eq(post_active & pin_valid), pin_ready.eq(post_active & consume)]
+        m.d.comb += [step.eq(post_active & pin_valid & u_free), pin_ready.eq(post_active & consume & u_free)]
         with m.If(step):
-            m.d.sync += counters["post_busy"].eq(counters["post_busy"] + 1)
+            profile("post_busy")
 
         # stage-1 addresses
         u_target = Signal(range(2 * hw.u_rows + 2))
         m.d.comb += u_target.eq(Mux(is_pool, ybase + xbase + tgu + Mux(ty, d.u_row_stride, 0)
                                     + Mux(tx, d.u_pos_stride, 0), urow))
-        m.d.comb += [u_rmw.addr.eq(u_target), u_rmw.en.eq(1),
-                     v_rd.addr.eq(pg), v_rd.en.eq(1), th_rd.addr.eq(d.th_base + pg), th_rd.en.eq(1)]
+        m.d.comb += [v_rd.addr.eq(pg), v_rd.en.eq(1), th_rd.addr.eq(d.th_base + pg), th_rd.en.eq(~th_wr.en)]
+        with m.If(is_conv if one_port else 1):          # one port: the U reader's otherwise
+            m.d.comb += [u_rmw.addr.eq(u_target), u_rmw.en.eq(1)]
         s2 = Signal()
         s2_x = Signal.like(pin_x)
         s2_first = Signal()
@@ -678,7 +707,7 @@ class Accelerator(wiring.Component):
         sd_kv = Signal()             # split_kv, count phase: 0 reads K's word, 1 reads V's word
         sd_group = Signal(fw["groups"] + 2)   # the lane group read: Q's, K's or V's of group sd_g
         m.d.comb += [sd_pos_last.eq((sd_y + 1 >= d.height) & (sd_x + 1 >= d.width)),
-                     sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1)),
+                     sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1) & spk_free),
                      sd_group.eq(sd_g + Mux(sd_phase, 0, Mux(sd_kv, d.u_groups << 1, d.u_groups)))]
         with m.If(d.op == OPS["SDSA"]):
             m.d.comb += spk_rd.addr.eq(spike_addr(d.in_base + sd_row, group_word(sd_group)))
@@ -743,7 +772,7 @@ class Accelerator(wiring.Component):
         with m.Else():
             m.d.comb += [sdsa.kv.valid.eq(sd_fifo.r_rdy), sd_fifo.r_en.eq(sdsa.kv.ready)]
         with m.If(sd_fifo.r_en & sd_fifo.r_rdy):
-            m.d.sync += counters["sdsa_busy"].eq(counters["sdsa_busy"] + 1)
+            profile("sdsa_busy")
         # SDSA's synaptic operations (the golden trace's): one per set bit of K AND V, counted as events and SOPs
         kv_ops = Signal(range(p + 1))
         kv_and = sdsa.kv.payload.k & sdsa.kv.payload.v
@@ -790,8 +819,10 @@ class Accelerator(wiring.Component):
             oy = Mux(po_dy == 0, -d.row_stride, Mux(po_dy == 1, 0, d.row_stride))
             ox = Mux(po_dx == 0, -d.steps, Mux(po_dx == 1, 0, d.steps))
             m.d.comb += spk_rd.addr.eq(spike_addr(d.in_base + po_base + po_t + oy + ox, po_w))
-        m.d.sync += po_b_valid.eq(po_active)
-        with m.If(po_active):
+        po_issue = Signal()
+        m.d.comb += po_issue.eq(po_active & spk_free)
+        m.d.sync += po_b_valid.eq(po_issue)
+        with m.If(po_issue):
             m.d.sync += [po_b_in.eq((po_y >= 0) & (po_y < d.height) & (po_x >= 0) & (po_x < d.width)),
                          po_b_first.eq((po_dy == 0) & (po_dx == 0)), po_b_last.eq(po_last_tap),
                          po_b_row.eq(po_orow), po_b_w.eq(po_w), po_b_full.eq(po_w != words_last)]
@@ -816,15 +847,27 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ spike-buffer writes
         # (one write enable per lane group of a word)
         with m.If(d.op == OPS["POOL_OR"]):
-            m.d.comb += [spk_wr.addr.eq(spike_addr(po_b_row, po_b_w)), spk_wr.data.eq(po_new),
+            m.d.comb += [spk_wa.eq(spike_addr(po_b_row, po_b_w)), spk_wr.data.eq(po_new),
                          spk_wr.en.eq(Mux(po_b_valid & po_b_last, (1 << gpw) - 1, 0))]
         with m.Elif(d.op == OPS["SDSA"]):
-            m.d.comb += [spk_wr.addr.eq(spike_addr(d.out_base + so_row, group_word(so_g))),
+            m.d.comb += [spk_wa.eq(spike_addr(d.out_base + so_row, group_word(so_g))),
                          spk_wr.data.eq(sdsa.o.payload.spikes.replicate(gpw)),
                          spk_wr.en.eq(Mux(sdsa.o.valid, group_enable(so_g), 0))]
         with m.Else():
-            m.d.comb += [spk_wr.addr.eq(spike_addr(s3_row, group_word(s3_g))), spk_wr.data.eq(s3_spikes.replicate(gpw)),
+            m.d.comb += [spk_wa.eq(spike_addr(s3_row, group_word(s3_g))), spk_wr.data.eq(s3_spikes.replicate(gpw)),
                          spk_wr.en.eq(Mux(s3, group_enable(s3_g), 0))]
+        if one_port:
+            # a write takes the one address port; the read enables are off in its cycle (SPRAM
+            # cannot read and write at once)
+            m.d.comb += [spk_free.eq(~spk_wr.en.any()), u_free.eq(~u_wr.en)]
+            with m.If(~spk_free):
+                m.d.comb += spk_rd.addr.eq(spk_wa)
+            with m.If(~u_free):
+                m.d.comb += u_rd.addr.eq(s2_u)
+            m.d.comb += [spk_wr.addr.eq(spk_rd.addr), spk_rd.en.eq(spk_free),
+                         u_wr.addr.eq(u_rd.addr), u_rd.en.eq(u_free)]
+        else:
+            m.d.comb += spk_wr.addr.eq(spk_wa)
 
         # ------------------------------------------------------------------ step completion
         with m.Switch(d.op):
@@ -842,7 +885,7 @@ class Accelerator(wiring.Component):
         ra = self.read_addr
         read_q = Signal(32)
         from_layers = Signal()
-        m.d.comb += [lc_rd.addr.eq(ra - READ_MAP["layers"]), lc_rd.en.eq(1)]
+        m.d.comb += [lc_rd.addr.eq(ra - READ_MAP["layers"]), lc_rd.en.eq(~lc_wr.en)]
         m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), read_q.eq(0)]
         with m.If(ra < READ_MAP["counters"]):
             with m.Switch(ra):
@@ -852,8 +895,9 @@ class Accelerator(wiring.Component):
         with m.Elif(ra < READ_MAP["hw_id"]):
             with m.Switch(ra - READ_MAP["counters"]):
                 for i, n in enumerate(COUNTERS):
-                    with m.Case(i):
-                        m.d.sync += read_q.eq(counters[n])
+                    if n in counters:
+                        with m.Case(i):
+                            m.d.sync += read_q.eq(counters[n])
         with m.Elif(ra == READ_MAP["hw_id"]):
             m.d.sync += read_q.eq(self.hw_id())
         with m.Elif(ra == READ_MAP["format"]):

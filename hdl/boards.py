@@ -40,7 +40,8 @@ class Board:
     ``xilinx`` / ``intel`` (vendor toolchain: ``--plan-only`` archives) or ``generic`` (Verilog
     only). ``capacity``: the device's primitives as nextpnr names them in its utilisation report,
     with how many the device has. ``floors``: minimum HardwareConfig fields (larger capacities than
-    the embedded model needs)."""
+    the embedded model needs). ``options``: HardwareConfig settings the board fixes (such as
+    ``single_port_buffers`` for SPRAM). ``spram``: the single-port memories go to SPRAM."""
 
     name: str
     title: str
@@ -55,8 +56,9 @@ class Board:
     baud: int = 3_000_000
     capacity: dict = field(default_factory=dict)
     floors: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)   # HardwareConfig settings of the board (after the floors)
     synth_opts: str = ""
-    script_after_read: str = ""   # Yosys commands run on the read design, before synthesis
+    spram: bool = False           # :func:`spram_script`
 
     @property
     def open_toolchain(self) -> bool:
@@ -85,19 +87,41 @@ PRIMITIVE_KINDS = {
     "LUT": "LUT/LC", "FF": "FF", "RAMB36E1": "BRAM", "RAMB18E1": "BRAM", "DSP48E1": "DSP",  # synth_xilinx
 }
 
-#: Yosys commands that put the accelerator's weight memory in iCE40UP5K SPRAM (SB_SPRAM256KA). Yosys
-#: prefers block RAM by cost, and SPRAM cannot be initialised: so the memory is marked
-#: ``ram_style = "huge"`` and its (all-zero) initial contents are dropped. The weights are always
-#: loaded before a run, so nothing reads them uninitialised. The memory has one address port
-#: (:class:`~spikeforge.hdl.sparse_accumulator.SparseAccumulator`), as SPRAM needs.
-SPRAM_WEIGHTS = "delete */t:$meminit_v2 r:MEMID=\\weights %i; setattr -set ram_style \"huge\" */weights"
+def spram_script(hw: HardwareConfig) -> str:
+    """Yosys commands that put the accelerator's single-port memories in iCE40UP5K SPRAM
+    (SB_SPRAM256KA): the weights, and with ``hw.single_port_buffers`` the spike buffer and U.
+
+    Yosys prefers block RAM by cost, and SPRAM cannot be initialised: so each memory is marked
+    ``ram_style = "huge"`` and its (all-zero) initial contents are dropped. Nothing reads them
+    uninitialised: the weights are loaded before a run, and every spike or U row a step reads was
+    written by an earlier step of the same run. Each has one address port, as SPRAM needs
+    (:class:`~spikeforge.hdl.sparse_accumulator.SparseAccumulator`,
+    :class:`~spikeforge.hdl.accelerator.Accelerator`)."""
+    names = ["weights"] + (["spike_buffer", "residual"] if hw.single_port_buffers else [])
+    return "; ".join(f"delete */t:$meminit_v2 r:MEMID=\\{n} %i; setattr -set ram_style \"huge\" */{n}"
+                     for n in names)
+
+
+#: Memories whose read port is disabled in the cycles they are written, so that no read collides
+#: with a write. Yosys is told so (``COLLISION_X_MASK``); otherwise it emulates the read-before-write
+#: result of a collision with bypass registers and a multiplexer (on the iCE40, whose block RAM
+#: leaves collisions undefined: two flip-flops and a LUT per data bit).
+COLLISION_FREE = ("program", "thresholds", "pixels", "layer_counters", "biases", "buffer", "block")
+
+
+def collision_script() -> str:
+    """Yosys commands that mark the :data:`COLLISION_FREE` memories' read ports."""
+    return "; ".join(f"setparam -set COLLISION_X_MASK 1'1 */t:$memrd_v2 r:MEMID=\\{n} %i" for n in COLLISION_FREE)
+
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48)", "ice40", "iCE40UP5K",
           "icebreaker:ICEBreakerPlatform", 12e6, 42.0, 40.0, lanes=2,
           capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8},
-          floors={"spike_row_words": 8},       # 16-bit spike words: a narrow spike datapath
-          synth_opts="-spram", script_after_read=SPRAM_WEIGHTS),   # UART: the FT2232H's channel B
+          # 8-bit spike words (a narrow datapath; at P = 2 one SPRAM holds the spike buffer) and the
+          # spike buffer and U in single-port SPRAM
+          floors={"spike_row_words": 16}, options={"single_port_buffers": True, "profile_counters": False},
+          synth_opts="-spram", spram=True),   # UART: the FT2232H's channel B
     Board("ulx3s-85f", "Radiona ULX3S (LFE5U-85F-6BG381C)", "ecp5", "LFE5U-85F",
           "ulx3s:ULX3S_85F_Platform", 25e6, 53.571, 125.0, lanes=16,
           capacity={"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
@@ -121,13 +145,13 @@ def get_board(name: str) -> Board:
 def board_hardware(board: Board, lanes: int | None = None, models=None, **overrides) -> HardwareConfig:
     """The board's accelerator configuration: the smallest that runs ``models`` (default: the
     embedded ``digits-tiny``) at ``lanes`` (default: the board's), raised to the board's floors,
-    then ``overrides`` (capacity options) applied."""
+    with the board's options, then ``overrides`` (capacity options) applied."""
     from spikeforge.firmware.compiler import hardware_for
     from spikeforge.model.quantize import embedded_qmodel
     lanes = board.lanes if lanes is None else lanes
     hw = hardware_for(models if models is not None else embedded_qmodel(), lanes=lanes)
     raised = {k: max(getattr(hw, k), v) for k, v in board.floors.items()}
-    return dataclasses.replace(hw, **{**raised, **overrides})   # an override wins over a floor
+    return dataclasses.replace(hw, **{**raised, **board.options, **overrides})   # an override wins over a floor
 
 
 def board_clock(board: Board, clock_mhz: float | None = None) -> PLLSettings | None:

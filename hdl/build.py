@@ -38,7 +38,7 @@ from amaranth.back import verilog
 from spikeforge.firmware.program import HardwareConfig
 from spikeforge.model.files import atomic_write_bytes
 
-from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_clock
+from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_clock, collision_script, spram_script
 from .board import AXIStreamTop, BoardTop
 from .export import find_executable, synthesize_component
 
@@ -226,6 +226,38 @@ def _manifest(board: Board, hw: HardwareConfig, top: BoardTop, pll) -> dict:
             "spikeforge": __version__}
 
 
+def _pack(board: Board, commands: list[list[str]], work: Path, say: Progress, stage_times: dict) -> dict[str, int]:
+    """iCE40: nextpnr's packing of the synthesised netlist (``--pack-only``, about a second): the
+    logic cells it needs, exactly. A flip-flop shares a cell only with the LUT that alone feeds it,
+    and a carry only with its sum LUT, so the cells can exceed ``max(LUT4, FF)`` by far. Returns
+    ``{primitive: used}`` from its utilisation report (``{}`` on other families)."""
+    full = next((a for a in commands if a[0] == "nextpnr-ice40"), None)
+    if board.family != "ice40" or full is None:
+        return {}
+    argv, i = [full[0]], 1
+    while i < len(full):
+        if full[i] in ("--log", "--asc"):      # its own log; no placed design to write
+            i += 2
+            continue
+        argv.append(full[i])
+        i += 1
+    argv += ["--log", "top.pack.log", "--pack-only"]
+    t = time.monotonic()
+    _run_tool(argv, work, work / "top.pack.log", "packing", say)
+    stage_times["packing"] = round(time.monotonic() - t, 1)
+    res = parse_nextpnr_log((work / "top.pack.log").read_text(errors="replace"))["resources"]
+    return {k: r["used"] for k, r in res.items() if k in board.capacity}
+
+
+def _script_after_read(board: Board, hw: HardwareConfig) -> str:
+    """Yosys commands run on the read design: on the iCE40 the collision-free read ports
+    (:func:`~spikeforge.hdl.boards.collision_script`) and the SPRAM memories. (The ECP5 flow leaves
+    the collision marks out: with them, Yosys 0.70's ABC9 pass fails an assertion on this design.)"""
+    if board.family != "ice40":
+        return ""
+    return "; ".join([collision_script()] + ([spram_script(hw)] if board.spram else []))
+
+
 def _write_json(path: Path, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
@@ -277,7 +309,7 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     if board.open_toolchain:
         overrides = {"synth_opts": board.synth_opts, "nextpnr_opts": "--timing-allow-fail",
                      "script_after_synth": "tee -q -o top.stat.json stat -json",
-                     "script_after_read": board.script_after_read}
+                     "script_after_read": _script_after_read(board, hw)}
     if board.family == "ecp5":
         overrides["ecppack_opts"] = "--compress"
     plan = platform.prepare(design, name="top", **overrides)
@@ -314,7 +346,8 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
             cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
             cells = {k: v for k, v in cells.items() if not k.startswith("$")}
             needs = synth_needs(board.family, cells)
-            over = overflows(board, needs)
+            packed = _pack(board, commands, work, say, stage_times)
+            over = overflows(board, {k: max(n, packed.get(k, 0)) for k, n in needs.items()})
             if synth_only:
                 break
             if over:
@@ -322,11 +355,12 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
 
     report = {**base, "status": "synthesised" if synth_only else "built", "toolchain": "YoWASP "
               + ", ".join(TOOLS[c[0]] for c in commands[:1 if synth_only else None]),
-              "synth_cells": cells, "synth_needs": needs,
+              "synth_cells": cells, "synth_needs": needs, "packed": packed,
               "dsp_used": sum(cells.get(p, 0) for p in DSP_PRIMITIVES[board.family]),
               "stage_seconds": stage_times}
     if synth_only:
-        report |= {"resources": {k: {"used": v, "available": board.capacity.get(k)} for k, v in needs.items()},
+        report |= {"resources": {k: {"used": max(v, packed.get(k, 0)), "available": board.capacity.get(k)}
+                                 for k, v in needs.items()},
                    "fmax_mhz": None, "timing_met": None, "fits": not over,
                    "overflows": [{"primitive": k, "needs": n, "available": a} for k, n, a in over]}
     else:

@@ -191,7 +191,7 @@ class COBSEncoder(wiring.Component):
         end = Signal()              # the frame ends after this block
         out = self.wire
         inp = self.bytes.payload
-        m.d.comb += [wr.addr.eq(n), wr.data.eq(inp.data), rd.addr.eq(i)]
+        m.d.comb += [wr.addr.eq(n), wr.data.eq(inp.data), rd.addr.eq(i), rd.en.eq(~wr.en)]
         with m.FSM(name="cobs_enc"):
             with m.State("FILL"):
                 m.d.comb += self.bytes.ready.eq(1)
@@ -294,6 +294,8 @@ class LinkController(wiring.Component):
         seek_to = Signal(range(MAX_FRAME))
         m.d.comb += buf_rd.addr.eq(Mux(seek, seek_to, Mux(adv, rp + 1, rp)))
         m.d.sync += rp.eq(buf_rd.addr)
+        # no read collides with a write: RX writes, and neither advances nor seeks the read pointer
+        m.d.comb += buf_rd.en.eq(~buf_wr.en)
         byte = buf_rd.data
 
         beat = self.frames.payload

@@ -193,10 +193,11 @@ class SparseAccumulator(wiring.Component):
         a, b = Signal(ctl), Signal(ctl)
         c = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "group": self.group_bits}))
         # the pipeline moves; low only while a vector's final sum waits for the output register, or
-        # while a weight write takes the weight memory's port
+        # while a weight or bias write takes its memory (no read collides with a write: see
+        # ``spikeforge.hdl.boards.COLLISION_FREE``)
         advance = Signal()
         m.d.comb += advance.eq(~(c.valid & c.last & self.result.valid & ~self.result.ready)
-                               & ~self.weight_write.valid)
+                               & ~self.weight_write.valid & ~self.bias_write.valid)
 
         m.d.comb += [replay_next.eq(replay), e_rd.addr.eq(replay_next)]
         m.d.sync += replay.eq(replay_next)

@@ -250,7 +250,9 @@ def parse_hello(payload: bytes) -> Hello:
         raise ProtocolError(f"device reports {n} capability fields, this host knows {len(CAPABILITY_FIELDS)}")
     values = struct.unpack_from(f"<{n}I", payload, _HELLO_HEAD.size)
     d = dict(zip(CAPABILITY_FIELDS, values))
-    d["event_driven"] = bool(d["event_driven"])
+    for f in dataclasses.fields(HardwareConfig):
+        if isinstance(f.default, bool):
+            d[f.name] = bool(d[f.name])
     try:
         hw = HardwareConfig.from_dict(d)
     except ValueError as exc:

@@ -9,6 +9,8 @@ import dataclasses
 import pytest
 
 from spikeforge.firmware.compiler import compile_model, hardware_for
+from spikeforge.hdl.accelerator import COUNTERS, hardware_counters
+from spikeforge.hdl.boards import board_hardware, get_board
 from spikeforge.model.quantize import quantize
 from spikeforge.model.train import calibrated_model
 from spikeforge.sim.accelerator_sim import simulate
@@ -47,22 +49,34 @@ def test_accelerator_equals_golden(qmodel8, digits, lanes):
         assert report["cycles_per_inference"] <= 1.25 * report["bound_cycles"]
 
 
-@pytest.mark.parametrize("lanes, words, pooling", [(2, 8, None), (8, 16, "0011")])   # (2, 8): the iCEBreaker
-def test_narrow_spike_words_equal_golden(qmodel8, digits, lanes, words, pooling):
-    """A spike buffer of narrow words (the iCEBreaker's 16 bits): the vector source, the OR-pool and
-    the SDSA driver read a 128-bit row word by word; still bit-exact, for a few cycles more."""
+@pytest.mark.parametrize("lanes, words, one_port, pooling", [
+    (2, 16, True, None),        # the iCEBreaker's configuration
+    (8, 16, True, "0011"),      # OR-pool writes take the one port from its reads
+    (4, 8, False, None),        # narrow words, two ports
+])
+def test_narrow_spike_words_equal_golden(qmodel8, digits, lanes, words, one_port, pooling):
+    """A spike buffer of narrow words (the iCEBreaker's 8 bits): the vector source, the OR-pool and
+    the SDSA driver read a 128-bit row word by word. With ``single_port_buffers`` (SPRAM) the spike
+    buffer and U have one address port each: a write holds the readers for its cycle. Without
+    profiling counters those read 0 and are not reported. Still bit-exact, for a few cycles more."""
     need_simulator("verilator")
     qm = qmodel8
     if pooling:
         qm = quantize(calibrated_model({**qmodel8.config, "pooling_stat": pooling}, seed=2, data=digits), 8)
     hw = hardware_for(qm, lanes=lanes)
-    narrow_hw = dataclasses.replace(hw, spike_row_words=words)
+    narrow_hw = dataclasses.replace(hw, spike_row_words=words, single_port_buffers=one_port,
+                                    profile_counters=not one_port)
+    if (lanes, words, pooling) == (2, 16, None):
+        assert narrow_hw == board_hardware(get_board("icebreaker"), models=qm)
     assert narrow_hw.spike_word_bits <= 16 < hw.max_channels     # MLP rows (and 0011 pool rows) span words
     pixels, labels = _images(digits, 60, 2)
     whole = simulate(qm, compile_model(qm, hw), pixels, labels)
     narrow = simulate(qm, compile_model(qm, narrow_hw), pixels, labels)
     _check(narrow, 2)
     assert whole["cycles_per_inference"] < narrow["cycles_per_inference"] < 1.1 * whole["cycles_per_inference"]
+    assert set(whole["engine_counters"]) == set(COUNTERS)
+    assert set(narrow["engine_counters"]) == set(hardware_counters(narrow_hw))
+    assert (set(narrow["engine_counters"]) == set(COUNTERS)) == (not one_port)
 
 
 def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):

@@ -7,6 +7,7 @@ Full place and route of both boards takes minutes: it runs with ``SPIKEFORGE_PNR
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import zipfile
@@ -203,18 +204,34 @@ def test_board_top_synthesises_without_dsp(synthesised):
     assert sum(cells.get(p, 0) for p in DSP_PRIMITIVES[board.family]) == 0 == report["dsp_used"]
     assert cells.get("SB_PLL40_PAD", 0) + cells.get("EHXPLLL", 0) == 1          # the board's PLL is there
     assert report["synth_needs"] == synth_needs(board.family, cells)
-    assert report["fits"] == all(n <= board.capacity.get(k, n) for k, n in report["synth_needs"].items())
+    # iCE40: nextpnr's packing gives the logic cells exactly (at least max(LUT4, FF) of synthesis)
+    assert (board.family == "ice40") == bool(report["packed"])
+    assert all(report["packed"].get(k, n) >= n for k, n in report["synth_needs"].items())
+    used = {k: max(n, report["packed"].get(k, 0)) for k, n in report["synth_needs"].items()}
+    assert report["fits"] == all(n <= board.capacity.get(k, n) for k, n in used.items())
     assert ("DOES NOT FIT" in summary(report)) == (not report["fits"])
 
 
-def test_icebreaker_weights_are_in_spram(tmp_path_factory):
-    """On the iCE40UP5K the weight memory is mapped to SPRAM (16K x 16 each): as many SB_SPRAM256KA
-    as its row width and depth need."""
+def test_icebreaker_single_port_memories_are_in_spram(tmp_path_factory):
+    """On the iCE40UP5K the weight memory, and (``single_port_buffers``) the spike buffer and U, are
+    mapped to SPRAM (16K x 16, a write mask per nibble): each takes as many SB_SPRAM256KA as its
+    width and depth need, a lane group narrower than a nibble taking a whole nibble."""
     board, out, report = _synthesise("icebreaker", tmp_path_factory)
     hw = board_hardware(board)
-    cells = json.loads((out / "build" / "top.stat.json").read_text())["design"]["num_cells_by_type"]
-    spram = -(-hw.lanes * hw.weight_bits // 16) * -(-hw.weight_rows // 16384)
-    assert cells.get("SB_SPRAM256KA", 0) == spram == report["synth_needs"]["ICESTORM_SPRAM"]
+    assert hw.single_port_buffers
+    netlist = json.loads((out / "build" / "top.json").read_text())
+    sprams = collections.Counter(name.split(".")[-3] for name, cell in netlist["modules"]["top"]["cells"].items()
+                                 if cell["type"] == "SB_SPRAM256KA")
+
+    def spram(width, depth):
+        return -(-width // 16) * -(-depth // 16384)
+
+    group_bits = -(-hw.lanes // 4) * 4
+    assert sprams == {"weights": spram(hw.lanes * hw.weight_bits, hw.weight_rows),
+                      "spike_buffer": spram(hw.spike_word_bits // hw.lanes * group_bits,
+                                            hw.spike_rows * hw.spike_row_words),
+                      "residual": spram(hw.lanes * hw.u_bits, hw.u_rows)}
+    assert sum(sprams.values()) == report["synth_needs"]["ICESTORM_SPRAM"] <= board.capacity["ICESTORM_SPRAM"]
 
 
 def test_the_built_top_is_the_virtual_boards_design(synthesised):

@@ -136,6 +136,10 @@ def test_hardware_config_checks_its_fields():
             HardwareConfig(lanes=16, max_channels=128, spike_row_words=words)
     with pytest.raises(ValueError, match=r"max_in_channels 3 x 8 bit-planes exceed the 16-bit chunk"):
         HardwareConfig(lanes=4, max_channels=128, max_in_channels=3, spike_row_words=8)
+    # generation options are bools, not numbers that happen to be truthy
+    for name in ("single_port_buffers", "profile_counters", "event_driven"):
+        with pytest.raises(ValueError, match=rf"HardwareConfig\.{name}: expected a bool, got 1"):
+            HardwareConfig(**{name: 1})
 
 
 def test_overlay_config_covers_both_models(qmodel8, micro):

@@ -59,7 +59,7 @@ from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
 
 __all__ = ["Accelerator", "READ_MAP", "COUNTERS", "PROFILE_COUNTERS", "LAYER_COUNTERS", "hardware_counters",
-           "write_layout", "descriptor_layout"]
+           "named_counters", "write_layout", "descriptor_layout"]
 
 #: Global performance counters, in read order from ``READ_MAP["counters"]``.
 COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
@@ -72,6 +72,13 @@ PROFILE_COUNTERS = COUNTERS[3:]
 def hardware_counters(hw: HardwareConfig) -> tuple[str, ...]:
     """The global counters ``hw`` has (:data:`COUNTERS`, less the profiling ones if it has none)."""
     return COUNTERS if hw.profile_counters else tuple(n for n in COUNTERS if n not in PROFILE_COUNTERS)
+
+
+def named_counters(hw: HardwareConfig, words) -> dict[str, int]:
+    """The counters ``hw`` has, by name, from the words read at ``READ_MAP["counters"]`` (one per
+    :data:`COUNTERS` entry, in order; a profiling counter ``hw`` lacks is left out)."""
+    present = hardware_counters(hw)
+    return {n: v for n, v in zip(COUNTERS, words) if n in present}
 
 
 #: Per-step counters (``READ_MAP["layers"] + 4 * step + k``).

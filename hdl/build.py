@@ -347,7 +347,8 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
             cells = {k: v for k, v in cells.items() if not k.startswith("$")}
             needs = synth_needs(board.family, cells)
             packed = _pack(board, commands, work, say, stage_times)
-            over = overflows(board, {k: max(n, packed.get(k, 0)) for k, n in needs.items()})
+            used = {k: max(n, packed.get(k, 0)) for k, n in needs.items()}   # packed where nextpnr packed
+            over = overflows(board, used)
             if synth_only:
                 break
             if over:
@@ -359,8 +360,7 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
               "dsp_used": sum(cells.get(p, 0) for p in DSP_PRIMITIVES[board.family]),
               "stage_seconds": stage_times}
     if synth_only:
-        report |= {"resources": {k: {"used": max(v, packed.get(k, 0)), "available": board.capacity.get(k)}
-                                 for k, v in needs.items()},
+        report |= {"resources": {k: {"used": v, "available": board.capacity.get(k)} for k, v in used.items()},
                    "fmax_mhz": None, "timing_met": None, "fits": not over,
                    "overflows": [{"primitive": k, "needs": n, "available": a} for k, n, a in over]}
     else:

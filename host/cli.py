@@ -801,7 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _capacity_args(s) -> None:
     for f in CAPACITY_FLAGS:
         if f == "spike_row_words":
-            help = "words per spike-buffer row (a narrower spike datapath; default 1, the iCEBreaker's 8)"
+            help = "words per spike-buffer row (a narrower spike datapath; default 1, the iCEBreaker's 16)"
         else:
             help = argparse.SUPPRESS if f.endswith("rows") else f"hardware capacity {f} (default: what the model needs)"
         s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int, help=help)

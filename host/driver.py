@@ -25,7 +25,7 @@ from pathlib import Path
 
 from spikeforge.firmware.compiler import Compiled, compile_model, pixel_rows
 from spikeforge.firmware.program import SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, hardware_counters
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, named_counters
 
 from . import protocol as P
 from .transport import Transport, TransportError, open_transport
@@ -247,8 +247,7 @@ class Device:
 
     def counters(self) -> dict:
         """Performance counters of the last run: the global ones and, with a model loaded, per step."""
-        present = hardware_counters(self._hardware())      # the profiling ones only if built with them
-        values = {n: v for n, v in zip(COUNTERS, self.read(READ_MAP["counters"], len(COUNTERS))) if n in present}
+        values = named_counters(self._hardware(), self.read(READ_MAP["counters"], len(COUNTERS)))
         status = self.read(READ_MAP["status"], 1)[0]
         out = {"counters": values, "status": {"busy": bool(status & 1), "done": bool(status & 2),
                                               "error": bool(status & 4)}}

@@ -20,7 +20,7 @@ import torch
 
 from spikeforge.firmware.compiler import Compiled, pixel_rows
 from spikeforge.firmware.program import KINDS, OPS
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, hardware_counters
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters
 from spikeforge.model import golden
 
 from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
@@ -135,13 +135,12 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
     if result.get("error") or failed or not tests:
         raise BuildError(f"{simulator}: accelerator run failed: {result.get('error') or 'see log'} (log: {log})")
     images_out = []
-    present = hardware_counters(compiled.hardware)     # the profiling counters only if built with them
     for img in result["images"]:
         layers = img["layers"]
         per = len(LAYER_COUNTERS)
         images_out.append({
             "logits": img["logits"],
-            "counters": {n: v for n, v in zip(COUNTERS, img["counters"]) if n in present},
+            "counters": named_counters(compiled.hardware, img["counters"]),
             "layers": [dict(zip(LAYER_COUNTERS, layers[s * per:(s + 1) * per])) for s in range(n_steps)],
         })
     return {"images": images_out, "total_s": total_s, "loop_s": result.get("loop_seconds"),

@@ -59,7 +59,7 @@ from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
 
 __all__ = ["Accelerator", "READ_MAP", "COUNTERS", "PROFILE_COUNTERS", "LAYER_COUNTERS", "hardware_counters",
-           "named_counters", "write_layout", "descriptor_layout"]
+           "named_counters", "step_counters", "write_layout", "descriptor_layout"]
 
 #: Global performance counters, in read order from ``READ_MAP["counters"]``.
 COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
@@ -81,8 +81,25 @@ def named_counters(hw: HardwareConfig, words) -> dict[str, int]:
     return {n: v for n, v in zip(COUNTERS, words) if n in present}
 
 
-#: Per-step counters (``READ_MAP["layers"] + 4 * step + k``).
+#: Per-step counters (``READ_MAP["layers"] + 4 * step + k``): the global counters of these names
+#: as each step ended (:func:`step_counters` turns them into per-step counts).
 LAYER_COUNTERS = ("cycles", "events", "sops")
+
+
+def step_counters(words) -> list[dict[str, int]]:
+    """Per-step counts from the words read at ``READ_MAP["layers"] + 4 * s + k`` (``words[s][k]``,
+    :data:`LAYER_COUNTERS`, for steps 0, 1, ... of a run): the hardware records the global
+    counters as each step ends, so step ``s`` counts the difference from step ``s - 1`` (modulo
+    2**32; a run starts them from 0). A step's cycles run from the previous step's end to its own,
+    its fetch and decode included, so the steps' cycles add up to the run's less 3 (recording the
+    last step, then fetching and decoding END)."""
+    out, before = [], [0] * len(LAYER_COUNTERS)
+    for snap in words:
+        out.append({n: (now - then) % (1 << 32) for n, now, then in zip(LAYER_COUNTERS, snap, before)})
+        before = snap
+    return out
+
+
 #: Base addresses of the read map.
 READ_MAP = {"logits": 0x000, "counters": 0x100, "hw_id": 0x180, "format": 0x181, "status": 0x182,
             "layers": 0x200}
@@ -188,7 +205,7 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ memories
         desc_layout = descriptor_layout(hw)
         fw = field_bits(hw)             # loop counters are as wide as the descriptor fields they count to
-        m.submodules.program = prog_mem = memory.Memory(shape=desc_layout, depth=hw.program_rows, init=[])
+        m.submodules.program = prog_mem = memory.Memory(shape=desc_layout.size, depth=hw.program_rows, init=[])
         m.submodules.spike_buffer = spk_mem = memory.Memory(shape=WB, depth=hw.spike_rows * nw, init=[])
 
         def spike_addr(row, word) -> Value:
@@ -231,8 +248,10 @@ class Accelerator(wiring.Component):
         m.submodules.token_sum = tsum = TokenSum(lanes=p, u_bits=hw.u_bits, sum_bits=hw.gap_bits, group_capacity=1)
 
         # ------------------------------------------------------------------ loader (write port)
-        # Rows of lane values are staged 32-bit word by word; a program row keeps each field's
-        # word at the field's width (``desc_stage``), noting any word that does not fit.
+        # Rows of lane values are staged 32-bit word by word and written with their last word. A
+        # program row is written field by field as its words come (word k is field k, at the
+        # field's width; one write enable per bit); word 0 sets the row's ``invalid`` flag to
+        # whether the word fits its field, and a later word that does not fit sets it.
         stage = Signal(max(bits for name, bits in self.row_bits.items() if name != "program") + 32)
         row_data = Signal.like(stage)
         wr = self.write.payload
@@ -243,25 +262,30 @@ class Accelerator(wiring.Component):
                      is_prog_word.eq(self.write.valid & (wr.space == SPACES["program"]))]
         with m.If(self.write.valid & ~is_prog_word):
             m.d.sync += stage.word_select(word, 32).eq(wr.data)
-        desc_stage = Signal(desc_layout)
-        desc_row = Signal(desc_layout)
-        m.d.comb += desc_row.eq(desc_stage)
+        prog_wr = prog_mem.write_port(granularity=1)
+        desc_row = data.View(desc_layout, prog_wr.data)
         largest = field_max(hw)
+        too_wide = Signal()             # the word does not fit its field
+        m.d.comb += [prog_wr.addr.eq(row), desc_row.invalid.eq(too_wide)]
+        invalid_bit = 1 << desc_layout["invalid"].offset
         with m.Switch(word):
-            for k, name in enumerate(FIELDS):        # word k of a descriptor is field k
+            for k, name in enumerate(FIELDS):
+                field = desc_layout[name]
                 with m.Case(k):
-                    m.d.comb += [desc_row[name].eq(wr.data[:fw[name]]),
-                                 desc_row.invalid.eq((wr.data > largest[name]) | (desc_stage.invalid if k else 0))]
-        with m.If(is_prog_word):
-            m.d.sync += desc_stage.eq(desc_row)
+                    m.d.comb += too_wide.eq(wr.data > largest[name])
+                    with m.If(is_prog_word):
+                        m.d.comb += prog_wr.en.eq(((1 << field.width) - 1) << field.offset
+                                                  | Mux((k == 0) | too_wide, invalid_bit, 0))
+        for name in FIELDS:
+            m.d.comb += desc_row[name].eq(wr.data[:fw[name]])
         commit = {}
         for name, bits in self.row_bits.items():
-            commit[name] = Signal(name=f"commit_{name}")
-            m.d.comb += commit[name].eq(self.write.valid & (wr.space == SPACES[name]) & (word == _words(bits) - 1))
-        prog_wr = prog_mem.write_port()
+            if name != "program":
+                commit[name] = Signal(name=f"commit_{name}")
+                m.d.comb += commit[name].eq(self.write.valid & (wr.space == SPACES[name])
+                                            & (word == _words(bits) - 1))
         pix_wr = pix_mem.write_port()
         th_wr = th_mem.write_port()
-        m.d.comb += [prog_wr.addr.eq(row), prog_wr.data.eq(desc_row), prog_wr.en.eq(commit["program"])]
         for port, name in ((pix_wr, "pixels"), (th_wr, "thresholds")):
             m.d.comb += [port.addr.eq(row), port.data.eq(row_data[:self.row_bits[name]]), port.en.eq(commit[name])]
         m.d.comb += [
@@ -272,20 +296,22 @@ class Accelerator(wiring.Component):
         ]
 
         # ------------------------------------------------------------------ sequencer
-        d = Signal(desc_layout)         # the running step's descriptor
         pc = Signal(range(hw.program_rows + 1))
         go = Signal()                   # one-cycle pulse: the step in ``d`` starts
         step_done = Signal()            # the running step has finished
         prog_rd = prog_mem.read_port()
-        m.d.comb += [prog_rd.addr.eq(pc), prog_rd.en.eq(~prog_wr.en)]
+        fetch = Signal()                # FETCH: the program memory reads row ``pc``
+        m.d.comb += [prog_rd.addr.eq(pc), prog_rd.en.eq(fetch & ~prog_wr.en.any())]
+        # the running step's descriptor: the read port holds its row until the next FETCH (no copy)
+        d = data.View(desc_layout, prog_rd.data)
         is_conv = Signal()
         is_pixel = Signal()
-        load_d = Signal()               # DECODE: ``d`` and the flags decoded from it are loaded
+        load_d = Signal()               # DECODE: the flags decoded from the new ``d`` are loaded
 
         def decoded(sig: Signal, fn) -> None:
-            """``sig`` is ``fn(descriptor)``, registered with ``d``: no decode logic on its paths."""
+            """``sig`` is ``fn(descriptor)``, registered in DECODE: no decode logic on its paths."""
             with m.If(load_d):
-                m.d.sync += sig.eq(fn(prog_rd.data))
+                m.d.sync += sig.eq(fn(d))
 
         def conv(x):                    # predicates of a descriptor, shared by the decoded flags
             return x.op == OPS["CONV"]
@@ -304,7 +330,6 @@ class Accelerator(wiring.Component):
             """Count this cycle in profiling counter ``name`` (if the hardware has it)."""
             if name in counters:
                 m.d.sync += counters[name].eq(counters[name] + 1)
-        layer_cnt = [Signal(32, name=f"layer_{n}") for n in LAYER_COUNTERS]
 
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
@@ -312,14 +337,13 @@ class Accelerator(wiring.Component):
                     m.d.sync += [pc.eq(0), self.done.eq(0), error.eq(0), *[c.eq(0) for c in counters.values()]]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), fetch.eq(1)]
                 m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += d.eq(prog_rd.data)
                 m.d.comb += load_d.eq(1)
-                bad = (prog_rd.data.op > max(OPS.values())) | (pc >= hw.program_rows) | prog_rd.data.invalid
-                with m.If((prog_rd.data.op == OPS["END"]) | bad):
+                bad = (d.op > max(OPS.values())) | (pc >= hw.program_rows) | d.invalid
+                with m.If((d.op == OPS["END"]) | bad):
                     # an unknown op or a program without END stops the run with the error flag set
                     m.d.sync += [self.done.eq(1), error.eq(bad)]
                     m.next = "IDLE"
@@ -337,27 +361,26 @@ class Accelerator(wiring.Component):
                 m.d.sync += pc.eq(pc + 1)
                 m.next = "FETCH"
 
-        # The step's counters are written one word per cycle, in RECORD, FETCH and DECODE, which always
-        # follow each other (no cycle added; the counters restart at the next step's START). Cycles
-        # go first: that counter still runs in those states.
+        # The step's counters: the global counters as the step ends (:func:`step_counters` takes the
+        # differences), written one word per cycle in RECORD, FETCH and DECODE, which always follow
+        # each other (no cycle added). Cycles go first: that counter still runs in those states.
         lc_wr = lc_mem.write_port()
         rec_k = Signal(2)               # the word written this cycle, 0 when none
         rec_row = Signal.like(pc)       # the recorded step
+        snapshot = Array(counters[n] for n in LAYER_COUNTERS)
         with m.If(record):
-            m.d.comb += [lc_wr.addr.eq(Cat(Const(0, 2), pc)), lc_wr.data.eq(layer_cnt[0]), lc_wr.en.eq(1)]
+            m.d.comb += [lc_wr.addr.eq(Cat(Const(0, 2), pc)), lc_wr.data.eq(snapshot[0]), lc_wr.en.eq(1)]
             m.d.sync += [rec_k.eq(1), rec_row.eq(pc)]
         with m.Elif(rec_k != 0):
-            m.d.comb += [lc_wr.addr.eq(Cat(rec_k, rec_row)), lc_wr.en.eq(1),
-                         lc_wr.data.eq(Array(layer_cnt)[rec_k])]
+            m.d.comb += [lc_wr.addr.eq(Cat(rec_k, rec_row)), lc_wr.en.eq(1), lc_wr.data.eq(snapshot[rec_k])]
             m.d.sync += rec_k.eq(Mux(rec_k == len(LAYER_COUNTERS) - 1, 0, rec_k + 1))
         with m.If(self.busy):
-            m.d.sync += [counters["cycles"].eq(counters["cycles"] + 1), layer_cnt[0].eq(layer_cnt[0] + 1)]
+            m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
         ev_counted = Signal()
         m.d.comb += ev_counted.eq(acc.events.valid & acc.events.ready & ~acc.events.payload.empty
                                   & (~acc.events.payload.zero if dense else 1))
         with m.If(ev_counted):
-            m.d.sync += [counters["events"].eq(counters["events"] + 1), layer_cnt[1].eq(layer_cnt[1] + 1),
-                         counters["sops"].eq(counters["sops"] + d.cout), layer_cnt[2].eq(layer_cnt[2] + d.cout)]
+            m.d.sync += [counters["events"].eq(counters["events"] + 1), counters["sops"].eq(counters["sops"] + d.cout)]
         with m.If(acc.busy):
             profile("accumulator_busy")
 
@@ -785,8 +808,7 @@ class Accelerator(wiring.Component):
         kv_and = sdsa.kv.payload.k & sdsa.kv.payload.v
         m.d.comb += kv_ops.eq(sum(kv_and[i] for i in range(p)))
         with m.If(sdsa.kv.valid & sdsa.kv.ready):
-            m.d.sync += [counters["sops"].eq(counters["sops"] + kv_ops), layer_cnt[2].eq(layer_cnt[2] + kv_ops),
-                         layer_cnt[1].eq(layer_cnt[1] + kv_ops)]
+            m.d.sync += [counters["events"].eq(counters["events"] + kv_ops), counters["sops"].eq(counters["sops"] + kv_ops)]
         # writer of the unit's output: the driver's order (group g, time step t, token n): row n * steps + t
         so_row = Signal(range(hw.spike_rows + 1))
         so_t = Signal(fw["steps"])
@@ -847,9 +869,6 @@ class Accelerator(wiring.Component):
                               | Mux(po_b_in, spk_rd.data & word_channels(po_b_full), 0))
         with m.If(po_b_valid):
             m.d.sync += po_acc.eq(po_new)
-
-        with m.If(go):   # after every increment above: a new step starts its counts from 0
-            m.d.sync += [c.eq(0) for c in layer_cnt]
 
         # ------------------------------------------------------------------ spike-buffer writes
         # (one write enable per lane group of a word)

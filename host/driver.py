@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeforge.firmware.compiler import Compiled, compile_model, pixel_rows
-from spikeforge.firmware.program import SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, named_counters
+from spikeforge.firmware.program import OPS, SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, named_counters, step_counters
 
 from . import protocol as P
 from .transport import Transport, TransportError, open_transport
@@ -252,11 +252,9 @@ class Device:
         out = {"counters": values, "status": {"busy": bool(status & 1), "done": bool(status & 2),
                                               "error": bool(status & 4)}}
         if self.loaded is not None:
-            steps = [d for d in self.loaded.compiled.program if d.name]
-            layers = []
-            for s, d in enumerate(steps):
-                words = self.read(READ_MAP["layers"] + 4 * s, len(LAYER_COUNTERS))
-                layers.append({"name": d.name, **dict(zip(LAYER_COUNTERS, words))})
+            steps = [d for d in self.loaded.compiled.program if d.op != OPS["END"]]   # END records none
+            words = [self.read(READ_MAP["layers"] + 4 * s, len(LAYER_COUNTERS)) for s in range(len(steps))]
+            layers = [{"name": d.name, **counts} for d, counts in zip(steps, step_counters(words))]
             out["layers"] = layers
         return out
 

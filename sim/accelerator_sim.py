@@ -20,7 +20,7 @@ import torch
 
 from spikeforge.firmware.compiler import Compiled, pixel_rows
 from spikeforge.firmware.program import KINDS, OPS
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters, step_counters
 from spikeforge.model import golden
 
 from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
@@ -114,7 +114,7 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
     top, vfile = _accelerator_verilog(compiled, simulator, build_root)
     build_dir = vfile.parent
     n_classes = compiled.manifest["model"]["num_classes"]
-    n_steps = len(compiled.program)
+    n_steps = sum(d.op != OPS["END"] for d in compiled.program)   # END records no counters
     reads = {
         "logits": [READ_MAP["logits"] + i for i in range(n_classes)],
         "counters": [READ_MAP["counters"] + i for i in range(len(COUNTERS))],
@@ -141,7 +141,7 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
         images_out.append({
             "logits": img["logits"],
             "counters": named_counters(compiled.hardware, img["counters"]),
-            "layers": [dict(zip(LAYER_COUNTERS, layers[s * per:(s + 1) * per])) for s in range(n_steps)],
+            "layers": step_counters(layers[s * per:(s + 1) * per] for s in range(n_steps)),
         })
     return {"images": images_out, "total_s": total_s, "loop_s": result.get("loop_seconds"),
             "loop_clock_cycles": result.get("loop_clock_cycles"), "log": str(log), "build_dir": str(build_dir)}

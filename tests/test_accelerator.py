@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from spikeforge.firmware.compiler import compile_model, hardware_for
-from spikeforge.hdl.accelerator import COUNTERS, hardware_counters
+from spikeforge.hdl.accelerator import COUNTERS, hardware_counters, step_counters
 from spikeforge.hdl.boards import board_hardware, get_board
 from spikeforge.model.quantize import quantize
 from spikeforge.model.train import calibrated_model
@@ -196,3 +196,16 @@ def test_sequencer_stops_on_an_unknown_op_or_a_field_too_wide_and_identifies_its
     for name in cases:
         assert seen[name][0] is not None, name
         assert seen[name][1] == (0b010 if name.startswith("end") else 0b110), name   # done; error if bad
+
+
+def test_step_counters_difference_the_recorded_snapshots():
+    """The per-step words are the global counters as each step ended; a step's count is the change
+    since the previous step, across the 32-bit counters' wrap-around."""
+    words = [[10, 0, 0], [25, 3, 48], [(1 << 32) - 2, 3, 50], [5, 4, 50]]
+    assert step_counters(words) == [
+        {"cycles": 10, "events": 0, "sops": 0},
+        {"cycles": 15, "events": 3, "sops": 48},
+        {"cycles": (1 << 32) - 27, "events": 0, "sops": 2},
+        {"cycles": 7, "events": 1, "sops": 0},
+    ]
+    assert step_counters([]) == []

@@ -62,7 +62,11 @@ def test_virtual_board_infers_bit_exact(loaded, qm, digits):
     counters = dev.counters()
     assert counters["counters"]["cycles"] == results[-1].cycles
     assert counters["status"] == {"busy": False, "done": True, "error": False}
-    assert sum(layer["sops"] for layer in counters["layers"]) == counters["counters"]["sops"] > 0
+    layers, total = counters["layers"], counters["counters"]
+    assert sum(layer["sops"] for layer in layers) == total["sops"] > 0
+    assert sum(layer["events"] for layer in layers) == total["events"] > 0
+    # the steps' cycles add up to the run's less its last 3: recording the last step, fetching END
+    assert total["cycles"] - sum(layer["cycles"] for layer in layers) == 3
 
 
 def _replies_until_quiet(dev, want: int, quiet: float = 3.0) -> list:

@@ -228,7 +228,9 @@ class Accelerator(wiring.Component):
         m.submodules.membranes = v_mem = memory.Memory(shape=v_layout, depth=gcap, init=[])
         logit_layout = data.ArrayLayout(signed(hw.logit_bits), p)
         n_logit_rows = -(-hw.max_classes // p)
-        logits = Signal(data.ArrayLayout(logit_layout, n_logit_rows))   # registers: summed over T
+        # logits summed over T: row g holds lane group g's classes (read-modify-write by the post-op
+        # while busy, by the read map when idle)
+        m.submodules.logits = lg_mem = memory.Memory(shape=logit_layout, depth=n_logit_rows, init=[])
         self.memories = {"spikes": spk_mem, "residual": u_mem, "membranes": v_mem}  # for simulation probes
         # per-step counters: word k of step s at row 4 s + k (the read map's layout), one 32-bit word
         # per row (a wide, shallow memory would waste block RAMs)
@@ -379,8 +381,15 @@ class Accelerator(wiring.Component):
         ev_counted = Signal()
         m.d.comb += ev_counted.eq(acc.events.valid & acc.events.ready & ~acc.events.payload.empty
                                   & (~acc.events.payload.zero if dense else 1))
+        # events and SOPs counted this cycle (an accumulator event: 1 and ``cout``; SDSA: below),
+        # added by one adder per counter
+        add_events = Signal(range(p + 1))
+        add_sops = Signal(range(max(p, largest["cout"]) + 1))
+        with m.If(add_events != 0):     # (not in IDLE, where a run's start clears them)
+            m.d.sync += [counters["events"].eq(counters["events"] + add_events),
+                         counters["sops"].eq(counters["sops"] + add_sops)]
         with m.If(ev_counted):
-            m.d.sync += [counters["events"].eq(counters["events"] + 1), counters["sops"].eq(counters["sops"] + d.cout)]
+            m.d.comb += [add_events.eq(1), add_sops.eq(d.cout)]
         with m.If(acc.busy):
             profile("accumulator_busy")
 
@@ -632,6 +641,10 @@ class Accelerator(wiring.Component):
         m.d.comb += u_target.eq(Mux(is_pool, ybase + xbase + tgu + Mux(ty, d.u_row_stride, 0)
                                     + Mux(tx, d.u_pos_stride, 0), urow))
         m.d.comb += [v_rd.addr.eq(pg), v_rd.en.eq(1), th_rd.addr.eq(d.th_base + pg), th_rd.en.eq(~th_wr.en)]
+        lg_wr = lg_mem.write_port()
+        lg_rd = lg_mem.read_port(transparent_for=(lg_wr,))
+        lane_bits = p.bit_length() - 1
+        m.d.comb += lg_rd.addr.eq(Mux(self.busy, pg, self.read_addr[lane_bits:]))
         with m.If(is_conv if one_port else 1):          # one port: the U reader's otherwise
             m.d.comb += [u_rmw.addr.eq(u_target), u_rmw.en.eq(1)]
         s2 = Signal()
@@ -685,7 +698,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [spikes[lane].eq(s), v_new[lane].eq(v)]
         u_new = Signal(u_layout)
         lg_new = Signal(logit_layout)
-        lg_old = logits[s2_g]
+        lg_old = lg_rd.data
         for lane in range(p):
             old, x = u_rmw.data[lane], s2_x[lane]
             with m.Switch(post):
@@ -702,8 +715,7 @@ class Accelerator(wiring.Component):
             v_wr.addr.eq(s2_g), v_wr.data.eq(v_new), v_wr.en.eq(s2 & is_lif),
             u_wr.addr.eq(s2_u), u_wr.data.eq(u_new), u_wr.en.eq(s2 & is_u_post),
         ]
-        with m.If(s2 & is_conv & (post == POSTS["LOGITS"])):
-            m.d.sync += logits[s2_g].eq(lg_new)
+        m.d.comb += [lg_wr.addr.eq(s2_g), lg_wr.data.eq(lg_new), lg_wr.en.eq(s2 & is_conv & (post == POSTS["LOGITS"]))]
         # stage 3: the LIF's spikes are written to the spike buffer a cycle later (the membrane update
         # is the only path that has to close in one cycle: the next time step's beat reads it)
         s3 = Signal()
@@ -808,7 +820,7 @@ class Accelerator(wiring.Component):
         kv_and = sdsa.kv.payload.k & sdsa.kv.payload.v
         m.d.comb += kv_ops.eq(sum(kv_and[i] for i in range(p)))
         with m.If(sdsa.kv.valid & sdsa.kv.ready):
-            m.d.sync += [counters["events"].eq(counters["events"] + kv_ops), counters["sops"].eq(counters["sops"] + kv_ops)]
+            m.d.comb += [add_events.eq(kv_ops), add_sops.eq(kv_ops)]
         # writer of the unit's output: the driver's order (group g, time step t, token n): row n * steps + t
         so_row = Signal(range(hw.spike_rows + 1))
         so_t = Signal(fw["steps"])
@@ -906,19 +918,17 @@ class Accelerator(wiring.Component):
 
         # ------------------------------------------------------------------ read map
         # Synchronous: ``read_data`` is the word at the ``read_addr`` of the previous cycle (the
-        # per-step counters come from a block RAM read port; the rest from a register).
+        # per-step counters and the logits come from memory read ports; the rest from a register).
         lc_rd = lc_mem.read_port()
         ra = self.read_addr
         read_q = Signal(32)
         from_layers = Signal()
+        from_logits = Signal()
+        logit_lane = Signal(range(p))
         m.d.comb += [lc_rd.addr.eq(ra - READ_MAP["layers"]), lc_rd.en.eq(~lc_wr.en)]
-        m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), read_q.eq(0)]
-        with m.If(ra < READ_MAP["counters"]):
-            with m.Switch(ra):
-                for i in range(n_logit_rows * p):
-                    with m.Case(i):
-                        m.d.sync += read_q.eq(logits[i // p][i % p])
-        with m.Elif(ra < READ_MAP["hw_id"]):
+        m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), from_logits.eq(ra < n_logit_rows * p),
+                     logit_lane.eq(ra[:lane_bits]), read_q.eq(0)]
+        with m.If((ra >= READ_MAP["counters"]) & (ra < READ_MAP["hw_id"])):
             with m.Switch(ra - READ_MAP["counters"]):
                 for i, n in enumerate(COUNTERS):
                     if n in counters:
@@ -930,5 +940,6 @@ class Accelerator(wiring.Component):
             m.d.sync += read_q.eq(FORMAT_VERSION)
         with m.Elif(ra == READ_MAP["status"]):
             m.d.sync += read_q.eq(Cat(self.busy, self.done, error))
-        m.d.comb += self.read_data.eq(Mux(from_layers, lc_rd.data, read_q))
+        m.d.comb += self.read_data.eq(Mux(from_layers, lc_rd.data,
+                                          Mux(from_logits, lg_rd.data[logit_lane], read_q)))   # (sign-extended)
         return m

@@ -274,7 +274,11 @@ class Accelerator(wiring.Component):
             for k, name in enumerate(FIELDS):
                 field = desc_layout[name]
                 with m.Case(k):
-                    m.d.comb += too_wide.eq(wr.data > largest[name])
+                    # bits above the field's width (no compare), or over a limit below it
+                    over = wr.data[field.width:].any()
+                    if largest[name] != (1 << field.width) - 1:
+                        over = over | (wr.data[:field.width] > largest[name])
+                    m.d.comb += too_wide.eq(over)
                     with m.If(is_prog_word):
                         m.d.comb += prog_wr.en.eq(((1 << field.width) - 1) << field.offset
                                                   | Mux((k == 0) | too_wide, invalid_bit, 0))
@@ -536,7 +540,8 @@ class Accelerator(wiring.Component):
         # LIF_U: rows in U order (position, t, group) = 0, 1, 2, ...; GAP: (t, group) outer, position
         # inner: row = position * u_pos_stride + t * u_groups + group.
         ur_beat = data.StructLayout({"x": u_layout, "first": 1, "last": 1})
-        ur_fifo = fifo.SyncFIFO(width=ur_beat.size, depth=_FIFO_DEPTH)
+        ur_depth = 3                    # a read in flight and two queued: one beat a cycle
+        ur_fifo = fifo.SyncFIFO(width=ur_beat.size, depth=ur_depth)
         m.submodules.u_fifo = ur_fifo
         ur_active = Signal()
         ur_t, ur_g = Signal(fw["steps"]), Signal(fw["u_groups"])
@@ -548,7 +553,7 @@ class Accelerator(wiring.Component):
         is_gap = Signal()
         decoded(is_gap, lambda x: x.op == OPS["GAP"])
         ur_pos_last = Signal()
-        m.d.comb += ur_issue.eq(ur_active & (ur_fifo.level + ur_b_valid < _FIFO_DEPTH - 1))
+        m.d.comb += ur_issue.eq(ur_active & (ur_fifo.level + ur_b_valid < ur_depth))   # room for it
         m.d.comb += [u_rd.addr.eq(ur_addr), u_rd.en.eq(1)]
         m.d.sync += ur_b_valid.eq(ur_issue)
         ury, urx = Signal(fw["height"]), Signal(fw["width"])

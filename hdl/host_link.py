@@ -303,7 +303,9 @@ class LinkController(wiring.Component):
                      rx_crc.data.eq(beat.data)]
 
         # --- command registers
-        acc_sh = Signal(32)                      # little-endian field assembly
+        # little-endian field assembly: the write payload's data register (the accelerator only
+        # takes it while ``write.valid``, and a WRITE's words are assembled in place)
+        acc_sh = self.write.payload.data
         k = Signal(2)
         space = Signal(8)
         row = Signal(32)
@@ -313,21 +315,22 @@ class LinkController(wiring.Component):
         rcount = Signal(range(MAX_FRAME // 4 + 1))
         rows_written = Signal(32)
         m.d.comb += rows_written.eq(rcount)
-        cur_row = Signal(32)
+        cap_bits = max(self.rows.values()).bit_length()
+        cur_row = Signal(cap_bits)
         raddr = Signal(16)
         count = Signal(8)
         nlog = Signal(8)
         run = Signal()                           # the WRITE is a RUN's pixels
-        best = Signal(signed(32))
+        best = Signal(signed(self.hw.logit_bits))   # logits are read sign-extended from this width
         pred = Signal(8)
         # argmax, one cycle behind the logits being sent (a register between the accelerator's read
         # mux and the comparison); it settles while the last logit's other three bytes go out
-        cand, cand_idx, cand_first, cand_valid = Signal(signed(32)), Signal(8), Signal(), Signal()
+        cand, cand_idx, cand_first, cand_valid = Signal.like(best), Signal(8), Signal(), Signal()
         m.d.sync += cand_valid.eq(0)
         with m.If(cand_valid & (cand_first | (cand > best))):
             m.d.sync += [best.eq(cand), pred.eq(cand_idx)]
         wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
-        rows_cap = Array(Const(self.rows[s], 32) for s in SPACES)
+        rows_cap = Array(Const(self.rows[s], cap_bits) for s in SPACES)
         word_bits = self.word_bits
 
         # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
@@ -337,13 +340,17 @@ class LinkController(wiring.Component):
         next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
         m.d.comb += next_idx.eq(Mux(out.ready, idx + 1, idx))
 
+        emit_len = Signal.like(next_idx)         # the sending state's length (never 0)
+        emit_last = Signal()                      # the byte sent is its last
+        m.d.comb += emit_last.eq(idx + 1 == emit_len)
+
         def emit(byte_value, length, nxt, first=False):
-            """Send ``length`` bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
-            m.d.comb += [out.valid.eq(1), out.payload.data.eq(byte_value),
+            """Send ``length`` (> 0) bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
+            m.d.comb += [out.valid.eq(1), out.payload.data.eq(byte_value), emit_len.eq(length),
                          tx_crc.valid.eq(out.ready), tx_crc.start.eq(first & (idx == 0))]
             with m.If(out.ready):
                 m.d.sync += idx.eq(idx + 1)
-                with m.If(idx + 1 >= length):
+                with m.If(emit_last):
                     m.d.sync += idx.eq(0)
                     m.next = nxt
 
@@ -447,7 +454,7 @@ class LinkController(wiring.Component):
                         m.d.sync += [w.eq(0), rcount.eq(rcount + 1)]
                 with m.Elif(w != 0):
                     fail("E_LENGTH")
-                with m.Elif(row.as_unsigned() + rcount > rows_cap[space]):
+                with m.Elif(row[cap_bits:].any() | (row[:cap_bits] + rcount > rows_cap[space])):
                     fail("E_RANGE")
                 with m.Else():
                     m.d.sync += [wcount.eq(0), cur_row.eq(row), k.eq(0)]
@@ -462,7 +469,7 @@ class LinkController(wiring.Component):
                     m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1), self.write.valid.eq(k == 3)]
                     with m.If(k == 3):
                         m.d.sync += [wb.space.eq(space), wb.addr.eq((cur_row << word_bits) | w),
-                                     wb.data.eq(Cat(acc_sh[8:], byte)), wcount.eq(wcount + 1), w.eq(w + 1)]
+                                     wcount.eq(wcount + 1), w.eq(w + 1)]
                         with m.If(w + 1 == wpr[space]):
                             m.d.sync += [w.eq(0), cur_row.eq(cur_row + 1)]
                         with m.If(wcount + 1 == nwords):
@@ -536,7 +543,7 @@ class LinkController(wiring.Component):
             with m.State("RUN_LOGITS"):
                 m.d.comb += self.read_addr.eq(READ_MAP["logits"] + next_idx[2:])
                 with m.If(out.ready & (idx[:2] == 0)):
-                    m.d.sync += [cand.eq(self.read_data.as_signed()), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
+                    m.d.sync += [cand.eq(self.read_data[:len(cand)]), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
                                  cand_valid.eq(1)]
                 emit(self.read_data.word_select(idx[:2], 8), nlog * 4, "RUN_PRED")
             with m.State("RUN_PRED"):

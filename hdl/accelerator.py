@@ -307,7 +307,7 @@ class Accelerator(wiring.Component):
         step_done = Signal()            # the running step has finished
         prog_rd = prog_mem.read_port()
         fetch = Signal()                # FETCH: the program memory reads row ``pc``
-        m.d.comb += [prog_rd.addr.eq(pc), prog_rd.en.eq(fetch & ~prog_wr.en.any())]
+        m.d.comb += [prog_rd.addr.eq(pc), prog_rd.en.eq(fetch & ~is_prog_word)]
         # the running step's descriptor: the read port holds its row until the next FETCH (no copy)
         d = data.View(desc_layout, prog_rd.data)
         is_conv = Signal()

@@ -250,10 +250,11 @@ def _pack(board: Board, commands: list[list[str]], work: Path, say: Progress, st
 
 
 def _script_after_read(board: Board, hw: HardwareConfig) -> str:
-    """Yosys commands run on the read design: on the iCE40 the collision-free read ports
-    (:func:`~spikeforge.hdl.boards.collision_script`) and the SPRAM memories. (The ECP5 flow leaves
-    the collision marks out: with them, Yosys 0.70's ABC9 pass fails an assertion on this design.)"""
-    if board.family != "ice40":
+    """Yosys commands run on the read design: the collision-free read ports
+    (:func:`~spikeforge.hdl.boards.collision_script`) on the iCE40 and the ECP5, and the SPRAM
+    memories. (Yosys 0.70's ABC9 pass fails an assertion on the ECP5 design: pyproject.toml keeps
+    Yosys below 0.70.)"""
+    if board.family not in ("ice40", "ecp5"):
         return ""
     return "; ".join([collision_script()] + ([spram_script(hw)] if board.spram else []))
 

@@ -25,8 +25,9 @@ __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "MAX_REPLY", "CMD", "STATUS", "Proto
            "cobs_encode", "cobs_decode", "encode_frame", "decode_frame", "request", "Reply", "parse_reply",
            "Hello", "hello_payload", "parse_hello", "CAPABILITY_FIELDS", "LINKS", "FrameSplitter"]
 
-#: Version of this protocol (HELLO reports it; the host refuses another).
-PROTOCOL_VERSION = 1
+#: Version of this protocol (HELLO reports it; the host refuses another). 2: the per-step words of
+#: the read map are the global counters as each step ended (1: per-step counts).
+PROTOCOL_VERSION = 2
 #: Largest request body the device accepts (cmd, seq, payload and CRC): its frame buffer.
 MAX_FRAME = 1024
 #: Largest reply body (READ of 255 words).

@@ -268,22 +268,22 @@ class Accelerator(wiring.Component):
         desc_row = data.View(desc_layout, prog_wr.data)
         largest = field_max(hw)
         too_wide = Signal()             # the word does not fit its field
-        m.d.comb += [prog_wr.addr.eq(row), desc_row.invalid.eq(too_wide)]
-        invalid_bit = 1 << desc_layout["invalid"].offset
-        with m.Switch(word):
-            for k, name in enumerate(FIELDS):
-                field = desc_layout[name]
-                with m.Case(k):
-                    # bits above the field's width (no compare), or over a limit below it
-                    over = wr.data[field.width:].any()
-                    if largest[name] != (1 << field.width) - 1:
-                        over = over | (wr.data[:field.width] > largest[name])
-                    m.d.comb += too_wide.eq(over)
-                    with m.If(is_prog_word):
-                        m.d.comb += prog_wr.en.eq(((1 << field.width) - 1) << field.offset
-                                                  | Mux((k == 0) | too_wide, invalid_bit, 0))
-        for name in FIELDS:
-            m.d.comb += desc_row[name].eq(wr.data[:fw[name]])
+        is_field = Signal(len(FIELDS))  # one-hot: the word written is field k's
+        en = data.View(desc_layout, prog_wr.en)
+        m.d.comb += [prog_wr.addr.eq(row), desc_row.invalid.eq(too_wide),
+                     en.invalid.eq(is_field[0] | (is_prog_word & too_wide))]
+        # (sums of products, not a multiplexer chain: these paths end at the block RAM's enables)
+        over_terms = []
+        for k, name in enumerate(FIELDS):
+            width = fw[name]
+            m.d.comb += [is_field[k].eq(is_prog_word & (word == k)), desc_row[name].eq(wr.data[:width]),
+                         en[name].eq(is_field[k].replicate(width))]
+            # bits above the field's width (no compare), or over a limit below it
+            over = wr.data[width:].any()
+            if largest[name] != (1 << width) - 1:
+                over = over | (wr.data[:width] > largest[name])
+            over_terms.append((word == k) & over)
+        m.d.comb += too_wide.eq(Cat(over_terms).any())
         commit = {}
         for name, bits in self.row_bits.items():
             if name != "program":
@@ -445,8 +445,18 @@ class Accelerator(wiring.Component):
         in_map = Signal()
         m.d.comb += in_map.eq((iy >= 0) & (iy < d.height) & (ix >= 0) & (ix < d.width))
         tap_row = Signal(signed(max(hw.spike_rows, hw.max_positions).bit_length() + 2))
-        oy = Mux(one_tap, 0, Mux(dy == 0, -d.row_stride, Mux(dy == 1, 0, d.row_stride)))
-        ox = Mux(one_tap, 0, Mux(dx == 0, -d.steps, Mux(dx == 1, 0, d.steps)))
+        # window offsets (row_stride up/down a row, steps left/right a position), registered at
+        # DECODE: the read address adds registers, not the program memory's output and a negation
+        up, down = Signal(signed(fw["row_stride"] + 1)), Signal(signed(fw["row_stride"] + 1))
+        left, right = Signal(signed(fw["steps"] + 1)), Signal(signed(fw["steps"] + 1))
+        decoded(up, lambda x: -x.row_stride)
+        decoded(down, lambda x: x.row_stride)
+        decoded(left, lambda x: -x.steps)
+        decoded(right, lambda x: x.steps)
+        in_base = Signal(fw["in_base"])  # the input map's first spike-buffer row (the readers' base)
+        decoded(in_base, lambda x: x.in_base)
+        oy = Mux(one_tap, 0, Mux(dy == 0, up, Mux(dy == 1, 0, down)))
+        ox = Mux(one_tap, 0, Mux(dx == 0, left, Mux(dx == 1, 0, right)))
         m.d.comb += tap_row.eq(rowc + oy + ox)
         last_tap = Signal()
         m.d.comb += last_tap.eq(one_tap | ((dy == 2) & (dx == 2)))
@@ -469,7 +479,7 @@ class Accelerator(wiring.Component):
             profile("source_stall")
         m.d.comb += [pix_rd.addr.eq(tap_row), pix_rd.en.eq(~pix_wr.en)]
         with m.If(is_conv):
-            m.d.comb += [spk_rd.addr.eq(spike_addr(d.in_base + tap_row, sw))]
+            m.d.comb += [spk_rd.addr.eq(spike_addr(in_base + tap_row, sw))]
         m.d.sync += b_valid.eq(issue)
         with m.If(issue):
             m.d.sync += [b_in_map.eq(in_map), b_last.eq(last_tap & word_last), b_full.eq(~word_last),
@@ -757,7 +767,7 @@ class Accelerator(wiring.Component):
                      sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1) & spk_free),
                      sd_group.eq(sd_g + Mux(sd_phase, 0, Mux(sd_kv, d.u_groups << 1, d.u_groups)))]
         with m.If(d.op == OPS["SDSA"]):
-            m.d.comb += spk_rd.addr.eq(spike_addr(d.in_base + sd_row, group_word(sd_group)))
+            m.d.comb += spk_rd.addr.eq(spike_addr(in_base + sd_row, group_word(sd_group)))
         m.d.comb += spk_rd.en.eq(1)
         m.d.sync += sd_b_valid.eq(sd_issue)
         with m.If(sd_issue):
@@ -862,9 +872,9 @@ class Accelerator(wiring.Component):
         po_acc = Signal(WB)
         po_new = Signal(WB)
         with m.If(d.op == OPS["POOL_OR"]):
-            oy = Mux(po_dy == 0, -d.row_stride, Mux(po_dy == 1, 0, d.row_stride))
-            ox = Mux(po_dx == 0, -d.steps, Mux(po_dx == 1, 0, d.steps))
-            m.d.comb += spk_rd.addr.eq(spike_addr(d.in_base + po_base + po_t + oy + ox, po_w))
+            oy = Mux(po_dy == 0, up, Mux(po_dy == 1, 0, down))
+            ox = Mux(po_dx == 0, left, Mux(po_dx == 1, 0, right))
+            m.d.comb += spk_rd.addr.eq(spike_addr(in_base + po_base + po_t + oy + ox, po_w))
         po_issue = Signal()
         m.d.comb += po_issue.eq(po_active & spk_free)
         m.d.sync += po_b_valid.eq(po_issue)
@@ -933,18 +943,17 @@ class Accelerator(wiring.Component):
         m.d.comb += [lc_rd.addr.eq(ra - READ_MAP["layers"]), lc_rd.en.eq(~lc_wr.en)]
         m.d.sync += [from_layers.eq(ra >= READ_MAP["layers"]), from_logits.eq(ra < n_logit_rows * p),
                      logit_lane.eq(ra[:lane_bits]), read_q.eq(0)]
-        with m.If((ra >= READ_MAP["counters"]) & (ra < READ_MAP["hw_id"])):
-            with m.Switch(ra - READ_MAP["counters"]):
-                for i, n in enumerate(COUNTERS):
-                    if n in counters:
-                        with m.Case(i):
-                            m.d.sync += read_q.eq(counters[n])
-        with m.Elif(ra == READ_MAP["hw_id"]):
-            m.d.sync += read_q.eq(self.hw_id())
-        with m.Elif(ra == READ_MAP["format"]):
-            m.d.sync += read_q.eq(FORMAT_VERSION)
-        with m.Elif(ra == READ_MAP["status"]):
-            m.d.sync += read_q.eq(Cat(self.busy, self.done, error))
+        with m.Switch(ra):              # one flat decode of the addresses (no compares)
+            for i, n in enumerate(COUNTERS):
+                if n in counters:
+                    with m.Case(READ_MAP["counters"] + i):
+                        m.d.sync += read_q.eq(counters[n])
+            with m.Case(READ_MAP["hw_id"]):
+                m.d.sync += read_q.eq(self.hw_id())
+            with m.Case(READ_MAP["format"]):
+                m.d.sync += read_q.eq(FORMAT_VERSION)
+            with m.Case(READ_MAP["status"]):
+                m.d.sync += read_q.eq(Cat(self.busy, self.done, error))
         m.d.comb += self.read_data.eq(Mux(from_layers, lc_rd.data,
                                           Mux(from_logits, lg_rd.data[logit_lane], read_q)))   # (sign-extended)
         return m

@@ -27,6 +27,7 @@ from spikeforge.firmware.program import SPACES, HardwareConfig, space_rows, word
 from spikeforge.host.protocol import CMD, MAX_FRAME, STATUS
 
 from .accelerator import READ_MAP, write_layout
+from .register_slice import RegisterSlice
 
 __all__ = ["UARTReceiver", "UARTTransmitter", "COBSDecoder", "COBSEncoder", "LinkController", "HostLink",
            "FRAME_BEAT", "WIRE_BYTE", "CRC16"]
@@ -310,7 +311,6 @@ class LinkController(wiring.Component):
         space = Signal(8)
         row = Signal(32)
         nwords = Signal(range(MAX_FRAME // 4 + 1))
-        wcount = Signal.like(nwords)
         w = Signal(range(max(self.words_per_row.values()) + 1))
         rcount = Signal(range(MAX_FRAME // 4 + 1))
         rows_written = Signal(32)
@@ -331,6 +331,11 @@ class LinkController(wiring.Component):
             m.d.sync += [best.eq(cand), pred.eq(cand_idx)]
         wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
         rows_cap = Array(Const(self.rows[s], cap_bits) for s in SPACES)
+        space_wpr = Signal.like(wpr[0])          # the space's words per row and rows, once checked
+        space_rows = Signal(cap_bits)
+        left = Signal.like(nwords)               # words left to count, then to write
+        row_end = Signal(cap_bits + 1)           # row + rows counted (the check's operands, registered)
+        row_high = Signal()                      # row has bits above every space's rows
         word_bits = self.word_bits
 
         # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
@@ -339,6 +344,18 @@ class LinkController(wiring.Component):
         idx = Signal(range(4 * 256 + 1))
         next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
         m.d.comb += next_idx.eq(Mux(out.ready, idx + 1, idx))
+
+        # READ_DATA and RUN_LOGITS send read-map words: the word being sent and the next one are
+        # registers, so the read address is a multiplexer, not an adder, after the reply's ready
+        word_addr = Signal(16)
+        word_next = Signal(16)
+        word_done = Signal()                      # the word's last byte goes out this cycle
+        m.d.comb += word_done.eq(out.ready & (idx[:2] == 3))
+
+        def send_words():
+            m.d.comb += self.read_addr.eq(Mux(word_done, word_next, word_addr))
+            with m.If(word_done):
+                m.d.sync += [word_addr.eq(word_next), word_next.eq(word_next + 1)]
 
         emit_len = Signal.like(next_idx)         # the sending state's length (never 0)
         emit_last = Signal()                      # the byte sent is its last
@@ -388,7 +405,7 @@ class LinkController(wiring.Component):
 
             with m.State("CHECK"):
                 m.d.sync += [status.eq(STATUS["OK"]), plen.eq(n - 4), idx.eq(0), run.eq(0), k.eq(0),
-                             w.eq(0), rcount.eq(0), wcount.eq(0), lost.eq(0)]
+                             w.eq(0), rcount.eq(0), lost.eq(0)]
                 m.d.comb += [seek.eq(1), seek_to.eq(2)]
                 with m.If(cobs_error | lost | ((n < 4) & ~oversize)):
                     fail("E_FRAME")
@@ -424,7 +441,8 @@ class LinkController(wiring.Component):
                         with m.If(plen[:2] != 1):                  # n_logits, whole pixel words
                             fail("E_LENGTH")
                         with m.Else():
-                            m.d.sync += [nwords.eq((plen - 1) >> 2), run.eq(1)]
+                            # (the reply starts with the cycles counter: HEADER reads it)
+                            m.d.sync += [nwords.eq((plen - 1) >> 2), run.eq(1), raddr.eq(READ_MAP["counters"])]
                             m.next = "RUN_NLOG"
                     with m.Case(CMD["RUN_EVENTS"]):
                         fail("E_UNSUPPORTED")
@@ -441,23 +459,33 @@ class LinkController(wiring.Component):
             with m.State("WRITE_SPACE"):
                 field(space, 1, "WRITE_ROW")
             with m.State("WRITE_ROW"):
-                field(row, 4, "VALIDATE")
+                field(row, 4, "SPACE")
             with m.State("RUN_NLOG"):
-                field(nlog, 1, "VALIDATE")
+                field(nlog, 1, "SPACE")
                 m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
-            with m.State("VALIDATE"):        # count whole rows without writing (1 cycle per word)
+            # The checks take a state each, from registers (short paths): the space, then whole rows
+            # counted without writing (one cycle per word), then the rows' range.
+            with m.State("SPACE"):
                 with m.If(space >= len(SPACES)):
                     fail("E_RANGE")
-                with m.Elif(wcount < nwords):
-                    m.d.sync += [wcount.eq(wcount + 1), w.eq(w + 1)]
-                    with m.If(w + 1 == wpr[space]):
+                with m.Else():
+                    m.d.sync += [space_wpr.eq(wpr[space]), space_rows.eq(rows_cap[space]), left.eq(nwords)]
+                    m.next = "VALIDATE"
+            with m.State("VALIDATE"):
+                with m.If(left != 0):
+                    m.d.sync += [left.eq(left - 1), w.eq(w + 1)]
+                    with m.If(w + 1 == space_wpr):
                         m.d.sync += [w.eq(0), rcount.eq(rcount + 1)]
                 with m.Elif(w != 0):
                     fail("E_LENGTH")
-                with m.Elif(row[cap_bits:].any() | (row[:cap_bits] + rcount > rows_cap[space])):
+                with m.Else():
+                    m.d.sync += [row_end.eq(row[:cap_bits] + rcount), row_high.eq(row[cap_bits:].any())]
+                    m.next = "RANGE"
+            with m.State("RANGE"):
+                with m.If(row_high | (row_end > space_rows)):
                     fail("E_RANGE")
                 with m.Else():
-                    m.d.sync += [wcount.eq(0), cur_row.eq(row), k.eq(0)]
+                    m.d.sync += [left.eq(nwords), cur_row.eq(row), k.eq(0)]
                     with m.If(nwords == 0):
                         m.next = "START"
                     with m.Else():
@@ -469,10 +497,10 @@ class LinkController(wiring.Component):
                     m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1), self.write.valid.eq(k == 3)]
                     with m.If(k == 3):
                         m.d.sync += [wb.space.eq(space), wb.addr.eq((cur_row << word_bits) | w),
-                                     wcount.eq(wcount + 1), w.eq(w + 1)]
-                        with m.If(w + 1 == wpr[space]):
+                                     left.eq(left - 1), w.eq(w + 1)]
+                        with m.If(w + 1 == space_wpr):
                             m.d.sync += [w.eq(0), cur_row.eq(cur_row + 1)]
-                        with m.If(wcount + 1 == nwords):
+                        with m.If(left == 1):
                             m.next = "WRITTEN"
             with m.State("WRITTEN"):
                 with m.If(self.write.ready):
@@ -513,7 +541,8 @@ class LinkController(wiring.Component):
             header = Array([cmd | 0x80, seq, status])
             for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
                 with m.State(name):
-                    m.d.comb += self.read_addr.eq(Mux(cmd == CMD["RUN"], READ_MAP["counters"], raddr))
+                    m.d.comb += self.read_addr.eq(raddr)
+                    m.d.sync += [word_addr.eq(raddr), word_next.eq(raddr + 1)]    # for READ_DATA
                     emit(header[idx[:2]], 3, "CRC_HI", first=True)
                     if not final:
                         with m.If(out.ready & (idx == 2)):
@@ -531,17 +560,18 @@ class LinkController(wiring.Component):
                 m.d.comb += rom_rd.addr.eq(next_idx)
                 emit(rom_rd.data, len(self.hello), "CRC_HI")
             with m.State("READ_DATA"):
-                m.d.comb += self.read_addr.eq(raddr + next_idx[2:])
+                send_words()
                 emit(self.read_data.word_select(idx[:2], 8), count * 4, "CRC_HI")
             with m.State("WRITE_DATA"):
                 emit(rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
             with m.State("RUN_CYCLES"):
-                m.d.comb += self.read_addr.eq(Mux(out.ready & (idx == 3), READ_MAP["logits"], READ_MAP["counters"]))
+                m.d.comb += self.read_addr.eq(Mux(word_done, READ_MAP["logits"], READ_MAP["counters"]))
+                m.d.sync += [word_addr.eq(READ_MAP["logits"]), word_next.eq(READ_MAP["logits"] + 1)]
                 emit(self.read_data.word_select(idx[:2], 8), 4, "RUN_PRED")
                 with m.If(out.ready & (idx == 3) & (nlog != 0)):
                     m.next = "RUN_LOGITS"
             with m.State("RUN_LOGITS"):
-                m.d.comb += self.read_addr.eq(READ_MAP["logits"] + next_idx[2:])
+                send_words()
                 with m.If(out.ready & (idx[:2] == 0)):
                     m.d.sync += [cand.eq(self.read_data[:len(cand)]), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
                                  cand_valid.eq(1)]
@@ -585,7 +615,10 @@ class HostLink(wiring.Component):
         m.submodules.encoder = enc = COBSEncoder()
         wiring.connect(m, wiring.flipped(self.rx), dec.bytes)
         wiring.connect(m, dec.frames, ctl.frames)
-        wiring.connect(m, ctl.reply, enc.bytes)
+        # a register slice between the controller's reply and the encoder: no path crosses it
+        m.submodules.reply_slice = reply_slice = RegisterSlice(WIRE_BYTE)
+        wiring.connect(m, ctl.reply, reply_slice.i)
+        wiring.connect(m, reply_slice.o, enc.bytes)
         wiring.connect(m, enc.wire, wiring.flipped(self.tx))
         wiring.connect(m, ctl.write, wiring.flipped(self.write))
         m.d.comb += [self.start.eq(ctl.start), self.accel_reset.eq(ctl.accel_reset),

@@ -79,7 +79,7 @@ def test_commands(lanes):
 
 @pytest.mark.parametrize("case, status", [
     ("partial_row", "E_LENGTH"), ("past_last_row", "E_RANGE"), ("bad_space", "E_RANGE"), ("odd_bytes", "E_LENGTH"),
-    ("run_partial_pixels", "E_RANGE")])
+    ("run_partial_pixels", "E_RANGE"), ("row_beyond_every_space", "E_RANGE"), ("last_row_u32", "E_RANGE")])
 def test_refused_writes_write_nothing(case, status):
     geo, _, h = _harness(16)
     wpr = words_per_row(HW[16])
@@ -89,6 +89,9 @@ def test_refused_writes_write_nothing(case, status):
         "bad_space": P.request("WRITE", 1, struct.pack("<BI", 7, 0) + bytes(4)),
         "odd_bytes": P.request("WRITE", 1, struct.pack("<BI", 1, 0) + bytes(6)),
         "run_partial_pixels": P.request("RUN", 1, bytes([3]) + bytes(4 * (HW[16].max_positions + 1))),
+        # rows whose bits lie above the widest space's row count (the check must not truncate them)
+        "row_beyond_every_space": _write("biases", 1 << 20, list(range(wpr["biases"]))),
+        "last_row_u32": _write("biases", (1 << 32) - 1, list(range(wpr["biases"]))),
     }[case]
     r = exchange(h, [(frame, 1)])
     (reply,) = _replies(r["tx"])

@@ -28,7 +28,8 @@ Ports
 ``write``: ``In(stream.Signature({"space", "addr", "data": 32}))``, always ready
     32-bit word ``addr % 2**k`` of row ``addr >> k`` of memory ``space``
     (:data:`~spikeforge.firmware.program.SPACES`; ``k`` = :meth:`Accelerator.word_bits`); a row is
-    written when its final word arrives (words of a row in order).
+    written in the cycle after its final word arrives (words of a row in order); a program row
+    field by field as its words arrive, word 0 first.
 ``start``: ``In(1)``: a one-cycle pulse runs the loaded program from step 0.
 ``busy``, ``done``: ``Out(1)``: running; finished (until the next ``start``).
 ``read_addr``: ``In(16)``, ``read_data``: ``Out(32)``: synchronous read of logits and counters
@@ -250,18 +251,17 @@ class Accelerator(wiring.Component):
         m.submodules.token_sum = tsum = TokenSum(lanes=p, u_bits=hw.u_bits, sum_bits=hw.gap_bits, group_capacity=1)
 
         # ------------------------------------------------------------------ loader (write port)
-        # Rows of lane values are staged 32-bit word by word and written with their last word. A
-        # program row is written field by field as its words come (word k is field k, at the
+        # Rows of lane values are staged 32-bit word by word and written in the cycle after their last
+        # word, from registers (the stage, the row, the commit flag: a weight or bias write holds the
+        # accumulator, and that path starts at a flip-flop). A program row is written field by field as its words come (word k is field k, at the
         # field's width; one write enable per bit); word 0 sets the row's ``invalid`` flag to
         # whether the word fits its field, and a later word that does not fit sets it.
         stage = Signal(max(bits for name, bits in self.row_bits.items() if name != "program") + 32)
-        row_data = Signal.like(stage)
         wr = self.write.payload
         word = wr.addr[:self.word_bits]
         row = wr.addr[self.word_bits:]
         is_prog_word = Signal()
-        m.d.comb += [self.write.ready.eq(1), row_data.eq(stage), row_data.word_select(word, 32).eq(wr.data),
-                     is_prog_word.eq(self.write.valid & (wr.space == SPACES["program"]))]
+        m.d.comb += [self.write.ready.eq(1), is_prog_word.eq(self.write.valid & (wr.space == SPACES["program"]))]
         with m.If(self.write.valid & ~is_prog_word):
             m.d.sync += stage.word_select(word, 32).eq(wr.data)
         prog_wr = prog_mem.write_port(granularity=1)
@@ -284,21 +284,23 @@ class Accelerator(wiring.Component):
                 over = over | (wr.data[:width] > largest[name])
             over_terms.append((word == k) & over)
         m.d.comb += too_wide.eq(Cat(over_terms).any())
-        commit = {}
+        commit = {}                     # the row in ``stage`` is written to ``commit_row`` this cycle
+        commit_row = Signal.like(row)
+        m.d.sync += commit_row.eq(row)
         for name, bits in self.row_bits.items():
             if name != "program":
                 commit[name] = Signal(name=f"commit_{name}")
-                m.d.comb += commit[name].eq(self.write.valid & (wr.space == SPACES[name])
+                m.d.sync += commit[name].eq(self.write.valid & (wr.space == SPACES[name])
                                             & (word == _words(bits) - 1))
         pix_wr = pix_mem.write_port()
         th_wr = th_mem.write_port()
         for port, name in ((pix_wr, "pixels"), (th_wr, "thresholds")):
-            m.d.comb += [port.addr.eq(row), port.data.eq(row_data[:self.row_bits[name]]), port.en.eq(commit[name])]
+            m.d.comb += [port.addr.eq(commit_row), port.data.eq(stage[:self.row_bits[name]]), port.en.eq(commit[name])]
         m.d.comb += [
-            acc.weight_write.valid.eq(commit["weights"]), acc.weight_write.payload.addr.eq(row),
-            acc.weight_write.payload.data.eq(row_data[:self.row_bits["weights"]]),
-            acc.bias_write.valid.eq(commit["biases"]), acc.bias_write.payload.addr.eq(row),
-            acc.bias_write.payload.data.eq(row_data[:self.row_bits["biases"]]),
+            acc.weight_write.valid.eq(commit["weights"]), acc.weight_write.payload.addr.eq(commit_row),
+            acc.weight_write.payload.data.eq(stage[:self.row_bits["weights"]]),
+            acc.bias_write.valid.eq(commit["biases"]), acc.bias_write.payload.addr.eq(commit_row),
+            acc.bias_write.payload.data.eq(stage[:self.row_bits["biases"]]),
         ]
 
         # ------------------------------------------------------------------ sequencer
@@ -386,12 +388,15 @@ class Accelerator(wiring.Component):
         m.d.comb += ev_counted.eq(acc.events.valid & acc.events.ready & ~acc.events.payload.empty
                                   & (~acc.events.payload.zero if dense else 1))
         # events and SOPs counted this cycle (an accumulator event: 1 and ``cout``; SDSA: below),
-        # added by one adder per counter
+        # registered, then added by one adder per counter (a step's last count lands cycles
+        # before its RECORD)
         add_events = Signal(range(p + 1))
         add_sops = Signal(range(max(p, largest["cout"]) + 1))
-        with m.If(add_events != 0):     # (not in IDLE, where a run's start clears them)
-            m.d.sync += [counters["events"].eq(counters["events"] + add_events),
-                         counters["sops"].eq(counters["sops"] + add_sops)]
+        added_events, added_sops = Signal.like(add_events), Signal.like(add_sops)
+        m.d.sync += [added_events.eq(add_events), added_sops.eq(add_sops)]
+        with m.If(added_events != 0):   # (not in IDLE, where a run's start clears them)
+            m.d.sync += [counters["events"].eq(counters["events"] + added_events),
+                         counters["sops"].eq(counters["sops"] + added_sops)]
         with m.If(ev_counted):
             m.d.comb += [add_events.eq(1), add_sops.eq(d.cout)]
         with m.If(acc.busy):
@@ -458,6 +463,7 @@ class Accelerator(wiring.Component):
         oy = Mux(one_tap, 0, Mux(dy == 0, up, Mux(dy == 1, 0, down)))
         ox = Mux(one_tap, 0, Mux(dx == 0, left, Mux(dx == 1, 0, right)))
         m.d.comb += tap_row.eq(rowc + oy + ox)
+        in_row = Signal(range(hw.spike_rows + max(hw.spike_rows, hw.max_positions) + 1))   # in_base + rowc
         last_tap = Signal()
         m.d.comb += last_tap.eq(one_tap | ((dy == 2) & (dx == 2)))
         sw = Signal(range(nw))          # the word of the tap's row
@@ -479,7 +485,7 @@ class Accelerator(wiring.Component):
             profile("source_stall")
         m.d.comb += [pix_rd.addr.eq(tap_row), pix_rd.en.eq(~pix_wr.en)]
         with m.If(is_conv):
-            m.d.comb += [spk_rd.addr.eq(spike_addr(in_base + tap_row, sw))]
+            m.d.comb += [spk_rd.addr.eq(spike_addr(in_row + oy + ox, sw))]
         m.d.sync += b_valid.eq(issue)
         with m.If(issue):
             m.d.sync += [b_in_map.eq(in_map), b_last.eq(last_tap & word_last), b_full.eq(~word_last),
@@ -489,7 +495,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += sw.eq(sw + 1)
             with m.Elif(last_tap):
                 m.d.sync += [sw.eq(0), dy.eq(Mux(one_tap, 1, 0)), dx.eq(Mux(one_tap, 1, 0)), tap_base.eq(0),
-                             rowc.eq(rowc + 1)]
+                             rowc.eq(rowc + 1), in_row.eq(in_row + 1)]
                 _step_loops(m, [_Loop(st, d.steps), _Loop(sx, d.width), _Loop(sy, d.height)],
                             done=[src_active.eq(0)])
             with m.Else():
@@ -499,7 +505,8 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += dx.eq(dx + 1)
         with m.If(go & is_conv):
-            m.d.sync += [src_active.eq(1), sy.eq(0), sx.eq(0), st.eq(0), rowc.eq(0), tap_base.eq(0), sw.eq(0),
+            m.d.sync += [src_active.eq(1), sy.eq(0), sx.eq(0), st.eq(0), rowc.eq(0), in_row.eq(in_base),
+                         tap_base.eq(0), sw.eq(0),
                          dy.eq(Mux(d.kind == KINDS["1x1"], 1, 0)), dx.eq(Mux(d.kind == KINDS["1x1"], 1, 0))]
 
         # the channels of a row's last word (pixels: of the pixel row), a mask of its low bits

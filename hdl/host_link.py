@@ -336,6 +336,7 @@ class LinkController(wiring.Component):
         left = Signal.like(nwords)               # words left to count, then to write
         row_end = Signal(cap_bits + 1)           # row + rows counted (the check's operands, registered)
         row_high = Signal()                      # row has bits above every space's rows
+        out_of_range = Signal()
         word_bits = self.word_bits
 
         # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
@@ -345,17 +346,21 @@ class LinkController(wiring.Component):
         next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
         m.d.comb += next_idx.eq(Mux(out.ready, idx + 1, idx))
 
-        # READ_DATA and RUN_LOGITS send read-map words: the word being sent and the next one are
-        # registers, so the read address is a multiplexer, not an adder, after the reply's ready
-        word_addr = Signal(16)
-        word_next = Signal(16)
-        word_done = Signal()                      # the word's last byte goes out this cycle
-        m.d.comb += word_done.eq(out.ready & (idx[:2] == 3))
+        # The read address is a register (no path from the command state into the accelerator's read
+        # map): each state sets it at least a cycle before the word is wanted. A read-map word is
+        # sent from ``read_data`` for its first byte and from ``word_buf`` for the other three, so
+        # the address moves on to the next word as soon as the first byte has gone.
+        read_addr = Signal(16)
+        word_buf = Signal(24)
+        word_byte = Mux(idx[:2] == 0, self.read_data[:8], word_buf.word_select((idx[:2] - 1)[:2], 8))
+        first_sent = Signal()                     # a word's first byte goes out this cycle
+        m.d.comb += [self.read_addr.eq(read_addr), first_sent.eq(out.ready & (idx[:2] == 0))]
 
-        def send_words():
-            m.d.comb += self.read_addr.eq(Mux(word_done, word_next, word_addr))
-            with m.If(word_done):
-                m.d.sync += [word_addr.eq(word_next), word_next.eq(word_next + 1)]
+        def send_words(next_addr):
+            """Send read-map words (``emit`` them with ``word_byte``); after each word's first byte
+            the address moves to ``next_addr``."""
+            with m.If(first_sent):
+                m.d.sync += [word_buf.eq(self.read_data[8:]), read_addr.eq(next_addr)]
 
         emit_len = Signal.like(next_idx)         # the sending state's length (never 0)
         emit_last = Signal()                      # the byte sent is its last
@@ -464,7 +469,8 @@ class LinkController(wiring.Component):
                 field(nlog, 1, "SPACE")
                 m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
             # The checks take a state each, from registers (short paths): the space, then whole rows
-            # counted without writing (one cycle per word), then the rows' range.
+            # counted without writing (one cycle per word), then the rows' range (compared in RANGE,
+            # acted on in ADMIT).
             with m.State("SPACE"):
                 with m.If(space >= len(SPACES)):
                     fail("E_RANGE")
@@ -482,7 +488,10 @@ class LinkController(wiring.Component):
                     m.d.sync += [row_end.eq(row[:cap_bits] + rcount), row_high.eq(row[cap_bits:].any())]
                     m.next = "RANGE"
             with m.State("RANGE"):
-                with m.If(row_high | (row_end > space_rows)):
+                m.d.sync += out_of_range.eq(row_high | (row_end > space_rows))
+                m.next = "ADMIT"
+            with m.State("ADMIT"):
+                with m.If(out_of_range):
                     fail("E_RANGE")
                 with m.Else():
                     m.d.sync += [left.eq(nwords), cur_row.eq(row), k.eq(0)]
@@ -512,17 +521,16 @@ class LinkController(wiring.Component):
 
             # ------------------------------------------------------------ RUN
             # the accelerator's read port is synchronous: read_data answers the previous cycle's
-            # read_addr, so each state presents the address of the word it (or the next state) reads
-            # next; ARM lets the status latched during START (the previous run's) go by before WAIT
+            # read_addr, so START sets the (registered) address to the status word and ARM lets the
+            # status read in START (the previous run's) go by before WAIT
             with m.State("START"):
-                m.d.comb += [self.start.eq(1), self.read_addr.eq(READ_MAP["status"])]
+                m.d.comb += self.start.eq(1)
+                m.d.sync += read_addr.eq(READ_MAP["status"])
                 m.next = "ARM"
             with m.State("ARM"):
-                m.d.comb += self.read_addr.eq(READ_MAP["status"])
                 m.next = "WAIT"
             with m.State("WAIT"):
                 status_word = self.read_data
-                m.d.comb += self.read_addr.eq(READ_MAP["status"])
                 with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
                     m.d.sync += pred.eq(0xFF)
                     with m.If(status_word[2]):
@@ -541,8 +549,7 @@ class LinkController(wiring.Component):
             header = Array([cmd | 0x80, seq, status])
             for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
                 with m.State(name):
-                    m.d.comb += self.read_addr.eq(raddr)
-                    m.d.sync += [word_addr.eq(raddr), word_next.eq(raddr + 1)]    # for READ_DATA
+                    m.d.sync += read_addr.eq(raddr)       # READ's first word, or RUN's cycles
                     emit(header[idx[:2]], 3, "CRC_HI", first=True)
                     if not final:
                         with m.If(out.ready & (idx == 2)):
@@ -560,22 +567,21 @@ class LinkController(wiring.Component):
                 m.d.comb += rom_rd.addr.eq(next_idx)
                 emit(rom_rd.data, len(self.hello), "CRC_HI")
             with m.State("READ_DATA"):
-                send_words()
-                emit(self.read_data.word_select(idx[:2], 8), count * 4, "CRC_HI")
+                send_words(read_addr + 1)
+                emit(word_byte, count * 4, "CRC_HI")
             with m.State("WRITE_DATA"):
                 emit(rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
             with m.State("RUN_CYCLES"):
-                m.d.comb += self.read_addr.eq(Mux(word_done, READ_MAP["logits"], READ_MAP["counters"]))
-                m.d.sync += [word_addr.eq(READ_MAP["logits"]), word_next.eq(READ_MAP["logits"] + 1)]
-                emit(self.read_data.word_select(idx[:2], 8), 4, "RUN_PRED")
+                send_words(READ_MAP["logits"])
+                emit(word_byte, 4, "RUN_PRED")
                 with m.If(out.ready & (idx == 3) & (nlog != 0)):
                     m.next = "RUN_LOGITS"
             with m.State("RUN_LOGITS"):
-                send_words()
-                with m.If(out.ready & (idx[:2] == 0)):
+                send_words(read_addr + 1)
+                with m.If(first_sent):
                     m.d.sync += [cand.eq(self.read_data[:len(cand)]), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
                                  cand_valid.eq(1)]
-                emit(self.read_data.word_select(idx[:2], 8), nlog * 4, "RUN_PRED")
+                emit(word_byte, nlog * 4, "RUN_PRED")
             with m.State("RUN_PRED"):
                 emit(pred, 1, "CRC_HI")
             with m.State("CRC_HI"):

@@ -253,9 +253,10 @@ class Accelerator(wiring.Component):
         # ------------------------------------------------------------------ loader (write port)
         # Rows of lane values are staged 32-bit word by word and written in the cycle after their last
         # word, from registers (the stage, the row, the commit flag: a weight or bias write holds the
-        # accumulator, and that path starts at a flip-flop). A program row is written field by field as its words come (word k is field k, at the
-        # field's width; one write enable per bit); word 0 sets the row's ``invalid`` flag to
-        # whether the word fits its field, and a later word that does not fit sets it.
+        # accumulator, and that path starts at a flip-flop). A program row is written field by field
+        # as its words come (word k is field k, at the field's width; one write enable per bit),
+        # and its ``invalid`` flag with the last word: whether any of the row's words, from word 0
+        # on, did not fit its field.
         stage = Signal(max(bits for name, bits in self.row_bits.items() if name != "program") + 32)
         wr = self.write.payload
         word = wr.addr[:self.word_bits]
@@ -268,10 +269,14 @@ class Accelerator(wiring.Component):
         desc_row = data.View(desc_layout, prog_wr.data)
         largest = field_max(hw)
         too_wide = Signal()             # the word does not fit its field
+        row_bad = Signal()              # an earlier word of the row did not fit its field
         is_field = Signal(len(FIELDS))  # one-hot: the word written is field k's
         en = data.View(desc_layout, prog_wr.en)
-        m.d.comb += [prog_wr.addr.eq(row), desc_row.invalid.eq(too_wide),
-                     en.invalid.eq(is_field[0] | (is_prog_word & too_wide))]
+        # ``invalid`` is written with the row's last word (its enable a plain decode)
+        m.d.comb += [prog_wr.addr.eq(row), desc_row.invalid.eq(row_bad | too_wide),
+                     en.invalid.eq(is_field[-1])]
+        with m.If(is_prog_word):
+            m.d.sync += row_bad.eq(Mux(word == 0, too_wide, row_bad | too_wide))
         # (sums of products, not a multiplexer chain: these paths end at the block RAM's enables)
         over_terms = []
         for k, name in enumerate(FIELDS):
@@ -329,6 +334,10 @@ class Accelerator(wiring.Component):
 
         decoded(is_conv, conv)
         decoded(is_pixel, lambda x: x.kind == KINDS["pixel3x3"])
+        is_sdsa = Signal()              # (registered: these two select the spike-buffer address)
+        is_or_pool = Signal()
+        decoded(is_sdsa, lambda x: x.op == OPS["SDSA"])
+        decoded(is_or_pool, lambda x: x.op == OPS["POOL_OR"])
 
         error = Signal()                # the last run met an unknown op or no END
         record = Signal()               # RECORD: the step's counters are final
@@ -460,6 +469,8 @@ class Accelerator(wiring.Component):
         decoded(right, lambda x: x.steps)
         in_base = Signal(fw["in_base"])  # the input map's first spike-buffer row (the readers' base)
         decoded(in_base, lambda x: x.in_base)
+        out_base = Signal(fw["out_base"])   # the output map's first row (SDSA's writer)
+        decoded(out_base, lambda x: x.out_base)
         oy = Mux(one_tap, 0, Mux(dy == 0, up, Mux(dy == 1, 0, down)))
         ox = Mux(one_tap, 0, Mux(dx == 0, left, Mux(dx == 1, 0, right)))
         m.d.comb += tap_row.eq(rowc + oy + ox)
@@ -706,7 +717,7 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += tgu.eq(tgu + 1)
                     _step_loops(m, [_Loop(pg, d.groups), _Loop(pt, t_out, on_wrap=new_position), *positions], finish)
-        with m.If(go & (d.op != OPS["SDSA"]) & (d.op != OPS["POOL_OR"])):
+        with m.If(go & ~is_sdsa & ~is_or_pool):
             m.d.sync += [post_active.eq(1), py.eq(0), px.eq(0), pt.eq(0), pg.eq(0), ty.eq(0), tx.eq(0),
                          urow.eq(0), ybase.eq(0), xbase.eq(0), tgu.eq(0), orow.eq(d.out_base)]
 
@@ -773,7 +784,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [sd_pos_last.eq((sd_y + 1 >= d.height) & (sd_x + 1 >= d.width)),
                      sd_issue.eq(sd_active & (sd_fifo.level + sd_b_valid < _FIFO_DEPTH - 1) & spk_free),
                      sd_group.eq(sd_g + Mux(sd_phase, 0, Mux(sd_kv, d.u_groups << 1, d.u_groups)))]
-        with m.If(d.op == OPS["SDSA"]):
+        with m.If(is_sdsa):
             m.d.comb += spk_rd.addr.eq(spike_addr(in_base + sd_row, group_word(sd_group)))
         m.d.comb += spk_rd.en.eq(1)
         m.d.sync += sd_b_valid.eq(sd_issue)
@@ -809,7 +820,7 @@ class Accelerator(wiring.Component):
                     next_beat()
             else:
                 next_beat()
-        with m.If(go & (d.op == OPS["SDSA"])):
+        with m.If(go & is_sdsa):
             m.d.sync += [sd_active.eq(1), sd_t.eq(0), sd_g.eq(0), sd_y.eq(0), sd_x.eq(0), sd_phase.eq(0),
                          sd_row.eq(0), sd_kv.eq(0)]
         sd_in = data.View(sd_beat, sd_fifo.w_data)
@@ -855,7 +866,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += [so_t.eq(so_t + 1), so_row.eq(so_t + 1)]
             with m.Else():
                 m.d.sync += [so_t.eq(0), so_row.eq(0), so_g.eq(so_g + 1)]
-        with m.If(go & (d.op == OPS["SDSA"])):
+        with m.If(go & is_sdsa):
             m.d.sync += [so_row.eq(0), so_t.eq(0), so_g.eq(0)]
 
         # ------------------------------------------------------------------ OR-pool (POOL_OR)
@@ -878,7 +889,7 @@ class Accelerator(wiring.Component):
         po_b_w = Signal.like(po_w)
         po_acc = Signal(WB)
         po_new = Signal(WB)
-        with m.If(d.op == OPS["POOL_OR"]):
+        with m.If(is_or_pool):
             oy = Mux(po_dy == 0, up, Mux(po_dy == 1, 0, down))
             ox = Mux(po_dx == 0, left, Mux(po_dx == 1, 0, right))
             m.d.comb += spk_rd.addr.eq(spike_addr(in_base + po_base + po_t + oy + ox, po_w))
@@ -896,7 +907,7 @@ class Accelerator(wiring.Component):
                       on_wrap=[po_base.eq(po_ibase + (d.row_stride << 1)), po_ibase.eq(po_ibase + (d.row_stride << 1))]),
                 _Loop(po_i, d.out_height),
             ], done=[po_active.eq(0)])
-        with m.If(go & (d.op == OPS["POOL_OR"])):
+        with m.If(go & is_or_pool):
             m.d.sync += [po_active.eq(1), po_i.eq(0), po_j.eq(0), po_t.eq(0), po_w.eq(0), po_dy.eq(0), po_dx.eq(0),
                          po_base.eq(0), po_ibase.eq(0), po_orow.eq(d.out_base)]
         m.d.comb += po_new.eq(Mux(po_b_first, 0, po_acc)
@@ -906,20 +917,21 @@ class Accelerator(wiring.Component):
 
         # ------------------------------------------------------------------ spike-buffer writes
         # (one write enable per lane group of a word)
-        with m.If(d.op == OPS["POOL_OR"]):
+        spk_writing = Signal()          # a spike-buffer write this cycle (any of its lane groups)
+        with m.If(is_or_pool):
             m.d.comb += [spk_wa.eq(spike_addr(po_b_row, po_b_w)), spk_wr.data.eq(po_new),
-                         spk_wr.en.eq(Mux(po_b_valid & po_b_last, (1 << gpw) - 1, 0))]
-        with m.Elif(d.op == OPS["SDSA"]):
-            m.d.comb += [spk_wa.eq(spike_addr(d.out_base + so_row, group_word(so_g))),
+                         spk_writing.eq(po_b_valid & po_b_last), spk_wr.en.eq(Mux(spk_writing, (1 << gpw) - 1, 0))]
+        with m.Elif(is_sdsa):
+            m.d.comb += [spk_wa.eq(spike_addr(out_base + so_row, group_word(so_g))),
                          spk_wr.data.eq(sdsa.o.payload.spikes.replicate(gpw)),
-                         spk_wr.en.eq(Mux(sdsa.o.valid, group_enable(so_g), 0))]
+                         spk_writing.eq(sdsa.o.valid), spk_wr.en.eq(Mux(spk_writing, group_enable(so_g), 0))]
         with m.Else():
             m.d.comb += [spk_wa.eq(spike_addr(s3_row, group_word(s3_g))), spk_wr.data.eq(s3_spikes.replicate(gpw)),
-                         spk_wr.en.eq(Mux(s3, group_enable(s3_g), 0))]
+                         spk_writing.eq(s3), spk_wr.en.eq(Mux(spk_writing, group_enable(s3_g), 0))]
         if one_port:
             # a write takes the one address port; the read enables are off in its cycle (SPRAM
             # cannot read and write at once)
-            m.d.comb += [spk_free.eq(~spk_wr.en.any()), u_free.eq(~u_wr.en)]
+            m.d.comb += [spk_free.eq(~spk_writing), u_free.eq(~u_wr.en)]
             with m.If(~spk_free):
                 m.d.comb += spk_rd.addr.eq(spk_wa)
             with m.If(~u_free):

@@ -275,8 +275,8 @@ class Accelerator(wiring.Component):
         # ``invalid`` is written with the row's last word (its enable a plain decode)
         m.d.comb += [prog_wr.addr.eq(row), desc_row.invalid.eq(row_bad | too_wide),
                      en.invalid.eq(is_field[-1])]
-        with m.If(is_prog_word):
-            m.d.sync += row_bad.eq(Mux(word == 0, too_wide, row_bad | too_wide))
+        with m.If(is_prog_word):       # (cleared after the last word: a row's flag is its own)
+            m.d.sync += row_bad.eq(Mux(word == 0, too_wide, Mux(is_field[-1], 0, row_bad | too_wide)))
         # (sums of products, not a multiplexer chain: these paths end at the block RAM's enables)
         over_terms = []
         for k, name in enumerate(FIELDS):

@@ -262,6 +262,8 @@ class LinkController(wiring.Component):
     """
 
     def __init__(self, hw: HardwareConfig, hello: bytes):
+        if not hello:
+            raise ValueError("LinkController: the HELLO payload is empty (hello_payload() builds it)")
         self.hw = hw
         self.hello = bytes(hello)
         self.words_per_row = words_per_row(hw)
@@ -334,7 +336,7 @@ class LinkController(wiring.Component):
         space_wpr = Signal.like(wpr[0])          # the space's words per row and rows, once checked
         space_rows = Signal(cap_bits)
         left = Signal.like(nwords)               # words left to count, then to write
-        row_end = Signal(cap_bits + 1)           # row + rows counted (the check's operands, registered)
+        row_end = Signal(max(cap_bits, len(rcount)) + 1)   # row + rows counted (registered; no wrap)
         row_high = Signal()                      # row has bits above every space's rows
         out_of_range = Signal()
         word_bits = self.word_bits

@@ -11,7 +11,7 @@ import struct
 import pytest
 from amaranth.sim import Simulator
 
-from spikeforge.firmware.program import SPACES, HardwareConfig, words_per_row
+from spikeforge.firmware.program import SPACES, HardwareConfig, space_rows, words_per_row
 from spikeforge.hdl.accelerator import Accelerator
 from spikeforge.hdl.host_link import COBSDecoder, COBSEncoder, UARTReceiver, UARTTransmitter
 from spikeforge.host import protocol as P
@@ -96,6 +96,20 @@ def test_refused_writes_write_nothing(case, status):
     r = exchange(h, [(frame, 1)])
     (reply,) = _replies(r["tx"])
     assert reply.status_name == status and r["writes"] == [] and r["starts"] == 0
+
+
+def test_row_range_check_holds_when_a_frame_carries_more_rows_than_any_space():
+    """A WRITE can carry up to MAX_FRAME // 4 one-word rows, more than a small accelerator's
+    largest space has: the rows' range check must not wrap (it refuses, and writes nothing)."""
+    hw = HardwareConfig(lanes=8, max_channels=64, max_embed=32, weight_rows=100, bias_rows=20,
+                        threshold_rows=20, program_rows=16)
+    h = LinkHarness(hw, P.hello_payload(hw, "stream", 100_000_000, 0), logits=LOGITS, run_cycles=40)
+    wpr = words_per_row(hw)["pixels"]
+    rows = (P.MAX_FRAME - 16) // (4 * wpr)                    # as many pixel rows as a frame holds
+    assert rows > max(space_rows(hw).values())
+    r = exchange(h, [(_write("pixels", space_rows(hw)["pixels"] - 1, list(range(rows * wpr))), 1)])
+    (reply,) = _replies(r["tx"])
+    assert reply.status_name == "E_RANGE" and r["writes"] == []
 
 
 def test_malformed_frames_get_error_replies_and_never_wedge():

@@ -95,10 +95,16 @@ class HardwareConfig:
     profile_counters: bool = True
     event_driven: bool = True
 
+    @classmethod
+    def bool_fields(cls) -> tuple[str, ...]:
+        """The on/off fields (the rest are positive integers)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if isinstance(f.default, bool))
+
     def __post_init__(self):
+        flags = self.bool_fields()
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(f.default, bool):
+            if f.name in flags:
                 if not isinstance(v, bool):
                     raise ValueError(f"HardwareConfig.{f.name}: expected a bool, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -60,7 +60,7 @@ from .sparse_accumulator import SparseAccumulator
 from .spike_encoder import SpikeEncoder
 
 __all__ = ["Accelerator", "READ_MAP", "COUNTERS", "PROFILE_COUNTERS", "LAYER_COUNTERS", "hardware_counters",
-           "named_counters", "step_counters", "write_layout", "descriptor_layout"]
+           "named_counters", "recorded_steps", "step_counters", "write_layout", "descriptor_layout"]
 
 #: Global performance counters, in read order from ``READ_MAP["counters"]``.
 COUNTERS = ("cycles", "events", "sops", "accumulator_busy", "source_stall", "post_busy", "sdsa_busy",
@@ -85,6 +85,12 @@ def named_counters(hw: HardwareConfig, words) -> dict[str, int]:
 #: Per-step counters (``READ_MAP["layers"] + 4 * step + k``): the global counters of these names
 #: as each step ended (:func:`step_counters` turns them into per-step counts).
 LAYER_COUNTERS = ("cycles", "events", "sops")
+
+
+def recorded_steps(program) -> list:
+    """The descriptors of ``program`` whose counters the hardware records, in step order: all but
+    END (the program's last)."""
+    return [d for d in program if d.op != OPS["END"]]
 
 
 def step_counters(words) -> list[dict[str, int]]:
@@ -471,8 +477,12 @@ class Accelerator(wiring.Component):
         decoded(in_base, lambda x: x.in_base)
         out_base = Signal(fw["out_base"])   # the output map's first row (SDSA's writer)
         decoded(out_base, lambda x: x.out_base)
-        oy = Mux(one_tap, 0, Mux(dy == 0, up, Mux(dy == 1, 0, down)))
-        ox = Mux(one_tap, 0, Mux(dx == 0, left, Mux(dx == 1, 0, right)))
+
+        def window_offset(wy, wx) -> tuple[Value, Value]:
+            """The row offsets (y, x) of 3x3 window tap ``(wy, wx)`` (0, 1, 2: before, centre, after)."""
+            return (Mux(wy == 0, up, Mux(wy == 1, 0, down)), Mux(wx == 0, left, Mux(wx == 1, 0, right)))
+
+        oy, ox = (Mux(one_tap, 0, o) for o in window_offset(dy, dx))
         m.d.comb += tap_row.eq(rowc + oy + ox)
         in_row = Signal(range(hw.spike_rows + max(hw.spike_rows, hw.max_positions) + 1))   # in_base + rowc
         last_tap = Signal()
@@ -890,8 +900,7 @@ class Accelerator(wiring.Component):
         po_acc = Signal(WB)
         po_new = Signal(WB)
         with m.If(is_or_pool):
-            oy = Mux(po_dy == 0, up, Mux(po_dy == 1, 0, down))
-            ox = Mux(po_dx == 0, left, Mux(po_dx == 1, 0, right))
+            oy, ox = window_offset(po_dy, po_dx)
             m.d.comb += spk_rd.addr.eq(spike_addr(in_base + po_base + po_t + oy + ox, po_w))
         po_issue = Signal()
         m.d.comb += po_issue.eq(po_active & spk_free)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeforge.firmware.compiler import Compiled, compile_model, pixel_rows
-from spikeforge.firmware.program import OPS, SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, named_counters, step_counters
+from spikeforge.firmware.program import SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, named_counters, recorded_steps, step_counters
 
 from . import protocol as P
 from .transport import Transport, TransportError, open_transport
@@ -252,7 +252,7 @@ class Device:
         out = {"counters": values, "status": {"busy": bool(status & 1), "done": bool(status & 2),
                                               "error": bool(status & 4)}}
         if self.loaded is not None:
-            steps = [d for d in self.loaded.compiled.program if d.op != OPS["END"]]   # END records none
+            steps = recorded_steps(self.loaded.compiled.program)
             words = [self.read(READ_MAP["layers"] + 4 * s, len(LAYER_COUNTERS)) for s in range(len(steps))]
             layers = [{"name": d.name, **counts} for d, counts in zip(steps, step_counters(words))]
             out["layers"] = layers

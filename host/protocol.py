@@ -251,9 +251,8 @@ def parse_hello(payload: bytes) -> Hello:
         raise ProtocolError(f"device reports {n} capability fields, this host knows {len(CAPABILITY_FIELDS)}")
     values = struct.unpack_from(f"<{n}I", payload, _HELLO_HEAD.size)
     d = dict(zip(CAPABILITY_FIELDS, values))
-    for f in dataclasses.fields(HardwareConfig):
-        if isinstance(f.default, bool):
-            d[f.name] = bool(d[f.name])
+    for name in HardwareConfig.bool_fields():
+        d[name] = bool(d[name])
     try:
         hw = HardwareConfig.from_dict(d)
     except ValueError as exc:

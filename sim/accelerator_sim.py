@@ -20,7 +20,7 @@ import torch
 
 from spikeforge.firmware.compiler import Compiled, pixel_rows
 from spikeforge.firmware.program import KINDS, OPS
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters, step_counters
+from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters, recorded_steps, step_counters
 from spikeforge.model import golden
 
 from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
@@ -114,7 +114,7 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
     top, vfile = _accelerator_verilog(compiled, simulator, build_root)
     build_dir = vfile.parent
     n_classes = compiled.manifest["model"]["num_classes"]
-    n_steps = sum(d.op != OPS["END"] for d in compiled.program)   # END records no counters
+    n_steps = len(recorded_steps(compiled.program))
     reads = {
         "logits": [READ_MAP["logits"] + i for i in range(n_classes)],
         "counters": [READ_MAP["counters"] + i for i in range(len(COUNTERS))],
@@ -182,8 +182,9 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
     rtl = run_rtl(compiled, pixels, simulator, build_root)
     p = compiled.hardware.lanes
     mismatches, correct, sop_mismatches, per_image = [], 0, [], []
+    steps = recorded_steps(compiled.program)
     layers = {d.name: {"name": d.name, "cycles": 0, "bound_cycles": 0, "events": 0, "sops": 0, "golden_sops": 0}
-              for d in compiled.program if d.op != OPS["END"]}
+              for d in steps}
     for i, img in enumerate(rtl["images"]):
         tr = golden.Trace()
         want = golden.forward(qm, pixels[i:i + 1], tr)[0].tolist()
@@ -194,9 +195,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
             correct += 1
         gs = _golden_sops(compiled, tr)
         mine = {"cycles": img["counters"]["cycles"], "layer_cycles": [], "layer_bound_cycles": []}
-        for d, counts in zip(compiled.program, img["layers"]):
-            if d.op == OPS["END"]:
-                continue
+        for d, counts in zip(steps, img["layers"]):
             row = layers[d.name]
             row["cycles"] += counts["cycles"]
             row["events"] += counts["events"]

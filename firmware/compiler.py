@@ -10,8 +10,10 @@ quantity and the limit. ``docs/firmware.md`` describes the result.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,17 +22,22 @@ import torch
 from spikeforge.model.quantize import QuantizedModel, config_tokens, lif_domains
 from spikeforge.model.golden import signed_range
 
-from spikeforge.model.files import atomic_write_bytes
+from spikeforge.model.files import write_folder
 
-from .program import FORMAT_VERSION, KINDS, OPS, POSTS, Descriptor, HardwareConfig, ceil_log2, pack_lanes, \
-    field_overflows, pack_program, unpack_program
+from .program import FIELDS, FORMAT_VERSION, HARDWARE_LIMITS, KINDS, OPS, POSTS, Descriptor, HardwareConfig, \
+    ceil_log2, field_overflows, lanes_problem, pack_lanes, pack_program, unpack_program
 
-__all__ = ["CapacityError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
-           "memory_images", "save_compiled", "load_program", "IMAGE_FILES"]
+__all__ = ["CapacityError", "CompiledFolderError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
+           "memory_images", "compiled_files", "save_compiled", "load_manifest", "load_program", "IMAGE_FILES", "MANIFEST"]
 
 
 class CapacityError(ValueError):
     """The model does not fit the hardware: names the layer, the quantity and the limit."""
+
+
+class CompiledFolderError(ValueError):
+    """A compiled or built folder that is not what its manifest says, or a manifest of the wrong
+    shape: names the file, the field, what was expected and what was found."""
 
 
 def _groups(c: int, p: int) -> int:
@@ -57,6 +64,12 @@ def hardware_for(models, lanes: int = 16, event_driven: bool = True, **overrides
     """The smallest :class:`HardwareConfig` that runs every model in ``models`` (one
     :class:`QuantizedModel` or several: an overlay for all of them); ``overrides`` replace any field.
     Memory rows are sized by compiling each model."""
+    problem = lanes_problem(lanes)
+    if problem:
+        raise ValueError(f"hardware_for: lanes: {problem}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(HardwareConfig)})
+    if unknown:
+        raise ValueError(f"hardware_for: unknown HardwareConfig field(s) {', '.join(unknown)}")
     qms = [models] if isinstance(models, QuantizedModel) else list(models)
     if not qms:
         raise ValueError("hardware_for: no model given")
@@ -64,10 +77,14 @@ def hardware_for(models, lanes: int = 16, event_driven: bool = True, **overrides
     for qm in qms:
         for key, value in _needs(qm, lanes).items():
             base[key] = max(base.get(key, value), value)
+    for key, value in base.items():
+        if key not in overrides and value > HARDWARE_LIMITS[key]:
+            raise CapacityError(f"model: needs {key} of {value}, above the largest the hardware can be "
+                                f"generated with ({HARDWARE_LIMITS[key]})")
     base.update(lanes=lanes, event_driven=event_driven)
     base.update(overrides)
     rows = ("weight_rows", "bias_rows", "threshold_rows", "spike_rows", "u_rows", "program_rows")
-    probe = HardwareConfig(**{**base, **{k: 1 << 30 for k in rows}})
+    probe = HardwareConfig(**{**base, **{k: HARDWARE_LIMITS[k] for k in rows}})
     for qm in qms:
         used = compile_model(qm, probe).manifest["capacities_used"]
         for key in rows:
@@ -100,6 +117,13 @@ class _Builder:
         if value > limit:
             raise CapacityError(f"layer {layer}: {what} {value} exceeds the hardware's {knob} = {limit}")
 
+    def fits(self, layer: str, what: str, values: list[int], knob: str):
+        """``values`` (a layer's biases or thresholds) fit the hardware's signed ``knob`` width."""
+        lo, hi = signed_range(getattr(self.hw, knob))
+        if values and (min(values) < lo or max(values) > hi):
+            raise CapacityError(f"layer {layer}: {what} span [{min(values)}, {max(values)}], which does not fit "
+                                f"{knob} = {getattr(self.hw, knob)}")
+
     def place_weights(self, name: str, cols: torch.Tensor, bias: torch.Tensor, cout_pad: int | None = None):
         """``cols [C_out, n_columns]`` (column j = one event's weights): rows ``g * n_columns + j``."""
         p, hw = self.p, self.hw
@@ -109,7 +133,8 @@ class _Builder:
                                 f"which does not fit weight_bits = {hw.weight_bits}")
         cout, ncol = cols.shape
         self.need(name, "weight columns", ncol, hw.in_columns, "in_columns")
-        g_count = _groups(cout_pad or cout, p)
+        self.fits(name, "biases", [int(v) for v in bias[:cout]], "acc_bits")
+        g_count = _groups(cout if cout_pad is None else cout_pad, p)
         wbase, bbase = self.w_next, self.b_next
         for g in range(g_count):
             for j in range(ncol):
@@ -120,8 +145,9 @@ class _Builder:
         self.b_next += g_count
         return wbase, ncol, bbase, g_count
 
-    def place_thresholds(self, per_channel: list[int], groups: int) -> int:
+    def place_thresholds(self, name: str, per_channel: list[int], groups: int) -> int:
         p = self.p
+        self.fits(name, "thresholds", [int(v) for v in per_channel], "v_bits")
         _, hi = signed_range(self.hw.v_bits)
         base = self.t_next
         for g in range(groups):
@@ -189,7 +215,7 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
         else:
             cols_ = wt_
         b.need(name, "input channels", cin, hw.max_channels, "max_channels")
-        b.need(name, "output channels", cout_pad or cout, hw.max_channels, "max_channels")
+        b.need(name, "output channels", cout if cout_pad is None else cout_pad, hw.max_channels, "max_channels")
         b.need(name, "map height", height, hw.max_height, "max_height")
         b.need(name, "map width", width, hw.max_width, "max_width")
         wbase, ncol, bbase, g = b.place_weights(name, cols_, w[f"{name}.bias"] if bias is None else bias, cout_pad)
@@ -201,14 +227,14 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
                        repeat=T if kind == "pixel3x3" else 1, u_groups=gc)
         if post == "LIF":
             ths = thresholds if thresholds is not None else _th_list(qm, th_domain, cout)
-            d.th_base = b.place_thresholds(ths, g)
+            d.th_base = b.place_thresholds(name, ths, g)
         b.program.append(d)
         return d
 
     def lif_u(name, out_base):
         d = Descriptor(name=name, op=OPS["LIF_U"], height=ht, width=wt, steps=T, cin=c, groups=gc, cout=c,
                        out_base=out_base, u_pos_stride=T * gc, u_groups=gc)
-        d.th_base = b.place_thresholds(_th_list(qm, "u", c), gc)
+        d.th_base = b.place_thresholds(name, _th_list(qm, "u", c), gc)
         b.program.append(d)
 
     sps = [c // 8, c // 4, c // 2, c]
@@ -256,7 +282,7 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
         conv(f"{pre}.mlp.fc2", "1x1", hidden, c, reg_f, ht, wt, "U_ADD")
     gap = Descriptor(name="head.gap_lif", op=OPS["GAP"], height=ht, width=wt, steps=T, cin=c, groups=gc, cout=c,
                      out_base=reg_g, u_pos_stride=T * gc, u_groups=gc)
-    gap.th_base = b.place_thresholds(_th_list(qm, "head.lif", c), gc)
+    gap.th_base = b.place_thresholds(gap.name, _th_list(qm, "head.lif", c), gc)
     b.program.append(gap)
     conv("head", "1x1", c, cfg["num_classes"], reg_g, 1, 1, "LOGITS")
     b.program.append(Descriptor(name="end", op=OPS["END"]))
@@ -298,6 +324,8 @@ def pixel_rows(hw: HardwareConfig, pixels: torch.Tensor) -> list[tuple[int, int]
 #: Files of a compiled model folder (``spikeforge generate QMODEL --out DIR``).
 IMAGE_FILES = {"program": "program.bin", "weights": "weights.bin", "biases": "biases.bin",
                "thresholds": "thresholds.bin"}
+#: The manifest file of a compiled (``spikeforge generate``) or built (``spikeforge build``) folder.
+MANIFEST = "manifest.json"
 
 
 def _row_bytes(lanes: list[int], bits: int) -> bytes:
@@ -319,34 +347,241 @@ def memory_images(compiled: Compiled) -> dict[str, bytes]:
     return out
 
 
-def save_compiled(compiled: Compiled, out_dir) -> dict[str, Path]:
-    """Write the images and ``manifest.json`` (with each file's size and SHA-256) into ``out_dir``."""
-    out_dir = Path(out_dir)
+def compiled_files(compiled: Compiled) -> dict[str, bytes]:
+    """The files of a compiled model folder, name -> bytes: the :data:`IMAGE_FILES` and
+    :data:`MANIFEST` (the compiler's manifest plus each image's size and SHA-256)."""
     images = memory_images(compiled)
-    paths = {}
-    files = {}
-    for key, blob in images.items():
-        paths[key] = atomic_write_bytes(out_dir / IMAGE_FILES[key], blob)
-        files[key] = {"file": IMAGE_FILES[key], "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    files = {key: {"file": IMAGE_FILES[key], "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+             for key, blob in images.items()}
     manifest = {**compiled.manifest, "files": files}
-    paths["manifest"] = atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
-    return paths
+    return {**{IMAGE_FILES[key]: blob for key, blob in images.items()},
+            MANIFEST: (json.dumps(manifest, indent=1) + "\n").encode()}
+
+
+def save_compiled(compiled: Compiled, out_dir, extra: dict[str, bytes] | None = None) -> dict[str, Path]:
+    """Write :func:`compiled_files` (and ``extra`` files, e.g. the accelerator's Verilog) into
+    ``out_dir``, all or none (:func:`~spikeforge.model.files.write_folder`). Returns the paths by
+    image key (``program``, ``weights``, ...), ``manifest`` and each extra file's name."""
+    written = write_folder(out_dir, {**compiled_files(compiled), **(extra or {})})
+    keys = {name: key for key, name in IMAGE_FILES.items()} | {MANIFEST: "manifest"}
+    return {keys.get(name, name): path for name, path in written.items()}
+
+
+#: Largest clock (Hz) and baud of a build: the HELLO reply reports each as a 32-bit word.
+_HELLO_WORD_MAX = (1 << 32) - 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def load_manifest(folder_or_path) -> dict:
+    """The validated ``manifest.json`` of a ``spikeforge generate QMODEL --out DIR`` folder or a
+    ``spikeforge build --out DIR`` folder, as a dict (the JSON as written).
+
+    ``folder_or_path``: the folder (``str`` or :class:`~pathlib.Path`), or the manifest file itself.
+    Either kind carries ``hardware`` (every :class:`HardwareConfig` field, a valid config) and
+    ``hardware_hash`` (its :meth:`~HardwareConfig.config_hash`). A **compiled** manifest also
+    carries ``format_version`` (:data:`FORMAT_VERSION`), ``layers`` (one step name per descriptor
+    of ``program.bin``) and ``files`` (``file``, ``bytes``, ``sha256`` of each :data:`IMAGE_FILES`
+    image, which must be there with that size and hash). A **build** manifest (one with ``link``
+    or ``board``) carries ``link`` (``uart`` / ``stream``), ``clock_hz`` (an integer in
+    1..2**32-1, as HELLO reports it) and, for a UART, ``baud`` (the same, and one the clock can
+    produce: :func:`spikeforge.hdl.board.uart_divisor`, which ``uart_divisor`` must equal when
+    present; a stream link has no baud: absent, 0 or null); ``format_version``, when present,
+    is :data:`FORMAT_VERSION`.
+
+    Example: ``hw = HardwareConfig.from_dict(load_manifest(folder)["hardware"])``.
+
+    Raises :class:`CompiledFolderError` (a :class:`ValueError`) naming the file, the field, what
+    was expected and what was found."""
+    mpath = Path(folder_or_path)
+    if mpath.is_dir():
+        mpath = mpath / MANIFEST
+    if not mpath.exists():
+        raise CompiledFolderError(f"{mpath}: no such file (expected a `spikeforge generate` or `spikeforge build` "
+                                  f"output folder or its {MANIFEST})")
+    try:
+        m = json.loads(mpath.read_bytes())
+    except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError
+        raise CompiledFolderError(f"{mpath}: not valid JSON ({exc})") from None
+    except OSError as exc:      # a folder, unreadable
+        raise CompiledFolderError(f"{mpath}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(m, dict):
+        raise CompiledFolderError(f"{mpath}: expected a JSON object, got {type(m).__name__}")
+
+    def bad(name: str, expected: str, got) -> CompiledFolderError:
+        return CompiledFolderError(f"{mpath}: {name}: expected {expected}, got {got!r}")
+
+    build = "link" in m or "board" in m
+    required = ("link", "clock_hz") if build else ("format_version", "layers", "files")
+    missing = [k for k in (*required, "hardware", "hardware_hash") if k not in m]
+    if missing:
+        kind = "a `spikeforge build` manifest" if build else "a compiled model's manifest"
+        raise CompiledFolderError(f"{mpath}: missing field(s) {', '.join(missing)} (of {kind})")
+    if (not build or "format_version" in m) and (not _is_int(m["format_version"])
+                                                  or m["format_version"] != FORMAT_VERSION):
+        raise bad("format_version", str(FORMAT_VERSION), m["format_version"])
+    if not isinstance(m["hardware"], dict):
+        raise CompiledFolderError(f"{mpath}: hardware: expected an object of HardwareConfig fields, "
+                                  f"got {type(m['hardware']).__name__}")
+    try:
+        hw = HardwareConfig.from_dict(m["hardware"])
+    except (ValueError, TypeError) as exc:
+        raise CompiledFolderError(f"{mpath}: hardware: {exc}") from None
+    if m["hardware_hash"] != hw.config_hash():
+        raise bad("hardware_hash", f"{hw.config_hash()} (the hash of hardware)", m["hardware_hash"])
+    if build:
+        _check_build_manifest(m, mpath, bad)
+    else:
+        _check_compiled_manifest(m, hw, mpath, bad)
+    return m
+
+
+def _check_build_manifest(m: dict, mpath: Path, bad) -> None:
+    """The link, clock and baud of a ``spikeforge build`` manifest (see :func:`load_manifest`)."""
+    from spikeforge.host.protocol import LINKS
+
+    link, clock, baud = m["link"], m["clock_hz"], m.get("baud")
+    if not isinstance(link, str) or link not in LINKS:
+        raise bad("link", f"one of {', '.join(LINKS)}", link)
+    if not _is_int(clock) or not 1 <= clock <= _HELLO_WORD_MAX:
+        raise bad("clock_hz", f"an integer in 1..{_HELLO_WORD_MAX}", clock)
+    divisor = m.get("uart_divisor")
+    if link == "stream":
+        if baud not in (None, 0) or isinstance(baud, bool):
+            raise bad("baud", "0 or null (a stream link has no UART)", baud)
+        if divisor is not None:
+            raise bad("uart_divisor", "none (null) on a stream link", divisor)
+        return
+    if not _is_int(baud) or not 1 <= baud <= _HELLO_WORD_MAX:
+        raise bad("baud", f"an integer in 1..{_HELLO_WORD_MAX}", baud)
+    from spikeforge.hdl.board import uart_divisor
+    try:
+        div = uart_divisor(clock, baud)
+    except ValueError as exc:
+        raise CompiledFolderError(f"{mpath}: baud: {exc}") from None
+    if "uart_divisor" in m and divisor != div:
+        raise bad("uart_divisor", f"{div} ({clock} Hz / {baud} baud)", divisor)
+
+
+def _check_compiled_manifest(m: dict, hw: HardwareConfig, mpath: Path, bad) -> None:
+    """The steps, capacities and image files of a compiled manifest (see :func:`load_manifest`)."""
+    layers, files = m["layers"], m["files"]
+    if not isinstance(layers, list) or not all(isinstance(n, str) for n in layers):
+        raise bad("layers", "a list of step names", layers if not isinstance(layers, list) else
+                  next(n for n in layers if not isinstance(n, str)))
+    if not isinstance(files, dict):
+        raise bad("files", f"an object with entries {', '.join(IMAGE_FILES)}", files)
+    missing = [k for k in IMAGE_FILES if k not in files]
+    unknown = sorted(set(files) - set(IMAGE_FILES))
+    if missing or unknown:
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                   ([f"unknown {', '.join(unknown)}"] if unknown else [])
+        raise CompiledFolderError(f"{mpath}: files: {'; '.join(problems)} (expected {', '.join(IMAGE_FILES)})")
+    for key, name in IMAGE_FILES.items():
+        entry = files[key]
+        if not isinstance(entry, dict) or set(entry) != {"file", "bytes", "sha256"}:
+            raise bad(f"files.{key}", "an object with file, bytes, sha256", entry)
+        if entry["file"] != name:
+            raise bad(f"files.{key}.file", repr(name), entry["file"])
+        if not _is_int(entry["bytes"]) or entry["bytes"] < 0:
+            raise bad(f"files.{key}.bytes", "a non-negative integer", entry["bytes"])
+        if not isinstance(entry["sha256"], str) or not _SHA256.fullmatch(entry["sha256"]):
+            raise bad(f"files.{key}.sha256", "64 hex digits", entry["sha256"])
+    step = 4 * len(FIELDS)
+    n_bytes = files["program"]["bytes"]
+    if n_bytes % step:
+        raise bad("files.program.bytes", f"a multiple of {step} (whole descriptors)", n_bytes)
+    if len(layers) != n_bytes // step:
+        raise bad("layers", f"{n_bytes // step} step names (one per descriptor of {IMAGE_FILES['program']}, "
+                            f"{n_bytes} bytes)", len(layers))
+    used = m.get("capacities_used", {})
+    if not isinstance(used, dict):
+        raise bad("capacities_used", "an object of memory rows", used)
+    for key, value in used.items():
+        limit = getattr(hw, key, None) if key.endswith("_rows") else None
+        if limit is None:
+            raise bad("capacities_used", "memory-row fields of HardwareConfig", key)
+        if not _is_int(value) or not 0 <= value <= limit:
+            raise bad(f"capacities_used.{key}", f"at most {limit} (hardware.{key})", value)
+    if not isinstance(m.get("model", {}), dict):
+        raise bad("model", "an object (the model's config)", m["model"])
+    if "pixel_max" in m and (not _is_int(m["pixel_max"]) or m["pixel_max"] < 1):
+        raise bad("pixel_max", "a positive integer", m["pixel_max"])
+    domains = m.get("domains", [])
+    if not isinstance(domains, list) or not all(isinstance(n, str) for n in domains):
+        raise bad("domains", "a list of LIF domain names", domains)
+    if "program_rows" in used and used["program_rows"] != len(layers):
+        raise bad("capacities_used.program_rows", f"{len(layers)} (one row per step)", used["program_rows"])
+    for key, name in IMAGE_FILES.items():
+        _check_image(mpath.parent / name, files[key], mpath)
+
+
+def _check_image(path: Path, entry: dict, mpath: Path) -> None:
+    """``path`` has the size and SHA-256 that ``entry`` (of ``mpath``'s ``files``) records."""
+    if not path.is_file():
+        raise CompiledFolderError(f"{path}: missing (listed in {mpath})")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise CompiledFolderError(f"{path}: bytes: expected {entry['bytes']}, got {size} (the size {mpath.name} "
+                                  f"records)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != entry["sha256"]:
+        raise CompiledFolderError(f"{path}: sha256: expected {entry['sha256']}, got {digest.hexdigest()} "
+                                  f"(the file changed after {mpath.name} was written)")
 
 
 def load_program(path) -> tuple[list[Descriptor], dict | None]:
-    """Read ``program.bin`` (names come from a ``manifest.json`` beside it, when present)."""
+    """Read ``program.bin``. With a ``manifest.json`` beside it, the folder is validated first
+    (:func:`load_manifest`: every image's size and hash), the steps get the manifest's names, and
+    the program is checked against the manifest's hardware: every ``op`` / ``kind`` / ``post`` is
+    known, every field fits (:func:`~spikeforge.firmware.program.field_overflows`), and the last
+    step, only it, is ``END``. Returns ``(descriptors, manifest or None)``."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such program file")
-    manifest = None
-    mpath = path.parent / "manifest.json"
-    if mpath.is_file():
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{mpath}: not valid JSON ({exc})") from None
+    mpath = path.parent / MANIFEST
+    manifest = load_manifest(mpath) if mpath.is_file() else None
+    if manifest is not None and "layers" not in manifest:
+        raise CompiledFolderError(f"{mpath}: a `spikeforge build` manifest (no layers), not a compiled model's: "
+                                  f"{path.name} cannot be checked against it")
+    blob = path.read_bytes()
+    if manifest is not None and path.resolve() != (path.parent / IMAGE_FILES["program"]).resolve():
+        _check_image(path, manifest["files"]["program"], mpath)    # another name: check this file too
     try:
-        descs = unpack_program(path.read_bytes(), (manifest or {}).get("layers"))
+        descs = unpack_program(blob, (manifest or {}).get("layers"))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+    if manifest is not None:
+        _check_program(path, descs, HardwareConfig.from_dict(manifest["hardware"]))
     return descs, manifest
+
+
+def _check_program(path: Path, descs: list[Descriptor], hw: HardwareConfig) -> None:
+    """The program runs on ``hw``: known codes, fields that fit, and ``END`` as its last step only."""
+    end = OPS["END"]
+    if len(descs) > hw.program_rows:
+        raise CompiledFolderError(f"{path}: steps: expected at most {hw.program_rows} (hardware.program_rows), "
+                                  f"got {len(descs)}")
+    for i, d in enumerate(descs):
+        where = f"{path}: step {i} ({d.name})"
+        for name, codes in (("op", OPS), ("kind", KINDS), ("post", POSTS)):
+            if getattr(d, name) not in codes.values():
+                raise CompiledFolderError(f"{where}: {name}: expected one of 0..{max(codes.values())}, "
+                                          f"got {getattr(d, name)}")
+        bad = field_overflows(d, hw)
+        if bad:
+            raise CompiledFolderError(f"{where}: {'; '.join(bad)}")
+        if d.op == end and i != len(descs) - 1:
+            raise CompiledFolderError(f"{where}: END before the last step (step {len(descs) - 1})")
+    if not descs:
+        raise CompiledFolderError(f"{path}: expected a program ending with END, got no steps")
+    if descs[-1].op != end:
+        names = {v: k for k, v in OPS.items()}
+        raise CompiledFolderError(f"{path}: step {len(descs) - 1} ({descs[-1].name}): expected the last step to be "
+                                  f"END, got {names[descs[-1].op]}")

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
-           "field_bits", "field_max", "field_overflows", "FIELD_LIMITS"]
+           "field_bits", "field_max", "field_overflows", "FIELD_LIMITS",
+           "MAX_LANES", "MAX_WIDTH_BITS", "MAX_CHANNELS", "MAX_MAP_SIDE", "MAX_STEPS", "MAX_MEMORY_ROWS",
+           "HARDWARE_LIMITS", "lanes_problem"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -46,6 +48,55 @@ def ceil_log2(n: int) -> int:
     return max(0, (int(n) - 1).bit_length())
 
 
+# ------------------------------------------------------------------ limits of a HardwareConfig
+# The largest value of each integer field of :class:`HardwareConfig` (the smallest is 1), so that
+# no configuration implies an unbounded memory or datapath in the generator, the simulators or
+# the driver. Each limit is stated once, here.
+
+#: Lanes P: the accelerator is generated for 1..64 lanes (README). P is a power of two: it divides
+#: ``max_channels`` (a power of two, a spike-buffer row), and a row holds ``max_channels // P`` groups.
+MAX_LANES = 64
+#: Widest value of any datapath width (weights, accumulators and biases, U, membranes and
+#: thresholds, token sums, logits, pixels): the golden model and the simulators compute in
+#: ``torch.int64``, which still holds the sum of two 63-bit values.
+MAX_WIDTH_BITS = 63
+#: Widest spike-buffer row (``max_channels`` bits) and so the most channels of any layer (Q, K and V
+#: together), of U (``max_embed``), of a 3x3 layer's or the image's input, of the classes (the head
+#: is a layer) and of ``spike_row_words``: 4096 holds an embedding of 1024 (Q/K/V together: 3072
+#: channels; an MLP of ratio 4: 4096).
+MAX_CHANNELS = 4096
+#: Largest map side (``max_height``, ``max_width``): the pixel memory has ``max_height * max_width``
+#: rows, so this keeps it within :data:`MAX_MEMORY_ROWS`.
+MAX_MAP_SIDE = 1024
+#: Most time steps T (``max_steps``): spiking models run 1..16; 256 leaves room.
+MAX_STEPS = 256
+#: Deepest memory (``weight_rows``, ``bias_rows``, ``threshold_rows``, ``spike_rows``, ``u_rows``,
+#: ``program_rows``): 2**20 rows, 128 times the ULX3S's 8192 weight rows, and still a bounded
+#: image in a simulator or the driver.
+MAX_MEMORY_ROWS = 1 << 20
+
+#: The largest value of each integer :class:`HardwareConfig` field (the limits above).
+HARDWARE_LIMITS = {
+    "lanes": MAX_LANES,
+    **dict.fromkeys(("weight_bits", "acc_bits", "u_bits", "v_bits", "gap_bits", "logit_bits", "pixel_bits"),
+                    MAX_WIDTH_BITS),
+    **dict.fromkeys(("max_channels", "max_embed", "max_in_channels", "max_3x3_channels", "max_classes",
+                     "spike_row_words"), MAX_CHANNELS),
+    "max_height": MAX_MAP_SIDE, "max_width": MAX_MAP_SIDE, "max_steps": MAX_STEPS,
+    **dict.fromkeys(("weight_rows", "bias_rows", "threshold_rows", "spike_rows", "u_rows", "program_rows"),
+                    MAX_MEMORY_ROWS),
+}
+
+
+def lanes_problem(lanes) -> str | None:
+    """What is wrong with ``lanes`` as the accelerator's P (``None`` when it is a power of two in
+    1..:data:`MAX_LANES`), as ``"expected ..., got ..."``: the one check of P."""
+    if isinstance(lanes, int) and not isinstance(lanes, bool) and 1 <= lanes <= MAX_LANES \
+            and not lanes & (lanes - 1):
+        return None
+    return f"expected a power of two in 1..{MAX_LANES}, got {lanes!r}"
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
     """Generation-time parameters of one accelerator (an overlay: any model within them runs).
@@ -66,6 +117,9 @@ class HardwareConfig:
     ``profile_counters``: the busy and stall counters (``accumulator_busy`` ... ``reader_busy``);
     without them (small FPGAs) the cycles, events and SOPs counters remain and the others read 0.
     ``event_driven=False`` builds the dense baseline.
+
+    Each integer field is 1 .. :data:`HARDWARE_LIMITS` (``lanes``: a power of two); a bad value is
+    a :class:`ValueError` naming the field, checked before the fields derived from it.
     """
 
     lanes: int = 16
@@ -109,6 +163,13 @@ class HardwareConfig:
                     raise ValueError(f"HardwareConfig.{f.name}: expected a bool, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"HardwareConfig.{f.name}: expected a positive integer, got {v!r}")
+            elif f.name == "lanes":
+                problem = lanes_problem(v)
+                if problem:
+                    raise ValueError(f"HardwareConfig.lanes: {problem}")
+            elif v > HARDWARE_LIMITS[f.name]:
+                raise ValueError(f"HardwareConfig.{f.name}: expected at most {HARDWARE_LIMITS[f.name]} "
+                                 f"(firmware.program.HARDWARE_LIMITS), got {v}")
         if self.max_channels & (self.max_channels - 1) or self.max_channels % self.lanes:
             raise ValueError(f"HardwareConfig.max_channels: must be a power of two and a multiple of "
                              f"lanes {self.lanes}, got {self.max_channels}")
@@ -156,10 +217,18 @@ class HardwareConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HardwareConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        """The config a manifest or a HELLO reply records: ``d`` must hold every field (no defaults:
+        a missing field would name other hardware) and no other; :class:`ValueError` names the
+        fields otherwise (as the constructor does a bad value)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"HardwareConfig: expected a dict of fields, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(k) for k in set(d) - set(known))
         if unknown:
             raise ValueError(f"HardwareConfig: unknown field(s) {', '.join(unknown)}")
+        missing = [k for k in known if k not in d]
+        if missing:
+            raise ValueError(f"HardwareConfig: missing field(s) {', '.join(missing)}")
         return cls(**d)
 
 

@@ -21,11 +21,16 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 from spikeforge.firmware.program import HardwareConfig
+from spikeforge.host.protocol import LINKS
 
 from .board import BoardTop
 from .clocking import PLLClockDomain, PLLSettings, ecp5_pll, ice40_pll
 
-__all__ = ["Board", "BOARDS", "get_board", "BoardDesign", "UnknownBoard", "board_hardware", "board_clock"]
+__all__ = ["Board", "BOARDS", "get_board", "BoardDesign", "UnknownBoard", "board_hardware", "board_clock", "board_baud"]
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 class UnknownBoard(ValueError):
@@ -59,6 +64,14 @@ class Board:
     options: dict = field(default_factory=dict)   # HardwareConfig settings of the board (after the floors)
     synth_opts: str = ""
     spram: bool = False           # :func:`spram_script`
+
+    def __post_init__(self):
+        if self.link not in LINKS:
+            raise ValueError(f"board {self.name}: link: expected one of {', '.join(LINKS)}, got {self.link!r}")
+        if self.link == "uart" and not _positive_int(self.baud):
+            raise ValueError(f"board {self.name}: baud: expected a positive integer for a UART, got {self.baud!r}")
+        if self.link == "stream" and self.baud != 0:
+            raise ValueError(f"board {self.name}: baud: expected 0 for a stream link (no UART), got {self.baud!r}")
 
     @property
     def open_toolchain(self) -> bool:
@@ -156,6 +169,20 @@ def board_hardware(board: Board, lanes: int | None = None, models=None, **overri
     return dataclasses.replace(hw, **{**raised, **board.options, **overrides})   # an override wins over a floor
 
 
+def board_baud(board: Board, baud: int | None = None) -> int:
+    """The UART baud of a build of ``board``: ``baud`` (``--baud``), or the board's own when
+    ``None``. :class:`ValueError` for a baud that is not a positive integer, or one given for a
+    board whose link is a stream (no UART: its baud is 0). Whether the clock can produce the baud
+    is :func:`~spikeforge.hdl.board.uart_divisor`'s check."""
+    if baud is None:
+        return board.baud
+    if board.link != "uart":
+        raise ValueError(f"--baud: board {board.name} has a {board.link} link (no UART), got {baud!r}")
+    if not _positive_int(baud):
+        raise ValueError(f"--baud must be a positive integer, got {baud!r}")
+    return baud
+
+
 def board_clock(board: Board, clock_mhz: float | None = None) -> PLLSettings | None:
     """PLL settings for the board at ``clock_mhz`` (default: the board's build clock); ``None``
     without a PLL."""
@@ -176,9 +203,9 @@ class BoardDesign(Elaboratable):
     def __init__(self, board: Board, hw: HardwareConfig, pll: PLLSettings | None, baud: int | None = None):
         self.board, self.hw, self.pll = board, hw, pll
         clock_hz = round(pll.f_out) if pll else round(board.clock_mhz * 1e6)
-        self.baud = board.baud if baud is None else baud
         try:
-            self.top = BoardTop(hw, board.link, clock_hz=clock_hz, baud=self.baud or 3_000_000)
+            self.baud = board_baud(board, baud)
+            self.top = BoardTop(hw, board.link, clock_hz=clock_hz, baud=self.baud)
         except ValueError:
             self._MustUse__silence = True   # refused (e.g. an unreachable baud): no "never used" warning
             raise

@@ -25,6 +25,7 @@ gets the Verilog top with the AXI4-Stream port, an XDC constraints template and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -35,10 +36,10 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from spikeforge.firmware.program import HardwareConfig
+from spikeforge.firmware.program import FORMAT_VERSION, HardwareConfig
 from spikeforge.model.files import atomic_write_bytes
 
-from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_clock, collision_script, spram_script
+from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_baud, board_clock, collision_script, spram_script
 from .board import AXIStreamTop, BoardTop
 from .export import find_executable, synthesize_component
 
@@ -219,8 +220,8 @@ def _tool_log(argv: list[str]) -> str | None:
 
 def _manifest(board: Board, hw: HardwareConfig, top: BoardTop, pll) -> dict:
     from spikeforge import __version__
-    return {"board": board.name, "device": board.device, "family": board.family, "link": top.link,
-            "clock_hz": top.clock_hz, "baud": top.baud, "uart_divisor": top.divisor,
+    return {"format_version": FORMAT_VERSION, "board": board.name, "device": board.device, "family": board.family,
+            "link": top.link, "clock_hz": top.clock_hz, "baud": top.baud, "uart_divisor": top.divisor,
             "pll": {"f_in_hz": pll.f_in, "f_out_hz": pll.f_out, "f_vco_hz": pll.f_vco, **pll.params} if pll else None,
             "hardware": hw.as_dict(), "hardware_hash": hw.config_hash(), "hello": top.hello.hex(),
             "spikeforge": __version__}
@@ -289,8 +290,15 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     out_dir = Path(out_dir)
     t0 = time.monotonic()
     say = progress or (lambda stage, detail: None)
-    if clock_mhz is not None and not clock_mhz > 0:
-        raise BoardBuildError(f"--clock must be a positive frequency in MHz, got {clock_mhz:g}")
+    if clock_mhz is not None:
+        number = isinstance(clock_mhz, (int, float)) and not isinstance(clock_mhz, bool)
+        if not (number and math.isfinite(clock_mhz) and clock_mhz > 0):
+            raise BoardBuildError(f"--clock must be a positive frequency in MHz, got "
+                                  f"{format(clock_mhz, 'g') if number else repr(clock_mhz)}")
+    try:
+        board_baud(board, baud)      # a positive integer, and only for a UART (whether the clock makes it: BoardTop)
+    except ValueError as exc:
+        raise BoardBuildError(str(exc)) from None
     if out_dir.exists() and not out_dir.is_dir():
         raise BoardBuildError(f"--out {out_dir}: exists and is not a folder")
     if board.family == "generic":

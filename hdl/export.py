@@ -18,7 +18,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
-from spikeforge.model.files import atomic_write_bytes
+from spikeforge.model.files import write_folder
 
 from . import block_parameters, make_block
 
@@ -57,17 +57,23 @@ def port_table(component: wiring.Component) -> list[dict]:
     return ports
 
 
+def verilog_text(component, name: str) -> str:
+    """The Verilog of an Amaranth component as module ``name`` (no source attributes)."""
+    return verilog.convert(component, name=name, emit_src=False)
+
+
 def generate_block(name: str, params: dict, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<name>.v`` (module ``name``) and ``<name>.json`` (parameters, ports) into ``out_dir``."""
+    """Write ``<name>.v`` (module ``name``) and ``<name>.json`` (parameters, ports) into ``out_dir``
+    (both or neither: :func:`~spikeforge.model.files.write_folder`)."""
     block = make_block(name, **params)
-    text = verilog.convert(block, name=name, emit_src=False)
+    text = verilog_text(block, name)
     full = block_parameters(name) | params
     summary = " ".join((type(block).__doc__ or "").strip().split("\n\n")[0].split())
     meta = {"block": name, "class": type(block).__name__, "module": name, "summary": summary,
             "parameters": full, "ports": port_table(block)}
-    vpath = atomic_write_bytes(out_dir / f"{name}.v", text.encode())
-    jpath = atomic_write_bytes(out_dir / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
-    return vpath, jpath
+    paths = write_folder(out_dir, {f"{name}.v": text.encode(),
+                                   f"{name}.json": (json.dumps(meta, indent=2) + "\n").encode()})
+    return paths[f"{name}.v"], paths[f"{name}.json"]
 
 
 def find_executable(exe: str) -> str | None:
@@ -91,7 +97,7 @@ def synthesize(name: str, params: dict, family: str = "ecp5") -> dict[str, int]:
 
 def synthesize_component(component, name: str, family: str = "ecp5") -> dict[str, int]:
     """Cell counts by type of any Amaranth component synthesised with Yosys ``synth_<family>``."""
-    return synthesize_verilog(verilog.convert(component, name=name, emit_src=False), name, family)
+    return synthesize_verilog(verilog_text(component, name), name, family)
 
 
 def synthesize_verilog(text: str, name: str, family: str = "ecp5", yosys: str | None = None,

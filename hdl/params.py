@@ -1,9 +1,40 @@
 """Construction-parameter checks shared by the blocks: a clear ``ValueError`` naming the block and
-the parameter, and no "created but never used" warning for the refused instance."""
+the parameter, and no "created but never used" warning for the refused instance.
+
+Every integer parameter has a lower bound (given by the block) and an upper bound by its kind
+(:func:`upper_bound`), so that no parameter can ask for an unbounded design: the limits of
+:class:`~spikeforge.firmware.program.HardwareConfig` (lanes up to ``MAX_LANES``, widths up to
+:data:`MAX_BITS`, capacities and depths up to :data:`MAX_CAPACITY` entries).
+"""
 
 from __future__ import annotations
 
-__all__ = ["refuse", "check_ints"]
+from spikeforge.firmware.program import MAX_LANES, MAX_MEMORY_ROWS, MAX_WIDTH_BITS
+
+__all__ = ["refuse", "check_ints", "upper_bound", "MAX_LANES", "MAX_BITS", "MAX_CAPACITY", "MAX_PLANE_BITS"]
+
+#: Widest value (accumulators, membranes, weights): the golden model computes in int64.
+MAX_BITS = MAX_WIDTH_BITS
+#: Largest capacity or memory depth of one block: the deepest memory a HardwareConfig may ask for
+#: (the accelerator's weight memory is a SparseAccumulator's). Amaranth's Verilog generation grows
+#: with a memory's depth x width (measured: 65,536 x 128 bits, 76 s and 1.3 GB), so deep memories
+#: are slow to generate; they belong in external memory.
+MAX_CAPACITY = MAX_MEMORY_ROWS
+#: Bit-plane index bits: pixels of up to 2**6 = 64 bits.
+MAX_PLANE_BITS = 6
+
+
+def upper_bound(name: str) -> int:
+    """The largest value a block parameter called ``name`` may take."""
+    if name == "lanes":
+        return MAX_LANES
+    if name == "plane_bits":
+        return MAX_PLANE_BITS
+    if name.endswith("_bits"):
+        return MAX_BITS
+    if name.endswith("shift"):
+        return MAX_BITS - 1
+    return MAX_CAPACITY   # capacities, depths, chunk widths
 
 
 def refuse(owner, message: str):
@@ -13,7 +44,10 @@ def refuse(owner, message: str):
 
 
 def check_ints(owner, **params: tuple[object, int]) -> None:
-    """``name=(value, minimum)``: each value must be an ``int`` of at least its minimum."""
+    """``name=(value, minimum)``: each value must be an ``int`` from its minimum to :func:`upper_bound`."""
     for name, (value, lo) in params.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             refuse(owner, f"{name} must be an integer >= {lo}, got {value!r}")
+        hi = upper_bound(name)
+        if value > hi:
+            refuse(owner, f"{name} must be at most {hi}, got {value}")

@@ -95,8 +95,9 @@ class SparseAccumulator(wiring.Component):
         self.in_capacity = 1 << self.addr_bits
         self.group_capacity, self.max_shift = group_capacity, max_shift
         self.group_bits = max(1, ceil_log2(group_capacity))
-        self.weight_depth = weight_depth or self.in_capacity * group_capacity
-        self.bias_depth = bias_depth or group_capacity
+        self.weight_depth = self.in_capacity * group_capacity if weight_depth is None else weight_depth
+        self.bias_depth = group_capacity if bias_depth is None else bias_depth
+        check_ints(self, weight_depth=(self.weight_depth, 1), bias_depth=(self.bias_depth, 1))
         self.plane_bits, self.dense = plane_bits, dense
         self.event_layout = EventLayout(self.addr_bits, plane_bits, dense)
         super().__init__({

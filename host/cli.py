@@ -38,6 +38,36 @@ class UsageError(Exception):
     """A problem with the user's input; printed as ``error: ...`` without a traceback."""
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (0 and negative values are never replaced by a default)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+_positive_float.__name__ = "number"
+_count = _int_at_least(1)        # lanes, images, epochs, batch sizes, capacities, baud rates
+_natural = _int_at_least(0)      # retries, seeds, indices, "0 skips it"
+
+
 def _out() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:  # pipes and CI logs: wide enough that tables are not truncated
@@ -59,6 +89,9 @@ def _load_model(model: str | None, config: str | None):
     from spikeforge.model.checkpoint import EMBEDDED_CHECKPOINT, MissingConfigError, load_checkpoint
 
     path = Path(model) if model else EMBEDDED_CHECKPOINT
+    if path.is_file() and _is_qmodel(path):
+        raise UsageError(f"{path}: a quantized model (.sfq), not a float checkpoint; evaluate it with "
+                         f"--backend golden (or rtl)")
     try:
         return path, load_checkpoint(path, config)
     except MissingConfigError:
@@ -120,9 +153,11 @@ class _EpochProgress:
 def cmd_train(args) -> int:
     from spikeforge.model.checkpoint import save_checkpoint
     from spikeforge.model.configs import get_config
+    from spikeforge.model.files import check_output_file
     from spikeforge.model.train import TrainConfig, train
 
     get_config(args.config)  # unknown names fail before any work
+    check_output_file(args.out)
     tc = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, batch_size=args.batch_size)
     with _EpochProgress(tc.epochs, f"train {args.config}") as progress:
         result = train(args.config, tc, on_epoch=progress)
@@ -177,7 +212,7 @@ def cmd_eval(args) -> int:
             raise UsageError("--backend golden needs a quantized model file (QMODEL from `spikeforge quantize`)")
         path = Path(args.model)
         qm = _load_qmodel(path)
-        pred = golden.forward(qm, data.test_pixels).argmax(1)
+        pred = golden.forward_batched(qm, data.test_pixels).argmax(1)
         acc = (pred == data.test_labels).double().mean().item()
     elif args.backend == "rtl":
         if args.model is None:
@@ -209,14 +244,16 @@ def cmd_quantize(args) -> int:
     from spikeforge.model.data import PIXEL_MAX, load_digits_split
     from spikeforge.model.qfile import save_qmodel
     from spikeforge.model.quantize import WIDTH_FIELDS, quantize
+    from spikeforge.model.files import check_output_file
     from spikeforge.model.train import predict
 
+    check_output_file(args.out)
     path, model = _load_model(args.ckpt, args.config)
     widths = {f: getattr(args, f) for f in WIDTH_FIELDS if getattr(args, f) is not None}
     qm = quantize(model, w_bits=args.w_bits, pixel_max=PIXEL_MAX, widths=widths)
     data = load_digits_split()
     float_pred = predict(model, data.test_pixels).argmax(1)
-    int_pred = golden.forward(qm, data.test_pixels).argmax(1)
+    int_pred = golden.forward_batched(qm, data.test_pixels).argmax(1)
     save_qmodel(qm, args.out)
     result = {
         "checkpoint": str(path), "out": str(args.out), "w_bits": args.w_bits,
@@ -289,6 +326,7 @@ def _block_params(args) -> dict[str, int]:
 def cmd_generate(args) -> int:
     from spikeforge.hdl import BLOCKS, block_parameters
     from spikeforge.hdl.export import generate_block, synthesize
+    from spikeforge.model.files import check_output_folder
 
     if args.list:
         table = Table(title="hardware blocks (spikeforge generate --block NAME)")
@@ -307,6 +345,7 @@ def cmd_generate(args) -> int:
     if args.block not in BLOCKS:
         raise UsageError(f"unknown block {args.block!r}; blocks: {', '.join(BLOCKS)}")
     params = _block_params(args)
+    check_output_folder(args.out)
     vpath, jpath = generate_block(args.block, params, args.out)
     result = {"block": args.block, "verilog": str(vpath), "ports": str(jpath), "parameters": block_parameters(args.block) | params}
     if args.synth:
@@ -340,22 +379,26 @@ def _compile(qm, args):
     from spikeforge.firmware.compiler import compile_model, hardware_for
 
     overrides = {f: getattr(args, f) for f in CAPACITY_FLAGS if getattr(args, f, None) is not None}
-    hw = hardware_for(qm, lanes=args.lanes or 16, event_driven=not args.dense, **overrides)
+    hw = hardware_for(qm, lanes=16 if args.lanes is None else args.lanes, event_driven=not args.dense, **overrides)
     return compile_model(qm, hw)
 
 
 def _generate_accelerator(args) -> int:
     from spikeforge.firmware.compiler import save_compiled
     from spikeforge.hdl.accelerator import Accelerator
-    from spikeforge.sim.runner import write_verilog
+    from spikeforge.hdl.export import verilog_text
+
+    from spikeforge.model.files import check_output_folder
 
     if not args.out:
         raise UsageError("generate QMODEL needs --out DIR")
+    check_output_folder(args.out)
     path, qm = _qmodel_or_embedded(args.qmodel)
     compiled = _compile(qm, args)
     _err.print(f"generating the accelerator Verilog for {path.name} (P = {compiled.hardware.lanes}) ...")
-    vpath = write_verilog(Accelerator(compiled.hardware), "accelerator", Path(args.out) / "accelerator.v")
-    files = save_compiled(compiled, args.out)
+    verilog = verilog_text(Accelerator(compiled.hardware), "accelerator").encode()
+    files = save_compiled(compiled, args.out, extra={"accelerator.v": verilog})   # the whole folder or nothing
+    vpath = files.pop("accelerator.v")
     result = {"model": str(path), "verilog": str(vpath), **{k: str(v) for k, v in files.items()},
               "hardware": compiled.hardware.as_dict(), "hardware_hash": compiled.manifest["hardware_hash"],
               "capacities_used": compiled.manifest["capacities_used"]}
@@ -383,12 +426,12 @@ def cmd_build(args) -> int:
     from rich.markup import escape
 
     from spikeforge.hdl.build import build_board
+    from spikeforge.model.files import check_output_folder
 
     board = get_board(args.board)
     if args.out is None:
         raise UsageError("build needs --out DIR")
-    if args.lanes is not None and args.lanes < 1:
-        raise UsageError(f"--lanes must be a positive integer, got {args.lanes}")
+    check_output_folder(args.out)
     overrides = {f: getattr(args, f) for f in CAPACITY_FLAGS if getattr(args, f, None) is not None}
     models = _load_qmodel(Path(args.model)) if args.model else None
     hw = board_hardware(board, lanes=args.lanes, models=models, **overrides)
@@ -550,7 +593,7 @@ def cmd_run(args) -> int:
             results = dev.infer(pixels, progress=lambda i, total: bar.update(task, completed=i))
             infer_s = time.time() - t_inf
             used = dev.stats.since(before)
-    golden_logits = golden.forward(qm, pixels)
+    golden_logits = golden.forward_batched(qm, pixels)
     want, golden_pred = golden_logits.tolist(), golden_logits.argmax(1).tolist()
     preds = [r.prediction for r in results]
     baud = info.baud or dev.transport.wire_baud
@@ -620,7 +663,7 @@ def cmd_demo(args) -> int:
     info = describe(EMBEDDED_CONFIG)
 
     qm = quantize(model, w_bits=8, pixel_max=PIXEL_MAX)
-    int_pred = golden.forward(qm, data.test_pixels).argmax(1)
+    int_pred = golden.forward_batched(qm, data.test_pixels).argmax(1)
     out = _out()
     out.print(_kv_table(f"SpikeForge demo: embedded {EMBEDDED_CONFIG} on the digits test split", [
         ("checkpoint", path.name),
@@ -691,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="evaluate the embedded model (float and integer) on the digits test split")
     s.add_argument("--json", action="store_true", help="also print a JSON summary")
-    s.add_argument("--rtl-images", type=int, default=4, help="test images to run on the accelerator RTL (default 4)")
+    s.add_argument("--rtl-images", type=_natural, default=4, help="test images to run on the accelerator RTL (default 4)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("info", help="parameter count, tokens and T of a named config")
@@ -701,10 +744,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train on the digits training split")
     s.add_argument("--config", default="digits-tiny")
-    s.add_argument("--epochs", type=int, default=60)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--lr", type=float, default=5e-3)
-    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--epochs", type=_count, default=60)
+    s.add_argument("--seed", type=_natural, default=0)
+    s.add_argument("--lr", type=_positive_float, default=5e-3)
+    s.add_argument("--batch-size", type=_count, default=32)
     s.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)
@@ -714,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="named config, needed for a plain state dict or a timm checkpoint")
     s.add_argument("--w-bits", type=int, default=8, help="weight width in bits (default 8)")
     for f in ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits"):
-        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int,
+        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=_count,
                        help=f"requested {f} (default: the width the analysis needs; too narrow is refused)")
     s.add_argument("--out", type=Path, required=True, help="quantized model file to write (.sfq)")
     s.add_argument("--json", action="store_true")
@@ -722,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("trace", help="per-layer events, SOPs, firing rates and energy of one test image")
     s.add_argument("qmodel", help="quantized model file (.sfq)")
-    s.add_argument("--image", type=int, default=0, help="index in the digits test split (default 0)")
+    s.add_argument("--image", type=_natural, default=0, help="index in the digits test split (default 0)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_trace)
 
@@ -732,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="float",
                    help="float (the PyTorch model), golden (the integer model of a QMODEL) or rtl "
                         "(QMODEL on the accelerator RTL, simulated)")
-    s.add_argument("--images", type=int, default=None, help="rtl backend: test images (default: all)")
+    s.add_argument("--images", type=_count, default=None, help="rtl backend: test images (default: all)")
     _rtl_args(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
@@ -743,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--block", help="block name (see --list)")
     s.add_argument("--dense", action="store_true", help="the dense baseline (event_driven=False)")
     _capacity_args(s)
-    s.add_argument("--lanes", type=int, help="P, lanes processed per cycle")
+    s.add_argument("--lanes", type=_count, help="P, lanes processed per cycle")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other block parameter, e.g. --set acc_bits=20 (repeatable)")
     s.add_argument("--out", type=Path, help="folder for <block>.v and <block>.json")
@@ -756,11 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("build", help="build the accelerator for a board: Verilog, bitstream, resource and timing report")
     s.add_argument("--board", required=True, metavar="NAME", help=f"board: {', '.join(BOARDS)}")
-    s.add_argument("--lanes", type=int, help="P, output channels per cycle (default: the board's)")
+    s.add_argument("--lanes", type=_count, help="P, output channels per cycle (default: the board's)")
     s.add_argument("--model", help="size the accelerator for this quantized model (.sfq; default: the embedded one)")
     _capacity_args(s)
-    s.add_argument("--clock", type=float, metavar="MHZ", help="clock frequency (default: the board's target)")
-    s.add_argument("--baud", type=int, help="UART baud rate (default 3,000,000)")
+    s.add_argument("--clock", type=_positive_float, metavar="MHZ", help="clock frequency (default: the board's target)")
+    s.add_argument("--baud", type=_count, help="UART baud rate (default 3,000,000)")
     s.add_argument("--out", type=Path, help="output folder")
     s.add_argument("--plan-only", action="store_true",
                    help="write the build plan archive instead of running the toolchain (vendor boards)")
@@ -776,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="run digits test images through the whole accelerator RTL, compare with golden")
     s.add_argument("qmodel", nargs="?", help="quantized model (.sfq; default: the embedded model at 8 bits)")
     _rtl_args(s)
-    s.add_argument("--images", type=int, default=8, help="test images to simulate (default 8)")
+    s.add_argument("--images", type=_count, default=8, help="test images to simulate (default 8)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sim)
 
@@ -784,9 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", required=True, help="device URL: /dev/ttyUSB1, socket://host:port, pcie:///dev/xdma0, "
                                                  "or sim:// (the virtual board on Verilator)")
     s.add_argument("--model", help="quantized model (.sfq; default: the embedded model at 8 bits)")
-    s.add_argument("--images", type=int, default=20, help="test images to infer (default 20)")
-    s.add_argument("--timeout", type=float, help="seconds to wait for a reply (default: per transport)")
-    s.add_argument("--retries", type=int, default=3, help="retries per command (default 3)")
+    s.add_argument("--images", type=_count, default=20, help="test images to infer (default 20)")
+    s.add_argument("--timeout", type=_positive_float, help="seconds to wait for a reply (default: per transport)")
+    s.add_argument("--retries", type=_natural, default=3, help="retries per command (default 3)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_run)
 
@@ -804,34 +847,51 @@ def _capacity_args(s) -> None:
             help = "words per spike-buffer row (a narrower spike datapath; default 1, the iCEBreaker's 16)"
         else:
             help = argparse.SUPPRESS if f.endswith("rows") else f"hardware capacity {f} (default: what the model needs)"
-        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=int, help=help)
+        s.add_argument(f"--{f.replace('_', '-')}", dest=f, type=_count, help=help)
 
 
 def _rtl_args(s) -> None:
     s.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
-    s.add_argument("--lanes", type=int, default=16, help="P, output channels per cycle (default 16)")
+    s.add_argument("--lanes", type=_count, default=16, help="P, output channels per cycle (default 16)")
     s.add_argument("--dense", action="store_true", help="simulate the dense baseline (event_driven=False)")
     _capacity_args(s)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from spikeforge.hdl.build import BoardBuildError
-    from spikeforge.hdl.export import SynthesisError
-    from spikeforge.model.checkpoint import CheckpointError
-    from spikeforge.host.driver import DeviceError, LinkError
-    from spikeforge.host.transport import TransportError
-    from spikeforge.sim.runner import BuildError
+def _error(message: str) -> int:
+    _err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return 2
 
-    args = build_parser().parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        return args.func(args)
-    except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError, TransportError,
-            LinkError, DeviceError, BoardBuildError) as exc:
-        _err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 2
-    except KeyError as exc:  # unknown config names
-        _err.print(f"error: {exc.args[0]}", markup=False, highlight=False, soft_wrap=True)
-        return 2
+        from spikeforge.hdl.build import BoardBuildError
+        from spikeforge.hdl.export import SynthesisError
+        from spikeforge.model.checkpoint import CheckpointError
+        from spikeforge.host.driver import DeviceError, LinkError
+        from spikeforge.host.transport import TransportError
+        from spikeforge.sim.runner import BuildError
+
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:   # --help, --version, or a usage error argparse has printed (status 2)
+            return exc.code if isinstance(exc.code, int) else 2
+        try:
+            return args.func(args)
+        except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError, TransportError,
+                LinkError, DeviceError, BoardBuildError) as exc:
+            return _error(str(exc))
+        except KeyError as exc:  # unknown config names
+            return _error(str(exc.args[0]))
+        except OSError as exc:   # a file the command had to read or write (unreadable, vanished, disk full)
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _error(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:    # Ctrl-C: quietly, with the shell's status for SIGINT
+        return 130
+    except BrokenPipeError:      # `spikeforge ... | head`: the reader went away; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

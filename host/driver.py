@@ -13,11 +13,15 @@ come within the timeout, or a device reporting a damaged frame (E_CRC / E_FRAME)
 with a new sequence number; all commands are idempotent, so a retried command whose first reply
 was lost is harmless. Out of retries: :class:`LinkError`. The device refusing a command:
 :class:`DeviceError`. A model that does not fit the device (:class:`ModelMismatch`, or the
-compiler's ``CapacityError``) is refused before anything is written.
+compiler's ``CapacityError``) is refused before anything is written. A reply that is well framed
+but does not fit its command (a READ of the wrong length, a WRITE reporting other rows than were
+sent, a prediction that is no class): :class:`~spikeforge.host.protocol.ProtocolError`.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import struct
 import time
 from dataclasses import dataclass, field
@@ -96,6 +100,7 @@ class Device:
     """A SpikeForge accelerator behind a :class:`~spikeforge.host.transport.Transport`."""
 
     def __init__(self, transport: Transport, timeout: float | None = None, retries: int = 3):
+        _check_link_parameters(timeout, retries)
         self.transport = transport
         self.timeout = timeout if timeout is not None else transport.reply_timeout
         self.retries = retries
@@ -108,6 +113,9 @@ class Device:
 
     @classmethod
     def open(cls, url: str, timeout: float | None = None, retries: int = 3, progress=None) -> "Device":
+        """The device at ``url`` (:func:`~spikeforge.host.transport.open_transport`); ``timeout``
+        (seconds per reply, default the transport's) and ``retries`` are checked before it is opened."""
+        _check_link_parameters(timeout, retries)
         return cls(open_transport(url, progress=progress), timeout=timeout, retries=retries)
 
     def close(self) -> None:
@@ -123,6 +131,7 @@ class Device:
     def transact(self, cmd: str, payload: bytes = b"", timeout: float | None = None) -> P.Reply:
         """Send ``cmd`` and return its reply (status OK); retries as the module docstring says."""
         timeout = self.timeout if timeout is None else timeout
+        _check_link_parameters(timeout, self.retries)
         problems = []
         for attempt in range(self.retries + 1):
             if attempt:
@@ -182,6 +191,9 @@ class Device:
         if not 0 <= addr < 1 << 16 or not 0 <= count <= 255:
             raise ValueError(f"read: addr must be in 0..65535 and count in 0..255, got {addr}, {count}")
         payload = self.transact("READ", struct.pack("<HB", addr, count)).payload
+        if len(payload) != 4 * count:
+            raise P.ProtocolError(f"{self.transport.url}: READ reply of {len(payload)} bytes, expected {4 * count} "
+                                  f"({count} words)")
         return list(struct.unpack(f"<{count}I", payload))
 
     def reset(self) -> None:
@@ -193,7 +205,14 @@ class Device:
         hw = self._hardware()
         wpr = words_per_row(hw)[space]
         words = [w for v in rows for w in row_words(v, wpr)]
-        self.transact("WRITE", struct.pack("<BI", SPACES[space], row) + struct.pack(f"<{len(words)}I", *words))
+        reply = self.transact("WRITE", struct.pack("<BI", SPACES[space], row) + struct.pack(f"<{len(words)}I", *words))
+        if len(reply.payload) != 4:                    # rows:u32, the rows the device wrote
+            raise P.ProtocolError(f"{self.transport.url}: WRITE reply of {len(reply.payload)} bytes, expected 4 "
+                                  f"(rows:u32)")
+        (written,) = struct.unpack("<I", reply.payload)
+        if written != len(rows):
+            raise P.ProtocolError(f"{self.transport.url}: WRITE reply says {written} rows written, expected "
+                                  f"{len(rows)} ({space} from row {row})")
 
     def load(self, model, progress=None, resume: set | None = None) -> dict:
         """Load a model: a ``QuantizedModel`` or ``.qmodel`` path (compiled here for the device's
@@ -238,9 +257,13 @@ class Device:
             payload = bytes([n]) + struct.pack(f"<{len(words)}I", *words)
             reply = self.transact("RUN", payload).payload
             if len(reply) != 4 + 4 * n + 1:
-                raise P.ProtocolError(f"RUN reply of {len(reply)} bytes, expected {4 + 4 * n + 1}")
+                raise P.ProtocolError(f"{self.transport.url}: RUN reply of {len(reply)} bytes, expected {4 + 4 * n + 1}")
             cycles, *logits = struct.unpack_from(f"<I{n}i", reply)
-            out.append(InferenceResult(logits=list(logits), prediction=reply[-1], cycles=cycles))
+            prediction = reply[-1]
+            if n and prediction >= n:
+                raise P.ProtocolError(f"{self.transport.url}: RUN reply's prediction {prediction} is not a class "
+                                      f"(0..{n - 1})")
+            out.append(InferenceResult(logits=list(logits), prediction=prediction, cycles=cycles))
             if progress:
                 progress(i + 1, len(images))
         return out
@@ -276,6 +299,16 @@ class Device:
                         f"{type(model).__name__}")
 
 
+def _check_link_parameters(timeout, retries) -> None:
+    """``timeout`` (``None``: the transport's) must be a positive number of seconds and ``retries``
+    an integer >= 0 (:class:`ValueError` naming the parameter otherwise)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        raise ValueError(f"retries: expected an integer >= 0, got {retries!r}")
+
+
 def _check_hash(what: str, digest: str | None, hw: HardwareConfig, info: P.Hello) -> None:
     if digest == info.hardware_hash:
         return
@@ -292,9 +325,8 @@ def _chunks(compiled: Compiled):
     spaces = {"program": [(r, d.row_value()) for r, d in enumerate(compiled.program)]}
     for space in ("weights", "biases", "thresholds"):
         spaces[space] = [(row, pack_lanes(lanes, bits[space] // hw.lanes)) for row, lanes in getattr(compiled, space)]
-    budget = P.MAX_FRAME - 4 - 5       # cmd, seq, CRC; space, row
     for space, rows in spaces.items():
-        per = max(1, budget // (4 * wpr[space]))
+        per = max(1, P.MAX_ROW_WORDS // wpr[space])
         run: list = []
         for row, value in sorted(rows):
             if run and (row != run[0][0] + len(run) or len(run) == per):

@@ -19,11 +19,12 @@ import dataclasses
 import struct
 from dataclasses import dataclass
 
-from spikeforge.firmware.program import FORMAT_VERSION, HardwareConfig
+from spikeforge.firmware.program import FORMAT_VERSION, MAX_MEMORY_ROWS, HardwareConfig, words_per_row
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "MAX_REPLY", "CMD", "STATUS", "ProtocolError", "crc16",
            "cobs_encode", "cobs_decode", "encode_frame", "decode_frame", "request", "Reply", "parse_reply",
-           "Hello", "hello_payload", "parse_hello", "CAPABILITY_FIELDS", "LINKS", "FrameSplitter"]
+           "Hello", "hello_payload", "parse_hello", "CAPABILITY_FIELDS", "LINKS", "FrameSplitter", "MAX_ROW_WORDS",
+           "MAX_DEVICE_ROWS"]
 
 #: Version of this protocol (HELLO reports it; the host refuses another). 2: the per-step words of
 #: the read map are the global counters as each step ended (1: per-step counts).
@@ -32,6 +33,18 @@ PROTOCOL_VERSION = 2
 MAX_FRAME = 1024
 #: Largest reply body (READ of 255 words).
 MAX_REPLY = 3 + 4 * 255 + 2
+#: Most words of one memory row a WRITE frame carries (the frame less cmd, seq, space, row and
+#: CRC): the protocol writes whole rows, so a device whose rows are wider cannot be loaded.
+MAX_ROW_WORDS = (MAX_FRAME - 2 - 5 - 2) // 4
+#: Deepest memory a device may report (each ``*_rows`` capability; HELLO's fields are u32): the bound
+#: ``HardwareConfig`` has, ``MAX_MEMORY_ROWS``. A deeper one is a corrupt or hostile HELLO; refusing
+#: it (before the config is built) keeps whatever the host sizes by a memory's rows bounded.
+MAX_DEVICE_ROWS = MAX_MEMORY_ROWS
+#: The capabilities that are memory depths (checked against :data:`MAX_DEVICE_ROWS`).
+_DEPTH_FIELDS = ("weight_rows", "bias_rows", "threshold_rows", "spike_rows", "u_rows", "program_rows")
+#: The capabilities that set each memory space's row width (for the messages).
+_ROW_WIDTH_FIELDS = {"weights": ("lanes", "weight_bits"), "biases": ("lanes", "acc_bits"),
+                     "thresholds": ("lanes", "v_bits"), "pixels": ("max_in_channels", "pixel_bits")}
 
 #: Command codes (request ``cmd``; the reply carries ``cmd | 0x80``).
 CMD = {"HELLO": 0x01, "WRITE": 0x02, "RUN": 0x03, "READ": 0x04, "RESET": 0x05, "RUN_EVENTS": 0x06}
@@ -240,6 +253,9 @@ def hello_payload(hw: HardwareConfig, link: str, clock_hz: int, baud: int) -> by
 
 
 def parse_hello(payload: bytes) -> Hello:
+    """A HELLO reply payload -> :class:`Hello`; :class:`ProtocolError` when it is malformed or reports
+    capabilities the host cannot use (invalid, memories deeper than :data:`MAX_DEVICE_ROWS`, rows
+    wider than a WRITE frame carries)."""
     if len(payload) < _HELLO_HEAD.size:
         raise ProtocolError(f"HELLO reply of {len(payload)} bytes, expected at least {_HELLO_HEAD.size}")
     proto, fmt, digest, link, clk, baud, max_frame, n = _HELLO_HEAD.unpack_from(payload)
@@ -253,10 +269,19 @@ def parse_hello(payload: bytes) -> Hello:
     d = dict(zip(CAPABILITY_FIELDS, values))
     for name in HardwareConfig.bool_fields():
         d[name] = bool(d[name])
+    for name in _DEPTH_FIELDS:
+        if d[name] > MAX_DEVICE_ROWS:
+            raise ProtocolError(f"HELLO reply: {name} {d[name]} exceeds the host's limit of {MAX_DEVICE_ROWS} "
+                                f"rows (MAX_DEVICE_ROWS)")
     try:
         hw = HardwareConfig.from_dict(d)
     except ValueError as exc:
         raise ProtocolError(f"HELLO reply: invalid capabilities ({exc})") from None
+    for space, words in words_per_row(hw).items():
+        if words > MAX_ROW_WORDS:
+            width = " x ".join(f"{f} {d[f]}" for f in _ROW_WIDTH_FIELDS.get(space, ()))
+            raise ProtocolError(f"HELLO reply: a {space} row ({width}) is {words} words; one WRITE frame carries "
+                                f"at most {MAX_ROW_WORDS} (MAX_ROW_WORDS)")
     links = {v: k for k, v in LINKS.items()}
     if link not in links:
         raise ProtocolError(f"HELLO reply: unknown link kind {link}")

@@ -2,27 +2,41 @@
 
 * **serial**: any pyserial URL: ``/dev/ttyUSB0``, ``COM3``, ``socket://host:port``, ``loop://``,
   ``rfc2217://...`` (``?baud=N`` sets the baud rate of a real port; default 115200);
-* **PCIe**: ``pcie:///dev/xdma0`` (``?channel=K``): the Xilinx XDMA driver's character devices
-  ``/dev/xdma0_h2c_K`` (host to card) and ``/dev/xdma0_c2h_K`` (card to host), streaming the same
-  framed bytes over AXI4-Stream (``docs/protocol.md`` states what the tests cover);
-* **virtual board**: ``sim://`` (``?lanes=P&link=uart|stream&simulator=verilator|icarus``), or
-  ``sim:///path/to/generated`` for the hardware of a ``spikeforge generate`` folder (or of a
-  ``spikeforge build`` folder, with that board's link, clock and baud): the board's
-  gateware simulated on Verilator (:mod:`spikeforge.sim.virtual_board`), reached over pyserial
-  ``socket://``.
+* **PCIe**: ``pcie:///dev/xdma0`` (``?channel=K``, K in 0..3 as XDMA has): the Xilinx XDMA
+  driver's character devices ``/dev/xdma0_h2c_K`` (host to card) and ``/dev/xdma0_c2h_K`` (card to
+  host), streaming the same framed bytes over AXI4-Stream (``docs/protocol.md`` states what the
+  tests cover);
+* **virtual board**: ``sim://`` (``?lanes=P&link=uart|stream&simulator=verilator|icarus&baud=B&clock=HZ``),
+  or ``sim:///path/to/generated`` for the hardware of a ``spikeforge generate`` folder (or of a
+  ``spikeforge build`` folder, with that board's link, clock and baud; the options override them):
+  the board's gateware simulated on Verilator (:mod:`spikeforge.sim.virtual_board`), reached over
+  pyserial ``socket://``. A ``sim://`` URL has no host part (``sim://DIR`` is refused: a folder is
+  ``sim:///ABS/PATH``).
 
 A transport moves bytes only; framing, retries and timeouts are the driver's
-(:mod:`spikeforge.host.driver`). Errors opening a transport are :class:`TransportError` naming the URL.
+(:mod:`spikeforge.host.driver`). Errors opening a transport are :class:`TransportError` naming the
+URL: an unknown option, or an option that is not what it must be (a positive integer, a channel,
+one of the choices), names the option, what it expects and what it got.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["Transport", "TransportError", "SerialTransport", "PCIeTransport", "SimTransport", "open_transport"]
+from .protocol import LINKS
+
+__all__ = ["Transport", "TransportError", "SerialTransport", "PCIeTransport", "SimTransport", "open_transport",
+           "XDMA_CHANNELS"]
+
+#: Streaming channels per direction of a Xilinx XDMA core (``?channel=`` of a ``pcie://`` URL).
+XDMA_CHANNELS = 4
+#: Largest clock and baud of the virtual board (HELLO reports them as u32).
+_U32_MAX = (1 << 32) - 1
 
 
 class TransportError(OSError):
@@ -61,13 +75,14 @@ class SerialTransport(Transport):
         import serial
 
         self.url = url
+        baud = _int_value(f"{url}: option baud", baud)
         try:
             self.port = serial.serial_for_url(url, baudrate=baud, timeout=0)
         except (serial.SerialException, ValueError, OSError) as exc:
             raise TransportError(f"{url}: cannot open the serial port ({exc})") from None
         self.wire_baud = baud if not url.startswith(("socket://", "loop://", "rfc2217://")) else None
         # a reply of ~1 KiB must fit in the timeout at the port's baud
-        self.reply_timeout = reply_timeout or 0.5 + 10 * 2048 / baud
+        self.reply_timeout = 0.5 + 10 * 2048 / baud if reply_timeout is None else reply_timeout
 
     def write(self, data: bytes) -> None:
         import serial
@@ -105,8 +120,10 @@ class PCIeTransport(Transport):
 
     def __init__(self, url: str, reply_timeout: float = 2.0):
         parts = urlsplit(url)
+        _no_host(url, parts, "the form is pcie:///dev/xdma0[?channel=K]")
         base = parts.path
-        channel = int(parse_qs(parts.query).get("channel", ["0"])[0])
+        q = _options(url, parts.query, {"channel"})
+        channel = _int_value(f"{url}: option channel", q.get("channel", 0), lo=0, hi=XDMA_CHANNELS - 1)
         self.url = url
         self.h2c_path, self.c2h_path = f"{base}_h2c_{channel}", f"{base}_c2h_{channel}"
         self.reply_timeout = reply_timeout
@@ -162,25 +179,38 @@ class SimTransport(Transport):
     long ``reply_timeout``."""
 
     def __init__(self, url: str, hardware=None, progress=None, reply_timeout: float = 60.0):
-        from spikeforge.sim.runner import BuildError
+        from spikeforge.sim.runner import SIMULATORS, BuildError
         from spikeforge.sim.virtual_board import VirtualBoard
 
         self.url = url
+        if not url.startswith("sim://"):
+            raise TransportError(f"{url}: not a sim:// URL (the forms are {_SIM_FORMS})")
         parts = urlsplit(url)
-        q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        known = {"lanes", "link", "simulator", "baud", "clock"}
-        unknown = sorted(set(q) - known)
-        if unknown:
-            raise TransportError(f"{url}: unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+        _no_host(url, parts, f"the forms are {_SIM_FORMS}")
+        q = _options(url, parts.query, {"lanes", "link", "simulator", "baud", "clock"})
+        lanes = _int_value(f"{url}: option lanes", q.get("lanes", 16))
+        if "lanes" in q and parts.path not in ("", "/"):
+            raise TransportError(f"{url}: option lanes: the hardware is the folder's ({parts.path}); lanes sizes "
+                                 f"the embedded model's board (sim://?lanes=P) only")
+        simulator = _choice(f"{url}: option simulator", q.get("simulator", "verilator"), SIMULATORS)
+        given = {}                                  # the board settings the URL gives (they override a build's)
+        if "link" in q:
+            given["link"] = _choice(f"{url}: option link", q["link"], LINKS)
+        for option, key in (("baud", "baud"), ("clock", "clock_hz")):
+            if option in q:
+                given[key] = _int_value(f"{url}: option {option}", q[option], hi=_U32_MAX)
         try:
-            hw, built = _sim_hardware(parts.path, int(q.get("lanes", 16)), hardware)
-            self.board = VirtualBoard(hw, link=q.get("link", built.get("link", "uart")),
-                                      simulator=q.get("simulator", "verilator"),
-                                      baud=int(q.get("baud", built.get("baud") or 3_000_000)),
-                                      clock_hz=int(q.get("clock", built.get("clock_hz", 12_000_000))),
-                                      progress=progress)
+            hw, built = _sim_hardware(parts.path, lanes, hardware)
+        except (TransportError, ValueError) as exc:
+            raise TransportError(f"{url}: {exc}") from None
+        board = {"link": "uart", "baud": 3_000_000, "clock_hz": 12_000_000} | built | given
+        if board["link"] == "uart" and board["baud"] == 0:       # a stream build's manifest has no UART baud
+            raise TransportError(f"{url}: link=uart needs a baud, and {Path(parts.path) / 'manifest.json'} has "
+                                 f"baud 0 (a stream link's); add baud=B to the URL")
+        try:
+            self.board = VirtualBoard(hw, simulator=simulator, progress=progress, **board)
             socket_url = self.board.start()
-        except (ValueError, BuildError) as exc:
+        except (ValueError, BuildError, OSError) as exc:
             raise TransportError(f"{url}: {exc}") from None
         self.wire_baud = self.board.top.baud or None
         self.reply_timeout = reply_timeout
@@ -209,27 +239,76 @@ class SimTransport(Transport):
 def _sim_hardware(path: str, lanes: int, hardware=None):
     """The virtual board's HardwareConfig and, for a ``spikeforge build`` folder, the board's link,
     clock and baud (so the simulation runs the very BoardTop that was built): ``hardware`` when
-    given, else a generated or built folder's manifest, else the embedded model's configuration."""
+    given, else a generated or built folder's manifest, else the embedded model's configuration.
+    The manifest is read by :func:`~spikeforge.firmware.compiler.load_manifest`; one that it refuses
+    is a :class:`TransportError` naming the manifest and the field."""
     from spikeforge.firmware.program import HardwareConfig
 
     if path not in ("", "/"):
-        import json
-        from pathlib import Path
-
         manifest = Path(path) / "manifest.json"
         if not manifest.exists() and hardware is not None:
             return hardware, {}
         if not manifest.exists():
-            raise ValueError(f"{manifest} does not exist (expected a `spikeforge generate` or `build` output folder)")
-        m = json.loads(manifest.read_text())
+            raise TransportError(f"{manifest} does not exist (expected a `spikeforge generate` or `build` output folder)")
+        from spikeforge.firmware.compiler import load_manifest
+
+        try:   # the one validated reader: schema, hardware hash, each file's size and SHA-256
+            m = load_manifest(Path(path))
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
         board = {k: m[k] for k in ("link", "clock_hz", "baud") if k in m}
-        return hardware or HardwareConfig.from_dict(m["hardware"]), board
+        if hardware is not None:
+            return hardware, board
+        return HardwareConfig.from_dict(m["hardware"]), board
     if hardware is not None:
         return hardware, {}
     from spikeforge.firmware.compiler import hardware_for
     from spikeforge.model.quantize import embedded_qmodel
 
     return hardware_for(embedded_qmodel(), lanes=lanes), {}
+
+
+# ------------------------------------------------------------------------------ URL options
+
+_SIM_FORMS = "sim://, sim://?OPTIONS or sim:///ABS/PATH"
+
+
+def _no_host(url: str, parts, forms: str) -> None:
+    """Refuse a host part where the URL names a local path (``sim://DIR``, ``pcie://dev/xdma0``)."""
+    if parts.netloc:
+        raise TransportError(f"{url}: unexpected host part {parts.netloc!r} ({forms}: a path follows three slashes)")
+
+
+def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
+    """The options of ``url``'s query (the last of a repeated one; an empty one is kept, to be refused)."""
+    q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = sorted(set(q) - known)
+    if unknown:
+        raise TransportError(f"{url}: unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+    return q
+
+
+def _int_value(what: str, value, lo: int = 1, hi: int | None = None) -> int:
+    """``value`` (a URL option's text, digits only, or an int) as an integer in ``lo..hi``; else a
+    :class:`TransportError` "``what``: expected ..., got ...", ``what`` naming the URL (or file) and the option."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = None
+    if number is None or number < lo or (hi is not None and number > hi):
+        expected = ("a positive integer" if lo == 1 else f"an integer >= {lo}") if hi is None else \
+            f"an integer in {lo}..{hi}"
+        raise TransportError(f"{what}: expected {expected}, got {value!r}")
+    return number
+
+
+def _choice(what: str, value, choices) -> str:
+    """``value`` if it is one of ``choices``; else a :class:`TransportError` naming ``what`` and the choices."""
+    if value not in tuple(choices):
+        raise TransportError(f"{what}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def open_transport(url: str, progress=None) -> Transport:
@@ -240,7 +319,7 @@ def open_transport(url: str, progress=None) -> Transport:
         return PCIeTransport(url)
     parts = urlsplit(url)
     if parts.scheme in ("", "file") or "://" not in url:
-        q = parse_qs(parts.query)
-        baud = int(q.get("baud", ["115200"])[0])
+        q = _options(url, parts.query, {"baud"})
+        baud = _int_value(f"{url}: option baud", q.get("baud", 115200))
         return SerialTransport(parts.path if parts.query else url, baud=baud)
     return SerialTransport(url)

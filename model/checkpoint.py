@@ -21,6 +21,8 @@ import argparse
 import io
 import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +57,25 @@ class MissingConfigError(CheckpointError):
     """A plain state dict or timm file was loaded without a model config."""
 
 
+def _unpickling_reason(exc: Exception) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file unsafely."""
+    text = str(exc)
+    found = re.search(r"Unsupported (?:global|operand)[^\n.]*", text)
+    if found:
+        return f"it pickles objects outside the weights-only allow-list ({found.group(0).strip()})"
+    return "it is not a weights-only PyTorch checkpoint (it needs pickled objects beyond tensors and containers)"
+
+
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # torch's notes on pickle protocols: the error below says enough
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: refused to load: the file needs objects outside the weights-only allow-list "
-            f"({first_line})"
-        ) from None
+        raise CheckpointError(f"{path}: refused to load: {_unpickling_reason(exc)}; SpikeForge reads checkpoints "
+                              f"weights-only and never executes a pickle") from None
     except Exception as exc:  # torch raises RuntimeError/EOFError/zipfile errors for non-checkpoints
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
 

@@ -319,6 +319,22 @@ def _fanout3x3(h: int, w: int) -> torch.Tensor:
     return rows[:, None] * cols[None, :]
 
 
+#: Memory the golden model's largest tensors may take at once when :func:`forward_batched` splits a batch.
+BATCH_BYTES = 1 << 30
+
+
+def forward_batched(qm, pixels: torch.Tensor, budget_bytes: int = BATCH_BYTES) -> torch.Tensor:
+    """:func:`forward` in batches small enough that the largest tensor of a batch stays within
+    ``budget_bytes`` (at least one image a batch): the same logits, memory bounded by the model
+    rather than by the number of images."""
+    from .qfile import implied_bytes_per_image
+
+    per = max(1, budget_bytes // max(1, implied_bytes_per_image(qm.config)))
+    if len(pixels) <= per:
+        return forward(qm, pixels)
+    return torch.cat([forward(qm, pixels[i:i + per]) for i in range(0, len(pixels), per)])
+
+
 def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
     """Integer logits ``[B, num_classes]`` (summed over T) of quantized model ``qm`` for ``pixels``.
 

@@ -11,12 +11,17 @@ Layout (all integers little-endian)::
     12+L    D     tensor data: each tensor int32, C order, at its ``offset`` from the data start
     12+L+D  32    SHA-256 of every byte before it
 
-:func:`load_qmodel` checks, in order: magic, header JSON, size (truncation, trailing bytes),
-checksum (corruption),
-format and version, then that every field and tensor is present, typed and shaped as
-the config requires, that weights fit ``w_bits``, that the thresholds are consistent,
-and that the widths cover the width analysis. Every failure raises
-:class:`QModelFileError` naming the file and the field. :func:`save_qmodel` writes
+:func:`load_qmodel` checks, in order: magic, the header's length (at most :data:`MAX_HEADER_BYTES`),
+header JSON (strict: no NaN or infinities, integers of at most :data:`MAX_INT_DIGITS` digits, no
+nesting deeper than Python's recursion limit), size (truncation, trailing bytes), checksum
+(corruption), format and version. The checksum proves integrity, not sanity, so every field is
+then checked as if the file came from anywhere: no unknown fields; each field present, typed and
+in its range (:data:`CONFIG_LIMITS`, :data:`PARAM_LIMITS`, :data:`WIDTH_LIMIT`); the work the config
+implies per image within :data:`MAX_BYTES_PER_IMAGE` (:func:`implied_bytes_per_image`); every tensor
+present once, typed and shaped as the config requires; weights fit ``w_bits``; the thresholds
+positive, within their widths and consistent; weight shifts and scales well-formed; and the widths
+cover the width analysis. Any file, whatever its bytes, either loads or raises
+:class:`QModelFileError` naming the file and the field (expected vs got). :func:`save_qmodel` writes
 atomically: a failed write leaves no file behind.
 """
 
@@ -24,8 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import reprlib
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +42,190 @@ import torch
 
 from .files import atomic_write_bytes
 from .golden import signed_range
-from .quantize import (MAX_WEIGHT_SHIFT, WIDTH_FIELDS, QuantizationError, QuantizedModel, check_widths,
-                       config_tokens, lif_domains, residual_branches)
+from .quantize import (MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS, WIDTH_FIELDS, QuantizationError, QuantizedModel,
+                       check_widths, config_tokens, lif_domains, residual_branches)
 
 __all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "MAGIC", "QModelFileError", "save_qmodel", "load_qmodel",
-           "expected_shapes"]
+           "expected_shapes", "check_config", "implied_bytes_per_image", "Limit", "CONFIG_LIMITS", "PARAM_LIMITS",
+           "WIDTH_LIMIT", "HEADER_FIELDS", "MAX_HEADER_BYTES", "MAX_INT_DIGITS", "MAX_BYTES_PER_IMAGE"]
 
 MAGIC = b"SPKFQMDL"
 QMODEL_FORMAT = "spikeforge-qmodel"
 QMODEL_VERSION = 1
 _DIGEST = 32
-_CONFIG_FIELDS = {"img_size_h": int, "img_size_w": int, "in_channels": int, "num_classes": int, "embed_dims": int,
-                  "depths": int, "T": int, "pooling_stat": str, "num_heads": int, "mlp_ratios": (int, float)}
+#: The header's fields (format version 1); any other is refused.
+HEADER_FIELDS = ("format", "version", "config", "w_bits", "pixel_max", "pixel_bits", "shift", "thresholds",
+                 "widths", "weight_shifts", "scales", "tensors")
+_TENSOR_KEYS = {"name", "dtype", "shape", "offset", "nbytes"}
 
 
 class QModelFileError(ValueError):
     """A quantized model file that cannot be used; the message names the file and the problem."""
+
+
+# ------------------------------------------------------------------------------------------ limits
+#
+# What a file may ask for. The paper's largest model, imagenet-8-768, has 224 x 224 images, embed 768,
+# depth 8 and T = 4 (T = 16 on DVS gestures); the named configs (model/configs.py) sit well inside
+# every limit, imagenet-8-768 at T = 16 included, so the limits only refuse what no user means.
+
+#: Longest header read (its JSON text), in bytes. imagenet-8-768's header is about 1.3 MB (one threshold
+#: and one scale per channel of every per-channel LIF): 64 MiB leaves 50 times that.
+MAX_HEADER_BYTES = 64 << 20
+#: Longest integer read from the header, in digits (the sign apart): every integer field fits int64 (19).
+MAX_INT_DIGITS = 20
+#: Largest tensor the golden model may build for one image, in bytes (:func:`implied_bytes_per_image`).
+#: imagenet-8-768 needs 331 MiB at T = 4 (1.3 GiB at T = 16), gesture-2-256 576 MiB at T = 16; the golden
+#: model's peak is a small multiple of it, within this machine class's 24 GiB.
+MAX_BYTES_PER_IMAGE = 2 << 30
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A field's allowed values: an integer (with ``real``, any finite number) in ``lo..hi``,
+    a multiple of ``multiple``, or with ``pattern`` a string matching it (``what`` describes it)."""
+
+    lo: int | float = 0
+    hi: int | float = 0
+    real: bool = False
+    multiple: int = 1
+    pattern: str | None = None
+    what: str = ""
+
+    def admits(self, value) -> bool:
+        if self.pattern is not None:
+            return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+        kinds = (int, float) if self.real else int
+        return (isinstance(value, kinds) and not isinstance(value, bool) and self.lo <= value <= self.hi
+                and (self.real or value % self.multiple == 0))
+
+    def __str__(self) -> str:
+        if self.pattern is not None:
+            return self.what
+        if self.multiple > 1:
+            return f"a multiple of {self.multiple} in {self.lo}..{self.hi}"
+        return f"{'a number' if self.real else 'an integer'} in {self.lo}..{self.hi}"
+
+
+#: The config's fields and their ranges (``num_heads`` must also divide ``embed_dims``, as the float
+#: model requires; ``mlp_ratios`` >= 1/8 keeps the MLP's hidden layer at least one channel wide).
+CONFIG_LIMITS: dict[str, Limit] = {
+    "img_size_h": Limit(1, 1024), "img_size_w": Limit(1, 1024), "in_channels": Limit(1, 1024),
+    "num_classes": Limit(1, 100_000), "embed_dims": Limit(8, 4096, multiple=8), "depths": Limit(0, 64),
+    "T": Limit(1, 64), "pooling_stat": Limit(pattern="[01]{4}", what="4 characters of 0/1"),
+    "num_heads": Limit(1, 4096), "mlp_ratios": Limit(0.125, 16, real=True),
+}
+#: The header's scalar parameters: weight width (as :func:`~spikeforge.model.quantize.quantize`
+#: takes it), the largest pixel (up to 16-bit images; ``pixel_bits`` must be its bit length: the
+#: first conv's bit-planes) and the LIF leak shift ``k`` of ``H = V + ((X - V) >> k)`` (tau = 2**k;
+#: the quantizer writes 1, the hardware runs only 1).
+PARAM_LIMITS: dict[str, Limit] = {
+    "w_bits": Limit(2, 16), "pixel_max": Limit(1, (1 << 16) - 1), "pixel_bits": Limit(1, 16), "shift": Limit(1, 16),
+}
+#: Every design width (:data:`~spikeforge.model.quantize.WIDTH_FIELDS`): what int64 arithmetic holds.
+WIDTH_LIMIT = Limit(1, MAX_WIDTH_BITS)
+_WIDTH_LIMITS = {f: WIDTH_LIMIT for f in WIDTH_FIELDS}
+
+# How each part of the header words a missing, an unknown and a bad field.
+_MESSAGES = {
+    None: {"missing": "field '{name}' is missing", "unknown": "unknown field {shown} (format version 1 has: {known})",
+           "bad": "field '{name}' is {value}, expected {expected}"},
+    "config": {"missing": "field 'config.{name}' is missing",
+               "unknown": "field 'config' has an unknown key {shown} (it has: {known})",
+               "bad": "field 'config' has impossible values: {name} = {value}, expected {expected}"},
+    "widths": {"missing": "width '{name}' is missing", "unknown": "width {shown} is not a design width ({known})",
+               "bad": "width '{name}' is {value}, expected {expected}"},
+}
+_KNOWN = {None: HEADER_FIELDS, "config": tuple(CONFIG_LIMITS), "widths": WIDTH_FIELDS}
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 3, 60, 60, 60
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = 8
+
+
+def _show(value) -> str:
+    """A short repr (a header value can be any JSON: huge, deeply nested)."""
+    return _repr.repr(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _error(source, part: str | None, problem: str, name, value=None, expected="") -> QModelFileError:
+    """``problem`` (missing, unknown or bad) with field ``name`` of ``part`` of the header (None: the top level)."""
+    text = _MESSAGES[part][problem].format(name=name, shown=_show(name), value=_show(value), expected=expected,
+                                           known=", ".join(_KNOWN[part]))
+    return QModelFileError(f"{source}: {text}")
+
+
+def _check_fields(source, part, box: dict, limits: dict[str, Limit], closed: bool = True) -> None:
+    """Every field of ``limits`` present in ``box`` and admitted; with ``closed``, no other field."""
+    for name, limit in limits.items():
+        if name not in box:
+            raise _error(source, part, "missing", name)
+        if not limit.admits(box[name]):
+            raise _error(source, part, "bad", name, box[name], limit)
+    for name in box if closed else ():
+        if name not in limits:
+            raise _error(source, part, "unknown", name)
+
+
+def _object(source, header: dict, name: str, kind: type = dict):
+    """Top-level field ``name``: present and a JSON object (``kind=list``: an array)."""
+    if name not in header:
+        raise _error(source, None, "missing", name)
+    if not isinstance(header[name], kind):
+        raise _error(source, None, "bad", name, header[name], "an object" if kind is dict else "a list")
+    return header[name]
+
+
+def _largest_tensor(config: dict) -> tuple[int, str]:
+    """(elements, description) of the largest int64 tensor :func:`golden.forward` builds for one image."""
+    T, d, classes = config["T"], config["embed_dims"], config["num_classes"]
+    hidden = int(d * config["mlp_ratios"])
+    h, w = config["img_size_h"], config["img_size_w"]
+    chans = [config["in_channels"], d // 8, d // 4, d // 2, d]
+    # sps.conv0 works on one bit-plane at a time, once for all T steps; its LIF then runs over T.
+    sizes = [(9 * chans[0] * h * w, f"sps.conv0's 3x3 im2col [{h}, {w}, {9 * chans[0]}]")]
+    for i, pooled in enumerate(config["pooling_stat"]):
+        if i:
+            sizes.append((T * 9 * chans[i] * h * w, f"sps.conv{i}'s 3x3 im2col [{T}, {h}, {w}, {9 * chans[i]}]"))
+        sizes.append((T * chans[i + 1] * h * w, f"sps.conv{i}'s output [{T}, {chans[i + 1]}, {h}, {w}]"))
+        if pooled == "1":
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    n = h * w
+    sizes += [(T * 9 * d * n, f"sps.rpe's 3x3 im2col [{T}, {n}, {9 * d}]"),
+              (T * max(d, hidden) * n, f"an encoder layer's output [{T}, {max(d, hidden)}, {n}]"),
+              (T * classes, f"the head's output [{T}, {classes}]")]
+    return max(sizes)
+
+
+def implied_bytes_per_image(config: dict) -> int:
+    """Bytes of the largest int64 tensor the golden model builds for one image of ``config``.
+
+    The candidates: each 3x3 stage's im2col (``T x H x W x 9 C_in`` at the stage's resolution;
+    ``sps.conv0``'s once, not T times) and output (``T x C_out x H x W``), the encoder's
+    ``T x max(embed_dims, hidden) x N`` and the head's ``T x num_classes``. The golden model's peak
+    memory per image is a small multiple of it (a layer's input, im2col and output live together).
+    """
+    return 8 * _largest_tensor(config)[0]
+
+
+def check_config(config, source="config") -> None:
+    """Refuse (:class:`QModelFileError`, prefixed with ``source``) a config outside :data:`CONFIG_LIMITS`,
+    whose ``num_heads`` does not divide ``embed_dims``, or which implies more than
+    :data:`MAX_BYTES_PER_IMAGE` bytes per image in the golden model."""
+    if not isinstance(config, dict):
+        raise _error(source, None, "bad", "config", config, "an object")
+    _check_fields(source, "config", config, CONFIG_LIMITS)
+    if config["embed_dims"] % config["num_heads"]:
+        raise _error(source, "config", "bad", "num_heads", config["num_heads"],
+                     f"a divisor of embed_dims = {config['embed_dims']}")
+    elements, what = _largest_tensor(config)
+    if 8 * elements > MAX_BYTES_PER_IMAGE:
+        raise QModelFileError(f"{source}: field 'config' asks too much: the model implies {8 * elements} bytes per "
+                              f"image, the limit is {MAX_BYTES_PER_IMAGE} (the golden model's largest tensor, "
+                              f"{what}, int64)")
 
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
@@ -101,14 +278,45 @@ def save_qmodel(qm: QuantizedModel, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, blob)
 
 
-def _field(path, header, name, types):
-    if name not in header:
-        raise QModelFileError(f"{path}: field {name!r} is missing")
-    value = header[name]
-    if not isinstance(value, types) or isinstance(value, bool):
-        raise QModelFileError(f"{path}: field {name!r} has type {type(value).__name__}, expected "
-                              f"{getattr(types, '__name__', types)}")
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits} digits, at most {MAX_INT_DIGITS} are read")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a number out of range: {text[:40]}")
     return value
+
+
+def _parse_constant(text: str):
+    raise ValueError(f"{text} is not JSON")
+
+
+def _parse_header(path: Path, text: bytes) -> dict:
+    """The header as a JSON object; anything else, or JSON that Python would read unbounded, is refused."""
+    try:
+        header = json.loads(text.decode(), parse_int=_parse_int, parse_float=_parse_float,
+                            parse_constant=_parse_constant)
+    except RecursionError:
+        raise QModelFileError(f"{path}: corrupted header (nested too deeply)") from None
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError and the refusals above
+        raise QModelFileError(f"{path}: corrupted header ({exc})") from None
+    if not isinstance(header, dict):
+        raise QModelFileError(f"{path}: corrupted header (not a JSON object)")
+    return header
+
+
+def _check_scales(path, scales: dict) -> None:
+    """The real factors (informational): a finite number, or a list of them, per name."""
+    for name, value in scales.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise QModelFileError(f"{path}: field 'scales' has {_show(name)} = {_show(value)}, expected a finite "
+                                  f"number or a list of them")
 
 
 def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
@@ -125,14 +333,11 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
     data_start = len(MAGIC) + 4 + hlen
     if data_start + _DIGEST > len(blob):
         raise QModelFileError(f"{path}: truncated: the header says {hlen} bytes, the file has {len(blob)} in all")
-    try:
-        header = json.loads(blob[len(MAGIC) + 4:data_start].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QModelFileError(f"{path}: corrupted header ({exc})") from None
-    if not isinstance(header, dict):
-        raise QModelFileError(f"{path}: corrupted header (not a JSON object)")
+    if hlen > MAX_HEADER_BYTES:
+        raise QModelFileError(f"{path}: header of {hlen} bytes, the limit is {MAX_HEADER_BYTES}")
+    header = _parse_header(path, blob[len(MAGIC) + 4:data_start])
     entries = header.get("tensors")
-    if isinstance(entries, list) and all(isinstance(e, dict) and isinstance(e.get("nbytes"), int) for e in entries):
+    if isinstance(entries, list) and all(isinstance(e, dict) and _is_int(e.get("nbytes")) for e in entries):
         expected_size = data_start + sum(e["nbytes"] for e in entries) + _DIGEST
         if len(blob) < expected_size:
             raise QModelFileError(f"{path}: truncated: expected {expected_size} bytes, got {len(blob)}")
@@ -142,43 +347,46 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
     if hashlib.sha256(body).digest() != digest:
         raise QModelFileError(f"{path}: corrupted: SHA-256 checksum mismatch")
     if header.get("format") != QMODEL_FORMAT:
-        raise QModelFileError(f"{path}: field 'format' is {header.get('format')!r}, expected {QMODEL_FORMAT!r}")
-    if header.get("version") != QMODEL_VERSION:
-        raise QModelFileError(f"{path}: format version {header.get('version')!r} is not supported "
+        raise QModelFileError(f"{path}: field 'format' is {_show(header.get('format'))}, expected {QMODEL_FORMAT!r}")
+    version = header.get("version")
+    if not _is_int(version) or version != QMODEL_VERSION:
+        raise QModelFileError(f"{path}: format version {_show(version)} is not supported "
                               f"(this SpikeForge reads version {QMODEL_VERSION})")
+    for name in header:
+        if name not in HEADER_FIELDS:
+            raise _error(path, None, "unknown", name)
 
-    config = _field(path, header, "config", dict)
-    for name, types in _CONFIG_FIELDS.items():
-        _field(path, config, name, types)
-    if (len(config["pooling_stat"]) != 4 or set(config["pooling_stat"]) - {"0", "1"} or config["T"] < 1
-            or config["embed_dims"] < 8 or config["embed_dims"] % 8 or config["depths"] < 0
-            or min(config["img_size_h"], config["img_size_w"], config["in_channels"], config["num_classes"]) < 1):
-        raise QModelFileError(f"{path}: field 'config' has impossible values: {config}")
-    entries = _field(path, header, "tensors", list)
-    for e in entries:
-        if not isinstance(e, dict) or set(e) != {"name", "dtype", "shape", "offset", "nbytes"}:
-            raise QModelFileError(f"{path}: field 'tensors' has a malformed entry {e!r}")
-    w_bits = _field(path, header, "w_bits", int)
-    pixel_max = _field(path, header, "pixel_max", int)
-    pixel_bits = _field(path, header, "pixel_bits", int)
-    shift = _field(path, header, "shift", int)
-    thresholds = _field(path, header, "thresholds", dict)
-    widths = _field(path, header, "widths", dict)
-    weight_shifts = _field(path, header, "weight_shifts", dict)
-    scales = _field(path, header, "scales", dict)
-    if not 2 <= w_bits <= 16 or pixel_max < 1 or pixel_bits != pixel_max.bit_length() or shift < 1:
-        raise QModelFileError(f"{path}: inconsistent parameters: w_bits={w_bits}, pixel_max={pixel_max}, "
-                              f"pixel_bits={pixel_bits}, shift={shift}")
+    # Scalars and the config first: they bound everything the rest of the file may imply.
+    config = _object(path, header, "config")
+    check_config(config, path)
+    _check_fields(path, None, header, PARAM_LIMITS, closed=False)
+    w_bits, pixel_max, pixel_bits, shift = (header[f] for f in PARAM_LIMITS)
+    if pixel_bits != pixel_max.bit_length():
+        raise QModelFileError(f"{path}: field 'pixel_bits' is {pixel_bits}, expected pixel_max.bit_length() = "
+                              f"{pixel_max.bit_length()}")
+    widths = _object(path, header, "widths")
+    _check_fields(path, "widths", widths, _WIDTH_LIMITS)
+    entries = _object(path, header, "tensors", list)
+    thresholds = _object(path, header, "thresholds")
+    weight_shifts = _object(path, header, "weight_shifts")
+    scales = _object(path, header, "scales")
 
     shapes = expected_shapes(config)
     data = blob[data_start:-_DIGEST]
     weights: dict[str, torch.Tensor] = {}
     for e in entries:
-        name = e.get("name")
-        if name not in shapes:
-            raise QModelFileError(f"{path}: tensor {name!r} is not part of a model with this config")
-        if e.get("dtype") != "int32" or not isinstance(e.get("offset"), int) or not isinstance(e.get("shape"), list):
-            raise QModelFileError(f"{path}: tensor {name}: bad entry {e}")
+        if not isinstance(e, dict) or set(e) != _TENSOR_KEYS:
+            raise QModelFileError(f"{path}: field 'tensors' has a malformed entry {_show(e)}")
+    for e in entries:
+        name = e["name"]
+        if not isinstance(name, str) or name not in shapes:
+            raise QModelFileError(f"{path}: tensor {_show(name)} is not part of a model with this config")
+        if name in weights:
+            raise QModelFileError(f"{path}: tensor {name} appears twice")
+        if e["dtype"] != "int32" or not _is_int(e["offset"]) or not isinstance(e["shape"], list):
+            raise QModelFileError(f"{path}: tensor {name}: bad entry {_show(e)}")
+        if not all(_is_int(n) for n in e["shape"]):
+            raise QModelFileError(f"{path}: tensor {name}: shape {_show(e['shape'])} is not a list of integers")
         if tuple(e["shape"]) != shapes[name]:
             raise QModelFileError(f"{path}: tensor {name}: shape {e['shape']}, the config needs {list(shapes[name])}")
         count = int(np.prod(shapes[name]))
@@ -194,25 +402,35 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
         if name.endswith(".weight") and (int(t.min()) < wlo or int(t.max()) > whi):
             raise QModelFileError(f"{path}: tensor {name}: values [{int(t.min())}, {int(t.max())}] "
                                   f"do not fit w_bits={w_bits}")
-    for name, channels in _threshold_channels(config).items():
+
+    channels_of = _threshold_channels(config)
+    for name in thresholds:
+        if name not in channels_of:
+            raise QModelFileError(f"{path}: threshold {_show(name)} is not part of a model with this config")
+    for name, channels in channels_of.items():
         th = thresholds.get(name)
         values = th if isinstance(th, list) and name not in ("u", "head.lif") else [th]
         if isinstance(th, list) and len(th) != channels:
             raise QModelFileError(f"{path}: threshold {name!r} has {len(th)} per-channel values, expected {channels}")
-        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        if not values or not all(_is_int(v) and v >= 1 for v in values):
             raise QModelFileError(f"{path}: threshold {name!r} is missing or not a positive integer "
                                   f"(or a list of {channels} of them)")
+        # The membrane holds the threshold: v_bits (the head LIF's, gap_bits), as in the golden model;
+        # the hardware stores every threshold in v_bits two's complement (firmware.compiler._needs).
+        width = "gap_bits" if name == "head.lif" else "v_bits"
+        hi = signed_range(widths[width])[1]
+        if max(values) > hi:
+            raise QModelFileError(f"{path}: threshold {name!r} = {max(values)} does not fit {width}={widths[width]} "
+                                  f"(at most {hi})")
     shiftable = residual_branches(config["depths"])
     for name, wshift in weight_shifts.items():
-        if name not in shiftable or not isinstance(wshift, int) or not 0 <= wshift <= MAX_WEIGHT_SHIFT:
-            raise QModelFileError(f"{path}: weight_shifts[{name!r}] = {wshift!r}: only the residual-stream branches "
-                                  f"({', '.join(shiftable)}) take a shift, of 0..{MAX_WEIGHT_SHIFT}")
+        if name not in shiftable or not _is_int(wshift) or not 0 <= wshift <= MAX_WEIGHT_SHIFT:
+            raise QModelFileError(f"{path}: weight_shifts[{_show(name)}] = {_show(wshift)}: only the residual-stream "
+                                  f"branches ({', '.join(shiftable)}) take a shift, of 0..{MAX_WEIGHT_SHIFT}")
     if thresholds["head.lif"] != thresholds["u"] * config_tokens(config):
         raise QModelFileError(f"{path}: threshold 'head.lif' = {thresholds['head.lif']} is inconsistent: "
                               f"expected tokens x u = {config_tokens(config)} x {thresholds['u']}")
-    for f in WIDTH_FIELDS:
-        if not isinstance(widths.get(f), int):
-            raise QModelFileError(f"{path}: width {f!r} is missing or not an integer")
+    _check_scales(path, scales)
     qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=pixel_bits, shift=shift,
                         weights=weights, thresholds=thresholds, widths=widths, weight_shifts=weight_shifts,
                         scales=scales)

@@ -37,13 +37,16 @@ import torch
 
 # Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's):
 # the accumulator's shifter, defined once with the program format.
-from spikeforge.firmware.program import MAX_WEIGHT_SHIFT
+# Widest design width (MAX_WIDTH_BITS = 63): the golden model computes in int64, and two 63-bit values (a LIF's
+# ``X - V``, a shortcut's ``U + X``) still add without overflow; at 64 bits they would not.
+from spikeforge.firmware.program import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
 
 from .golden import bits_for_range
 from .sdt import SpikeDrivenTransformer
 
 __all__ = ["QuantizedModel", "QuantizationError", "quantize", "embedded_qmodel", "analyze_widths", "check_widths",
-           "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains", "config_tokens"]
+           "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WIDTH_BITS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains",
+           "config_tokens"]
 
 #: The design widths a quantized model carries (one value each, shared by all layers).
 WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")
@@ -157,11 +160,18 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
     """Quantize a float model (its eval-mode BN statistics) to ``w_bits`` integer weights.
 
     ``pixel_max``: the largest raw pixel value; the float model's input is ``pixel / pixel_max``.
-    ``widths``: requested design widths (any of :data:`WIDTH_FIELDS`); missing ones are set to
-    what the analysis says is needed; a too-narrow one raises :class:`QuantizationError`.
+    ``widths``: requested design widths (any of :data:`WIDTH_FIELDS`, each an integer in
+    ``1..MAX_WIDTH_BITS``, checked before any work); missing ones are set to what the analysis
+    says is needed; a too-narrow one raises :class:`QuantizationError`.
     """
     if not 2 <= w_bits <= 16:
         raise QuantizationError(f"w_bits must be in 2..16, got {w_bits}")
+    for name, bits in (widths or {}).items():
+        if name not in WIDTH_FIELDS:
+            raise QuantizationError(f"requested width {name!r} is not a design width ({', '.join(WIDTH_FIELDS)})")
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_WIDTH_BITS:
+            raise QuantizationError(f"requested width {name} = {bits!r}: expected an integer in 1..{MAX_WIDTH_BITS} "
+                                    f"(the golden model computes in int64)")
     for m in model.block:
         if m.mlp.res:
             raise QuantizationError("MLP with hidden == in_features (mlp_ratios=1) is not supported by the integer contract")

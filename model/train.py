@@ -37,6 +37,22 @@ class TrainConfig:
     label_smoothing: float = 0.1
     max_shift: int = 1
 
+    def __post_init__(self):
+        import math
+
+        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "seed": self.seed >= 0,
+                  "max_shift": self.max_shift >= 0}
+        for name in ("epochs", "batch_size", "seed", "max_shift"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not checks[name]:
+                bound = ">= 0" if name in ("seed", "max_shift") else ">= 1"
+                raise ValueError(f"TrainConfig.{name}: expected an integer {bound}, got {value!r}")
+        for name, low_ok in (("lr", False), ("weight_decay", True), ("label_smoothing", True)):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or value < 0 or (value == 0 and not low_ok) or (name == "label_smoothing" and value >= 1)):
+                raise ValueError(f"TrainConfig.{name}: out of range, got {value!r}")
+
 
 @dataclass
 class TrainResult:

@@ -23,7 +23,8 @@ from spikeforge.firmware.program import KINDS, OPS
 from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters, recorded_steps, step_counters
 from spikeforge.model import golden
 
-from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
+from .runner import BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
+from .runner import build_root as _build_root
 
 __all__ = ["load_beats", "image_beats", "build_rtl", "run_rtl", "simulate"]
 
@@ -90,7 +91,7 @@ def _accelerator_verilog(compiled: Compiled, simulator: str, build_root: Path | 
     if missing:
         raise BuildError(missing)
     top = Accelerator(compiled.hardware)
-    vfile = Path(build_root or DEFAULT_BUILD_ROOT) / f"accelerator-{compiled.hardware.config_hash()[:12]}-{simulator}" \
+    vfile = _build_root(build_root) / f"accelerator-{compiled.hardware.config_hash()[:12]}-{simulator}" \
         / "accelerator.v"
     write_verilog(top, "accelerator", vfile, simulator)
     return top, vfile

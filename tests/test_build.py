@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from amaranth.back import verilog
 
-from spikeforge.hdl.boards import BOARDS, board_clock, board_hardware, get_board
-from spikeforge.hdl.build import (DSP_PRIMITIVES, CapacityOverflow, build_board, overflows, parse_nextpnr_log,
-                                  summary, synth_needs)
+from spikeforge.firmware.compiler import load_manifest
+from spikeforge.hdl.boards import BOARDS, BoardDesign, board_clock, board_hardware, get_board
+from spikeforge.hdl.build import (DSP_PRIMITIVES, BoardBuildError, CapacityOverflow, build_board, overflows,
+                                  parse_nextpnr_log, summary, synth_needs)
 from spikeforge.hdl.clocking import ClockError, ecp5_pll, ice40_pll
 from spikeforge.host.cli import main
 
@@ -126,8 +127,8 @@ def test_capacity_options_override_the_board_floors():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--board", "verilog", "--clock", "0"], "--clock must be a positive frequency in MHz, got 0"),
-    (["--board", "ulx3s-85f", "--lanes", "0"], "--lanes must be a positive integer, got 0"),
+    (["--board", "verilog", "--clock", "0"], "argument --clock: must be a positive number, got 0"),
+    (["--board", "ulx3s-85f", "--lanes", "0"], "argument --lanes: must be at least 1, got 0"),
 ])
 def test_bad_clock_and_lanes_are_clear_errors(argv, message, tmp_path, capsys):
     assert main(["build", *argv, "--out", str(tmp_path / "o")]) == 2
@@ -158,6 +159,8 @@ def test_plan_only_writes_the_vendor_build_plan(tmp_path, capsys):
     assert "uart_0__tx" in xdc and "uart_0__rx" in xdc
     assert any(c[0] == "vivado" for c in report["commands"])
     assert "module board_top" in (tmp_path / "board_top.v").read_text()
+    manifest = load_manifest(tmp_path)
+    assert manifest["link"] == "uart" and manifest["baud"] == 3_000_000 and manifest["format_version"] == 1
 
 
 def test_the_verilog_target_has_the_stream_port_and_a_constraints_template(tmp_path):
@@ -169,6 +172,7 @@ def test_the_verilog_target_has_the_stream_port_and_a_constraints_template(tmp_p
     assert "create_clock -name clk -period 20.000 [get_ports clk]" in (tmp_path / "board_top.xdc").read_text()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["link"] == "stream" and manifest["hardware_hash"] == report["hardware_hash"]
+    assert load_manifest(tmp_path) == manifest          # the validated reader takes a build's manifest
 
 
 def test_a_bad_clock_or_baud_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -177,6 +181,44 @@ def test_a_bad_clock_or_baud_is_refused_before_anything_is_written(tmp_path, cap
     assert main(["build", "--board", "ulx3s-85f", "--baud", "40000000", "--out", str(tmp_path / "b")]) == 2
     assert "needs at least 4 clock cycles per bit" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("baud", [0, -9600, True, 9600.0])
+def test_a_baud_that_is_not_a_positive_integer_is_refused_before_any_build_work(tmp_path, baud):
+    """``--baud 0`` used to build at 3 Mbaud (``baud or 3_000_000``)."""
+    board = get_board("ulx3s-85f")
+    with pytest.raises(BoardBuildError, match=rf"--baud must be a positive integer, got {baud!r}"):
+        build_board(board, board_hardware(board), tmp_path / "o", baud=baud, plan_only=True)
+    assert not (tmp_path / "o").exists()
+
+
+def test_board_design_refuses_a_zero_baud():
+    board = get_board("icebreaker")
+    with pytest.raises(ValueError, match=r"--baud must be a positive integer, got 0"):
+        BoardDesign(board, board_hardware(board), None, baud=0)
+
+
+def test_a_baud_the_clock_cannot_make_or_a_baud_without_a_uart_is_refused(tmp_path):
+    board = get_board("ulx3s-85f")        # 53.571 MHz: 10 Mbaud is 5.36 clocks a bit, 7 % off with 5
+    with pytest.raises(ValueError, match=r"10000000 baud from a 53571\d+ Hz clock is off by 7\.1 % \(limit 2 %\)"):
+        build_board(board, board_hardware(board), tmp_path / "a", baud=10_000_000, plan_only=True)
+    verilog_board = get_board("verilog")    # AXI4-Stream: no UART, so no baud to set
+    with pytest.raises(BoardBuildError, match=r"--baud: board verilog has a stream link \(no UART\), got 9600"):
+        build_board(verilog_board, board_hardware(verilog_board), tmp_path / "b", baud=9600, plan_only=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("clock", [float("inf"), float("nan"), -50.0])
+def test_a_clock_that_is_not_a_finite_positive_frequency_is_refused(tmp_path, clock):
+    board = get_board("verilog")
+    with pytest.raises(BoardBuildError, match=r"--clock must be a positive frequency in MHz, got (inf|nan|-50)"):
+        build_board(board, board_hardware(board), tmp_path / "o", clock_mhz=clock, plan_only=True)
+    assert not (tmp_path / "o").exists()
+
+
+def test_board_hardware_checks_lanes_by_name():
+    with pytest.raises(ValueError, match=r"lanes: expected a power of two in 1\.\.64, got 0"):
+        board_hardware(get_board("ulx3s-85f"), lanes=0)
 
 
 # ------------------------------------------------------------------------------ synthesis (Yosys)

@@ -75,7 +75,7 @@ def test_sim_json_reports_layers(qmodel_file):
     (["generate", "{q}", "--out", "{tmp}", "--max-channels", "64"],
      "layer block.0.attn.qkv: output channels 96 exceeds the hardware's max_channels = 64"),
     (["generate", "{q}", "--block", "lif_array", "--out", "{tmp}"], "either QMODEL"),
-    (["sim", "{q}", "--images", "0"], "--images must be in 1..360, got 0"),
+    (["sim", "{q}", "--images", "0"], "argument --images: must be at least 1, got 0"),
     (["eval", "--backend", "rtl"], "--backend rtl needs a quantized model file"),
     (["disasm", "{tmp}/nothing.bin"], "no such program file"),
 ])
@@ -141,3 +141,117 @@ def test_quantize_errors(tmp_path, args, message):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in proc.stderr
     assert not (tmp_path / "q.sfq").exists()
+
+
+# ------------------------------------------------------------------ bad input: outputs, values, interrupts
+
+def _quiet_failure(proc, message):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def paths(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,message", [
+    (["quantize", "--out", "{tmp}/folder"], "is a folder; give the name of the file to write"),
+    (["quantize", "--out", "{tmp}/file/m.sfq"], "is a file, not a folder"),
+    (["quantize", "--out", "/proc/spikeforge/m.sfq"], "cannot write in /proc"),
+    (["train", "--epochs", "1", "--out", "{tmp}/folder"], "is a folder"),
+    (["train", "--epochs", "1", "--out", "/proc/m.pt"], "cannot write in /proc"),
+    (["generate", "{q}", "--out", "{tmp}/file"], "exists and is not a folder"),
+    (["generate", "{q}", "--out", "/proc/spikeforge"], "cannot write in /proc"),
+    (["generate", "--block", "lif_array", "--out", "{tmp}/file"], "exists and is not a folder"),
+    (["generate", "--block", "lif_array", "--out", "{tmp}/file/sub"], "is a file, not a folder"),
+    (["build", "--board", "verilog", "--out", "{tmp}/file"], "exists and is not a folder"),
+    (["build", "--board", "icebreaker", "--synth-only", "--out", "/proc/spikeforge"], "cannot write in /proc"),
+])
+def test_output_is_checked_before_the_work(qmodel_file, paths, args, message):
+    """A bad --out ends in `error: ...` (exit 2) before any training, quantizing or generating."""
+    args = [a.format(q=qmodel_file, tmp=paths) for a in args]
+    proc = run(*args, ok=False)
+    _quiet_failure(proc, message)
+    assert "epoch" not in proc.stderr and "generating" not in proc.stderr and "building" not in proc.stderr
+    assert sorted(p.name for p in paths.iterdir()) == ["file", "folder"] and not any((paths / "folder").iterdir())
+
+
+def test_generated_folder_is_written_whole_or_not_at_all(qmodel_file, tmp_path):
+    (tmp_path / "accelerator.v").write_text("// an older accelerator\n")
+    (tmp_path / "manifest.json").mkdir()      # one file of the folder cannot be written
+    proc = run("generate", str(qmodel_file), "--out", str(tmp_path), ok=False)
+    _quiet_failure(proc, "manifest.json")
+    assert (tmp_path / "accelerator.v").read_text() == "// an older accelerator\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["accelerator.v", "manifest.json"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "{q}", "--lanes", "0", "--out", "{tmp}/g"], "argument --lanes: must be at least 1, got 0"),
+    (["sim", "{q}", "--lanes", "-4"], "argument --lanes: must be at least 1, got -4"),
+    (["build", "--board", "ulx3s-85f", "--baud", "0", "--plan-only", "--out", "{tmp}/b"],
+     "argument --baud: must be at least 1, got 0"),
+    (["build", "--board", "ulx3s-85f", "--clock", "0", "--plan-only", "--out", "{tmp}/b"],
+     "argument --clock: must be a positive number, got 0"),
+    (["run", "--port", "sim://", "--retries", "-1"], "argument --retries: must be at least 0, got -1"),
+    (["run", "--port", "sim://", "--timeout", "nan"], "argument --timeout: must be a positive number"),
+    (["demo", "--rtl-images", "-1"], "argument --rtl-images: must be at least 0, got -1"),
+    (["train", "--batch-size", "0", "--out", "{tmp}/m.pt"], "argument --batch-size: must be at least 1, got 0"),
+    (["train", "--lr", "-1", "--out", "{tmp}/m.pt"], "argument --lr: must be a positive number, got -1"),
+    (["generate", "{q}", "--max-channels", "0", "--out", "{tmp}/g"], "argument --max-channels: must be at least 1"),
+    (["trace", "{q}", "--image", "x"], "argument --image: expected an integer, got 'x'"),
+    (["generate", "--block", "lif_array", "--set", "lanes=100000", "--out", "{tmp}/g"],
+     "LIFArray: lanes must be at most 64, got 100000"),
+    (["generate", "--block", "lif_array", "--set", "lanes=99999999999999999999", "--out", "{tmp}/g"],
+     "LIFArray: lanes must be at most 64"),
+    (["generate", "--block", "sparse_accumulator", "--set", "in_capacity=2097152", "--out", "{tmp}/g"],
+     "SparseAccumulator: in_capacity must be at most 1048576, got 2097152"),
+    (["generate", "--block", "sparse_accumulator", "--set", "group_capacity=8192", "--out", "{tmp}/g"],
+     "SparseAccumulator: weight_depth must be at most 1048576, got 2097152"),
+])
+def test_zero_and_negative_values_are_errors_not_defaults(qmodel_file, tmp_path, args, message):
+    args = [a.format(q=qmodel_file, tmp=tmp_path) for a in args]
+    proc = run(*args, ok=False)
+    _quiet_failure(proc, message)
+    assert not any(tmp_path.iterdir())
+
+
+def test_float_backend_on_a_quantized_model_says_what_the_file_is(qmodel_file):
+    proc = run("eval", str(qmodel_file), ok=False)
+    _quiet_failure(proc, "a quantized model (.sfq), not a float checkpoint; evaluate it with --backend golden")
+    assert "weights_only" not in proc.stderr
+
+
+def test_a_pickle_is_refused_without_advice_to_load_it_unsafely(tmp_path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path}/pwned",)
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
+    proc = run("eval", str(evil), ok=False)
+    _quiet_failure(proc, "refused to load")
+    assert "weights_only" not in proc.stderr and "Warning" not in proc.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_ctrl_c_exits_quietly_with_130(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "spikeforge.host.cli", "train", "--epochs", "50",
+                             "--out", str(tmp_path / "m.pt")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    line = ""
+    while "epoch" not in line and time.monotonic() < deadline:   # interrupt it mid-training
+        line = proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    assert not (tmp_path / "m.pt").exists() and not any(tmp_path.iterdir())

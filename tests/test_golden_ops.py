@@ -186,3 +186,11 @@ def test_the_recorder_does_see_floats():
     with _DtypeRecorder() as rec:
         torch.ones(2, dtype=torch.int64) / 2
     assert rec.float_ops
+
+
+def test_forward_batched_equals_forward(qmodel8, digits):
+    """Split into one-image batches (a budget below one image), the logits are the same."""
+    from spikeforge.model import golden
+
+    pixels = digits.test_pixels[:7]
+    assert torch.equal(golden.forward_batched(qmodel8, pixels, budget_bytes=1), golden.forward(qmodel8, pixels))

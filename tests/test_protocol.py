@@ -7,8 +7,10 @@ errors, in the codec and in the driver.
 
 import random
 import struct
+from types import SimpleNamespace
 
 import pytest
+import torch
 from amaranth.lib.crc import catalog
 from cobs import cobs
 from hypothesis import HealthCheck, given, settings
@@ -124,4 +126,28 @@ def test_fuzz_driver_raises_only_documented_errors(chunks):
     try:
         dev.hello()
     except (LinkError, DeviceError, P.ProtocolError):
+        pass
+
+
+_HW8 = HardwareConfig(lanes=8, max_channels=64, max_embed=32)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["READ", "WRITE", "RUN"]), st.binary(max_size=80))
+def test_fuzz_command_replies_raise_only_documented_errors(cmd, payload):
+    """A well-framed OK reply carrying any payload, to READ, WRITE or RUN: the driver returns or
+    raises ProtocolError (never struct.error, IndexError, ...)."""
+    dev = Device(_ScriptedTransport([_valid_reply(cmd, 1, 0, payload)]), timeout=0.01, retries=0)
+    dev.info = P.parse_hello(P.hello_payload(_HW8, "uart", 12_000_000, 115_200))
+    dev.loaded = SimpleNamespace(n_classes=3)          # what infer() reads of a loaded model
+    try:
+        if cmd == "READ":
+            assert dev.read(0, 2) == list(struct.unpack("<2I", payload))
+        elif cmd == "WRITE":
+            dev.write_rows("biases", 0, [0])
+            assert payload == struct.pack("<I", 1)
+        else:
+            (result,) = dev.infer(torch.zeros(1, 1, 2, 2, dtype=torch.long))
+            assert 0 <= result.prediction < 3
+    except P.ProtocolError:
         pass

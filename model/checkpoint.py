@@ -60,10 +60,9 @@ class MissingConfigError(CheckpointError):
 def _unpickling_reason(exc: Exception) -> str:
     """What torch's weights-only unpickler refused, without its advice to load the file unsafely."""
     text = str(exc)
-    found = re.search(r"Unsupported (?:global|operand)[^\n.]*", text)
-    if found:
-        return f"it pickles objects outside the weights-only allow-list ({found.group(0).strip()})"
-    return "it is not a weights-only PyTorch checkpoint (it needs pickled objects beyond tensors and containers)"
+    found = re.search(r"(?:unsupported|Unsupported) (?:global|GLOBAL|operand)[^\n]*?(?=\.?\s*$)", text, re.M)
+    detail = f" ({found.group(0).strip()})" if found else ""
+    return f"it pickles objects outside the weights-only allow-list{detail}"
 
 
 def _torch_load(path: Path) -> Any:

@@ -344,7 +344,9 @@ def _build_hardware(report: Path):
 
     manifest = report.parent / "manifest.json"
     try:
-        return HardwareConfig.from_dict(json.loads(manifest.read_text())["hardware"])
+        from spikeforge.firmware.compiler import load_manifest
+
+        return HardwareConfig.from_dict(load_manifest(manifest)["hardware"])
     except (OSError, KeyError, TypeError, ValueError):
         return None
 

@@ -22,7 +22,7 @@ import torch
 from spikeforge.model.quantize import QuantizedModel, config_tokens, lif_domains
 from spikeforge.model.golden import signed_range
 
-from spikeforge.model.files import write_folder
+from spikeforge.model.files import not_a_file, write_folder
 
 from .program import FIELDS, FORMAT_VERSION, HARDWARE_LIMITS, KINDS, OPS, POSTS, Descriptor, HardwareConfig, \
     ceil_log2, field_overflows, lanes_problem, pack_lanes, pack_program, unpack_program
@@ -406,6 +406,8 @@ def load_manifest(folder_or_path) -> dict:
         m = json.loads(mpath.read_bytes())
     except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError
         raise CompiledFolderError(f"{mpath}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CompiledFolderError(f"{mpath}: not a manifest (JSON nested too deeply)") from None
     except OSError as exc:      # a folder, unreadable
         raise CompiledFolderError(f"{mpath}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(m, dict):
@@ -541,10 +543,11 @@ def load_program(path) -> tuple[list[Descriptor], dict | None]:
     (:func:`load_manifest`: every image's size and hash), the steps get the manifest's names, and
     the program is checked against the manifest's hardware: every ``op`` / ``kind`` / ``post`` is
     known, every field fits (:func:`~spikeforge.firmware.program.field_overflows`), and the last
-    step, only it, is ``END``. Returns ``(descriptors, manifest or None)``."""
+    step, only it, is ``END``. Without a manifest the codes and ``END`` are still checked.
+    Returns ``(descriptors, manifest or None)``."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such program file")
+        raise ValueError(f"{path}: {not_a_file(path, 'program file')}")
     mpath = path.parent / MANIFEST
     manifest = load_manifest(mpath) if mpath.is_file() else None
     if manifest is not None and "layers" not in manifest:
@@ -557,15 +560,15 @@ def load_program(path) -> tuple[list[Descriptor], dict | None]:
         descs = unpack_program(blob, (manifest or {}).get("layers"))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    if manifest is not None:
-        _check_program(path, descs, HardwareConfig.from_dict(manifest["hardware"]))
+    _check_program(path, descs, HardwareConfig.from_dict(manifest["hardware"]) if manifest is not None else None)
     return descs, manifest
 
 
-def _check_program(path: Path, descs: list[Descriptor], hw: HardwareConfig) -> None:
-    """The program runs on ``hw``: known codes, fields that fit, and ``END`` as its last step only."""
+def _check_program(path: Path, descs: list[Descriptor], hw: HardwareConfig | None) -> None:
+    """Known codes and ``END`` as the last step only; with ``hw`` (the manifest's), also fields
+    that fit it and no more steps than its program memory holds."""
     end = OPS["END"]
-    if len(descs) > hw.program_rows:
+    if hw is not None and len(descs) > hw.program_rows:
         raise CompiledFolderError(f"{path}: steps: expected at most {hw.program_rows} (hardware.program_rows), "
                                   f"got {len(descs)}")
     for i, d in enumerate(descs):
@@ -574,7 +577,7 @@ def _check_program(path: Path, descs: list[Descriptor], hw: HardwareConfig) -> N
             if getattr(d, name) not in codes.values():
                 raise CompiledFolderError(f"{where}: {name}: expected one of 0..{max(codes.values())}, "
                                           f"got {getattr(d, name)}")
-        bad = field_overflows(d, hw)
+        bad = field_overflows(d, hw) if hw is not None else []
         if bad:
             raise CompiledFolderError(f"{where}: {'; '.join(bad)}")
         if d.op == end and i != len(descs) - 1:

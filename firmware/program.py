@@ -20,7 +20,7 @@ __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POST
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
            "field_bits", "field_max", "field_overflows", "FIELD_LIMITS",
            "MAX_LANES", "MAX_WIDTH_BITS", "MAX_CHANNELS", "MAX_MAP_SIDE", "MAX_STEPS", "MAX_MEMORY_ROWS",
-           "HARDWARE_LIMITS", "lanes_problem"]
+           "HARDWARE_LIMITS", "lanes_problem", "MAX_MEMORY_BITS", "memory_bits", "memory_problem"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -369,6 +369,34 @@ def space_rows(hw: HardwareConfig) -> dict[str, int]:
     """Rows (memory depth) of each memory space of the write port."""
     return {"program": hw.program_rows, "weights": hw.weight_rows, "biases": hw.bias_rows,
             "thresholds": hw.threshold_rows, "pixels": hw.max_positions}
+
+
+#: Most on-chip memory bits one generated accelerator may hold (:func:`memory_bits`): 32 Mbit, nine
+#: times the ULX3S-85F's 3.7 Mbit of block RAM. Amaranth's Verilog generation grows with a memory's
+#: size (65,536 x 128 bits took 76 s and 1.3 GB), so a larger design is refused before elaboration;
+#: such models need external memory.
+MAX_MEMORY_BITS = 32 << 20
+
+
+def memory_bits(hw: HardwareConfig) -> dict[str, int]:
+    """On-chip bits of each of the accelerator's memories on ``hw``: the write port's spaces, the
+    spike buffer (``spike_rows`` x ``max_channels``) and U (``u_rows`` x P x ``u_bits``)."""
+    depth, bits = space_rows(hw), row_bits(hw)
+    out = {space: depth[space] * bits[space] for space in depth}
+    out["spikes"] = hw.spike_rows * hw.max_channels
+    out["u"] = hw.u_rows * hw.lanes * hw.u_bits
+    return out
+
+
+def memory_problem(hw: HardwareConfig) -> str | None:
+    """Why ``hw``'s memories are too large to generate (above :data:`MAX_MEMORY_BITS`), or ``None``."""
+    bits = memory_bits(hw)
+    total = sum(bits.values())
+    if total <= MAX_MEMORY_BITS:
+        return None
+    largest = ", ".join(f"{k} {v:,}" for k, v in sorted(bits.items(), key=lambda kv: -kv[1])[:3])
+    return (f"its memories hold {total:,} bits ({largest}, ...), more than the {MAX_MEMORY_BITS:,} bits "
+            f"(MAX_MEMORY_BITS) one generated accelerator may hold on chip; reduce the rows or the lanes")
 
 
 def row_words(value: int, n: int) -> list[int]:

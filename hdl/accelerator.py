@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import (FIELDS, FORMAT_VERSION, KINDS, MAX_WEIGHT_SHIFT, OPS, POSTS, SPACES,
                                          HardwareConfig, field_bits, field_max, pack_lanes, row_bits, row_words,
-                                         write_port_layout)
+                                         memory_problem, write_port_layout)
 
 from .lif_array import lif_update
 from .reduce import TokenSum
@@ -172,6 +172,9 @@ class Accelerator(wiring.Component):
     def __init__(self, hw: HardwareConfig):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"Accelerator: expected a HardwareConfig, got {type(hw).__name__}")
+        problem = memory_problem(hw)
+        if problem:   # before anything is built: generating memories this large would run out of time or memory
+            raise ValueError(f"Accelerator: {problem}")
         self.hw = hw
         self.row_bits = row_bits(hw)
         self.word_bits, self.addr_bits = write_port_layout(hw)

@@ -292,9 +292,10 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     say = progress or (lambda stage, detail: None)
     if clock_mhz is not None:
         number = isinstance(clock_mhz, (int, float)) and not isinstance(clock_mhz, bool)
-        if not (number and math.isfinite(clock_mhz) and clock_mhz > 0):
+        if not (number and math.isfinite(clock_mhz) and 1 <= round(clock_mhz * 1e6) < 1 << 32):
             raise BoardBuildError(f"--clock must be a positive frequency in MHz, got "
-                                  f"{format(clock_mhz, 'g') if number else repr(clock_mhz)}")
+                                  f"{format(clock_mhz, 'g') if number else repr(clock_mhz)} (from 1 Hz to below 2**32 Hz, "
+                                  f"as HELLO reports it)")
     try:
         board_baud(board, baud)      # a positive integer, and only for a UART (whether the clock makes it: BoardTop)
     except ValueError as exc:

@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import check_ints
+from .params import check_ints, check_memories
 
 __all__ = ["LIFArray", "lif_update"]
 
@@ -70,6 +70,7 @@ class LIFArray(wiring.Component):
                  shift: int = 1):
         check_ints(self, lanes=(lanes, 1), in_bits=(in_bits, 2), v_bits=(v_bits, 2),
                    group_capacity=(group_capacity, 1), shift=(shift, 0))
+        check_memories(self, thresholds=(group_capacity, lanes * v_bits), membranes=(group_capacity, lanes * v_bits))
         self.lanes, self.in_bits, self.v_bits = lanes, in_bits, v_bits
         self.group_capacity, self.shift = group_capacity, shift
         membranes = data.ArrayLayout(signed(v_bits), lanes)

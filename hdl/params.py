@@ -9,9 +9,9 @@ Every integer parameter has a lower bound (given by the block) and an upper boun
 
 from __future__ import annotations
 
-from spikeforge.firmware.program import MAX_LANES, MAX_MEMORY_ROWS, MAX_WIDTH_BITS
+from spikeforge.firmware.program import MAX_LANES, MAX_MEMORY_BITS, MAX_MEMORY_ROWS, MAX_WIDTH_BITS
 
-__all__ = ["refuse", "check_ints", "upper_bound", "MAX_LANES", "MAX_BITS", "MAX_CAPACITY", "MAX_PLANE_BITS"]
+__all__ = ["refuse", "check_ints", "check_memories", "upper_bound", "MAX_MEMORY_BITS", "MAX_LANES", "MAX_BITS", "MAX_CAPACITY", "MAX_PLANE_BITS"]
 
 #: Widest value (accumulators, membranes, weights): the golden model computes in int64.
 MAX_BITS = MAX_WIDTH_BITS
@@ -51,3 +51,13 @@ def check_ints(owner, **params: tuple[object, int]) -> None:
         hi = upper_bound(name)
         if value > hi:
             refuse(owner, f"{name} must be at most {hi}, got {value}")
+
+
+def check_memories(owner, **memories: tuple[int, int]) -> None:
+    """``name=(depth, width)``: the block's memories together hold at most :data:`MAX_MEMORY_BITS`
+    bits (the bound of a whole accelerator; Verilog generation grows with a memory's size)."""
+    total = sum(depth * width for depth, width in memories.values())
+    if total > MAX_MEMORY_BITS:
+        shown = ", ".join(f"{name} {depth:,} x {width}" for name, (depth, width) in memories.items())
+        refuse(owner, f"its memories ({shown}) hold {total:,} bits, more than the {MAX_MEMORY_BITS:,} "
+                      f"(MAX_MEMORY_BITS) a generated block may hold")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import check_ints, refuse
+from .params import check_ints, check_memories, refuse
 
 __all__ = ["LaneReducer", "MaxPool", "OrPool", "TokenSum", "pool3x3s2_windows"]
 
@@ -51,6 +51,7 @@ class LaneReducer(wiring.Component):
         self.op, self.lanes, self.group_capacity = op, lanes, group_capacity
         self.in_shape = in_shape
         self.out_shape = in_shape if out_shape is None else out_shape
+        check_memories(self, partials=(group_capacity, lanes * Shape.cast(self.out_shape).width))
         groups = range(group_capacity)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({

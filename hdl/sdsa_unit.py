@@ -7,7 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .lif_array import lif_update
-from .params import check_ints
+from .params import check_ints, check_memories
 
 __all__ = ["SDSAUnit"]
 
@@ -59,6 +59,8 @@ class SDSAUnit(wiring.Component):
         self.lanes, self.group_capacity, self.token_capacity, self.shift = lanes, group_capacity, token_capacity, shift
         self.count_bits = token_capacity.bit_length()
         self.v_bits = (2 * token_capacity).bit_length() + 1  # attention membrane holds [0, 2N] unclamped
+        check_memories(self, counts=(group_capacity, lanes * self.count_bits),
+                       membranes=(group_capacity, lanes * self.v_bits), attention=(group_capacity, lanes))
         groups = range(group_capacity)
         super().__init__({
             "kv": In(stream.Signature(data.StructLayout(

@@ -7,7 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .params import check_ints, refuse
+from .params import check_ints, check_memories, refuse
 from .spike_encoder import EventLayout
 
 __all__ = ["SparseAccumulator"]
@@ -98,6 +98,8 @@ class SparseAccumulator(wiring.Component):
         self.weight_depth = self.in_capacity * group_capacity if weight_depth is None else weight_depth
         self.bias_depth = group_capacity if bias_depth is None else bias_depth
         check_ints(self, weight_depth=(self.weight_depth, 1), bias_depth=(self.bias_depth, 1))
+        check_memories(self, weights=(self.weight_depth, lanes * weight_bits), biases=(self.bias_depth, lanes * acc_bits),
+                       events=(self.in_capacity, self.addr_bits + self.group_bits))
         self.plane_bits, self.dense = plane_bits, dense
         self.event_layout = EventLayout(self.addr_bits, plane_bits, dense)
         super().__init__({

@@ -191,8 +191,10 @@ def _is_qmodel(path: Path) -> bool:
 def _load_qmodel(path: Path):
     from spikeforge.model.qfile import load_qmodel
 
+    from spikeforge.model.files import not_a_file
+
     if not path.is_file():
-        raise UsageError(f"{path}: no such quantized model file")
+        raise UsageError(f"{path}: {not_a_file(path, 'quantized model file')}")
     if not _is_qmodel(path):
         raise UsageError(f"{path}: not a quantized model (.sfq); make one with `spikeforge quantize`")
     return load_qmodel(path)
@@ -309,6 +311,9 @@ def cmd_trace(args) -> int:
 
 
 def _block_params(args) -> dict[str, int]:
+    from spikeforge.hdl import block_parameters
+
+    defaults = block_parameters(args.block)
     params = {}
     if args.lanes is not None:
         params["lanes"] = args.lanes
@@ -316,8 +321,15 @@ def _block_params(args) -> dict[str, int]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set acc_bits=20")
+        name = key.strip().replace("-", "_")
+        if isinstance(defaults.get(name), bool):   # an on/off parameter (dense): 0/1, true/false
+            flag = {"0": False, "1": True, "false": False, "true": True}.get(value.strip().lower())
+            if flag is None:
+                raise UsageError(f"--set {item!r}: {key} is on/off: expected 0, 1, true or false, got {value!r}")
+            params[name] = flag
+            continue
         try:
-            params[key.strip().replace("-", "_")] = int(value)
+            params[name] = int(value)
         except ValueError:
             raise UsageError(f"--set {item!r}: {key} must be an integer, got {value!r}") from None
     return params
@@ -876,12 +888,17 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:   # --help, --version, or a usage error argparse has printed (status 2)
             return exc.code if isinstance(exc.code, int) else 2
         try:
-            return args.func(args)
+            status = args.func(args)
+            if sys.stdout is not None:   # a closed pipe shows here, inside the handlers, not at exit
+                sys.stdout.flush()
+            return status
         except (UsageError, CheckpointError, ValueError, OverflowError, SynthesisError, BuildError, TransportError,
                 LinkError, DeviceError, BoardBuildError) as exc:
             return _error(str(exc))
         except KeyError as exc:  # unknown config names
             return _error(str(exc.args[0]))
+        except BrokenPipeError:
+            raise
         except OSError as exc:   # a file the command had to read or write (unreadable, vanished, disk full)
             where = f"{exc.filename}: " if exc.filename else ""
             return _error(f"{where}{exc.strerror or exc}")
@@ -890,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:      # `spikeforge ... | head`: the reader went away; say nothing more
         import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit's flush cannot fail again
         return 141
 
 

@@ -52,6 +52,10 @@ class DeviceError(RuntimeError):
         self.status = status
 
 
+#: Most logits a RUN request asks for and its reply carries (``n_logits`` is a u8).
+MAX_LOGITS = 255
+
+
 class ModelMismatch(ValueError):
     """A compiled model was built for other hardware than the device's."""
 
@@ -221,6 +225,10 @@ class Device:
         "retries", "chunks", "seconds"}``. ``progress(done, total)`` is called per chunk."""
         info = self.info or self.hello()
         compiled = self._compiled_for(model, info)
+        n_classes = compiled.manifest["model"]["num_classes"]
+        if n_classes > MAX_LOGITS:   # before anything is written
+            raise ModelMismatch(f"the model has {n_classes} classes; RUN carries at most {MAX_LOGITS} logits "
+                                f"(n_logits:u8); nothing was written")
         t0 = time.time()
         before = self.stats.snapshot()
         chunks = list(_chunks(compiled))
@@ -237,7 +245,6 @@ class Device:
             done.add(key)
             if progress:
                 progress(i + 1, len(chunks))
-        n_classes = compiled.manifest["model"]["num_classes"]
         self.loaded = _Loaded(compiled, n_classes, len(chunks))
         used = self.stats.since(before)
         return {"bytes_out": used.bytes_out, "bytes_in": used.bytes_in, "requests": used.requests,

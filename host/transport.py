@@ -75,11 +75,11 @@ class SerialTransport(Transport):
         import serial
 
         self.url = url
-        baud = _int_value(f"{url}: option baud", baud)
+        baud = _int_value(f"{url}: option baud", baud, hi=_U32_MAX)
         try:
             self.port = serial.serial_for_url(url, baudrate=baud, timeout=0)
-        except (serial.SerialException, ValueError, OSError) as exc:
-            raise TransportError(f"{url}: cannot open the serial port ({exc})") from None
+        except (serial.SerialException, ValueError, OverflowError, OSError) as exc:
+            raise TransportError(f"{url}: cannot open the serial port at {baud} baud ({exc})") from None
         self.wire_baud = baud if not url.startswith(("socket://", "loop://", "rfc2217://")) else None
         # a reply of ~1 KiB must fit in the timeout at the port's baud
         self.reply_timeout = 0.5 + 10 * 2048 / baud if reply_timeout is None else reply_timeout
@@ -291,7 +291,7 @@ def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
 def _int_value(what: str, value, lo: int = 1, hi: int | None = None) -> int:
     """``value`` (a URL option's text, digits only, or an int) as an integer in ``lo..hi``; else a
     :class:`TransportError` "``what``: expected ..., got ...", ``what`` naming the URL (or file) and the option."""
-    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value):   # more digits: refused unparsed
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -320,6 +320,6 @@ def open_transport(url: str, progress=None) -> Transport:
     parts = urlsplit(url)
     if parts.scheme in ("", "file") or "://" not in url:
         q = _options(url, parts.query, {"baud"})
-        baud = _int_value(f"{url}: option baud", q.get("baud", 115200))
+        baud = _int_value(f"{url}: option baud", q.get("baud", 115200), hi=_U32_MAX)
         return SerialTransport(parts.path if parts.query else url, baud=baud)
     return SerialTransport(url)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .configs import get_config
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, not_a_file
 from .sdt import SpikeDrivenTransformer
 
 __all__ = [
@@ -67,7 +67,7 @@ def _unpickling_reason(exc: Exception) -> str:
 
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: {not_a_file(path, 'checkpoint file')}")
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")   # torch's notes on pickle protocols: the error below says enough
@@ -76,7 +76,12 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: refused to load: {_unpickling_reason(exc)}; SpikeForge reads checkpoints "
                               f"weights-only and never executes a pickle") from None
     except Exception as exc:  # torch raises RuntimeError/EOFError/zipfile errors for non-checkpoints
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        text = str(exc)
+        if "weights_only" in text or "Weights only" in text:   # never pass on torch's advice to load unsafely
+            raise CheckpointError(f"{path}: refused to load: {_unpickling_reason(exc)}; SpikeForge reads "
+                                  f"checkpoints weights-only and never executes a pickle") from None
+        first = text.strip().splitlines()[0][:200] if text.strip() else ""
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}{': ' if first else ''}{first})") from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None, str]:

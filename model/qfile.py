@@ -40,14 +40,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, not_a_file
 from .golden import signed_range
 from .quantize import (MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS, WIDTH_FIELDS, QuantizationError, QuantizedModel,
                        check_widths, config_tokens, lif_domains, residual_branches)
 
 __all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "MAGIC", "QModelFileError", "save_qmodel", "load_qmodel",
            "expected_shapes", "check_config", "implied_bytes_per_image", "Limit", "CONFIG_LIMITS", "PARAM_LIMITS",
-           "WIDTH_LIMIT", "HEADER_FIELDS", "MAX_HEADER_BYTES", "MAX_INT_DIGITS", "MAX_BYTES_PER_IMAGE"]
+           "WIDTH_LIMIT", "HEADER_FIELDS", "MAX_HEADER_BYTES", "MAX_INT_DIGITS", "MAX_BYTES_PER_IMAGE", "MAX_TENSOR_BYTES"]
 
 MAGIC = b"SPKFQMDL"
 QMODEL_FORMAT = "spikeforge-qmodel"
@@ -74,6 +74,9 @@ class QModelFileError(ValueError):
 MAX_HEADER_BYTES = 64 << 20
 #: Longest integer read from the header, in digits (the sign apart): every integer field fits int64 (19).
 MAX_INT_DIGITS = 20
+#: Most tensor bytes a file may hold (checked from its size before its data is read): 2**28 int32
+#: parameters, twice the largest seed-paper model (Meta-SpikeFormer 8-768, 123.74 M parameters).
+MAX_TENSOR_BYTES = 4 << 28
 #: Largest tensor the golden model may build for one image, in bytes (:func:`implied_bytes_per_image`).
 #: imagenet-8-768 needs 331 MiB at T = 4 (1.3 GiB at T = 16), gesture-2-256 576 MiB at T = 16; the golden
 #: model's peak is a small multiple of it, within this machine class's 24 GiB.
@@ -323,26 +326,35 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
     """Read and validate a quantized model file (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise QModelFileError(f"{path}: no such quantized model file")
-    blob = path.read_bytes()
-    if blob[:len(MAGIC)] != MAGIC:
-        raise QModelFileError(f"{path}: not a SpikeForge quantized model (bad magic {blob[:8]!r}, expected {MAGIC!r})")
-    if len(blob) < len(MAGIC) + 4 + _DIGEST:
-        raise QModelFileError(f"{path}: truncated: {len(blob)} bytes is shorter than the fixed fields")
-    (hlen,) = struct.unpack_from("<I", blob, len(MAGIC))
-    data_start = len(MAGIC) + 4 + hlen
-    if data_start + _DIGEST > len(blob):
-        raise QModelFileError(f"{path}: truncated: the header says {hlen} bytes, the file has {len(blob)} in all")
-    if hlen > MAX_HEADER_BYTES:
-        raise QModelFileError(f"{path}: header of {hlen} bytes, the limit is {MAX_HEADER_BYTES}")
-    header = _parse_header(path, blob[len(MAGIC) + 4:data_start])
-    entries = header.get("tensors")
-    if isinstance(entries, list) and all(isinstance(e, dict) and _is_int(e.get("nbytes")) for e in entries):
-        expected_size = data_start + sum(e["nbytes"] for e in entries) + _DIGEST
-        if len(blob) < expected_size:
-            raise QModelFileError(f"{path}: truncated: expected {expected_size} bytes, got {len(blob)}")
-        if len(blob) > expected_size:
-            raise QModelFileError(f"{path}: {len(blob) - expected_size} unexpected trailing bytes")
+        raise QModelFileError(f"{path}: {not_a_file(path, 'quantized model file')}")
+    with open(path, "rb") as f:   # the fixed fields and the header first: they bound what is read next
+        size = os.fstat(f.fileno()).st_size
+        fixed = f.read(len(MAGIC) + 4)
+        if fixed[:len(MAGIC)] != MAGIC:
+            raise QModelFileError(f"{path}: not a SpikeForge quantized model (bad magic {fixed[:8]!r}, "
+                                  f"expected {MAGIC!r})")
+        if size < len(MAGIC) + 4 + _DIGEST:
+            raise QModelFileError(f"{path}: truncated: {size} bytes is shorter than the fixed fields")
+        (hlen,) = struct.unpack_from("<I", fixed, len(MAGIC))
+        data_start = len(MAGIC) + 4 + hlen
+        if data_start + _DIGEST > size:
+            raise QModelFileError(f"{path}: truncated: the header says {hlen} bytes, the file has {size} in all")
+        if hlen > MAX_HEADER_BYTES:
+            raise QModelFileError(f"{path}: header of {hlen} bytes, the limit is {MAX_HEADER_BYTES}")
+        header = _parse_header(path, f.read(hlen))
+        entries = header.get("tensors")
+        if isinstance(entries, list) and all(isinstance(e, dict) and _is_int(e.get("nbytes")) for e in entries):
+            expected_size = data_start + sum(e["nbytes"] for e in entries) + _DIGEST
+            if size < expected_size:
+                raise QModelFileError(f"{path}: truncated: expected {expected_size} bytes, got {size}")
+            if size > expected_size:
+                raise QModelFileError(f"{path}: {size - expected_size} unexpected trailing bytes")
+        if size - data_start - _DIGEST > MAX_TENSOR_BYTES:
+            raise QModelFileError(f"{path}: {size - data_start - _DIGEST} bytes of tensors, more than any model "
+                                  f"this SpikeForge reads ({MAX_TENSOR_BYTES} bytes: {MAX_TENSOR_BYTES // 4} int32 "
+                                  f"parameters)")
+        f.seek(0)
+        blob = f.read()
     body, digest = blob[:-_DIGEST], blob[-_DIGEST:]
     if hashlib.sha256(body).digest() != digest:
         raise QModelFileError(f"{path}: corrupted: SHA-256 checksum mismatch")

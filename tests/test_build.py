@@ -208,10 +208,12 @@ def test_a_baud_the_clock_cannot_make_or_a_baud_without_a_uart_is_refused(tmp_pa
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("clock", [float("inf"), float("nan"), -50.0])
+@pytest.mark.parametrize("clock", [float("inf"), float("nan"), -50.0, 5000.0, 1e30, 1e-9])
 def test_a_clock_that_is_not_a_finite_positive_frequency_is_refused(tmp_path, clock):
+    """Also refused: clocks HELLO's u32 word of Hz cannot report (5 GHz used to end in struct.error, 1e-9 MHz
+    wrote clock_hz 0)."""
     board = get_board("verilog")
-    with pytest.raises(BoardBuildError, match=r"--clock must be a positive frequency in MHz, got (inf|nan|-50)"):
+    with pytest.raises(BoardBuildError, match=r"--clock must be a positive frequency in MHz, got (inf|nan|-50|5000|1e\+30|1e-09)"):
         build_board(board, board_hardware(board), tmp_path / "o", clock_mhz=clock, plan_only=True)
     assert not (tmp_path / "o").exists()
 

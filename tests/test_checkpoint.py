@@ -100,3 +100,12 @@ def test_plain_state_dict_needs_a_config(tmp_path, tiny):
     torch.save(tiny.state_dict(), tmp_path / "plain.pt")
     with pytest.raises(MissingConfigError, match="carries no model config"):
         load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_torch_advice_to_load_unsafely_is_never_passed_on(tmp_path):
+    """A file of zeros makes torch's weights-only loader fail with its advice to set weights_only=False."""
+    zeros = tmp_path / "z.pt"
+    zeros.write_bytes(bytes(20000))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(zeros, "digits-tiny")
+    assert "weights_only" not in str(info.value) and "Re-running" not in str(info.value)

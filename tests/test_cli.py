@@ -179,6 +179,21 @@ def test_output_is_checked_before_the_work(qmodel_file, paths, args, message):
     assert sorted(p.name for p in paths.iterdir()) == ["file", "folder"] and not any((paths / "folder").iterdir())
 
 
+@pytest.mark.parametrize("make", ["fifo", "symlink"])
+def test_output_that_is_not_a_plain_file_is_never_replaced(tmp_path, make):
+    import os
+
+    out = tmp_path / "out.sfq"
+    if make == "fifo":
+        os.mkfifo(out)
+    else:
+        (tmp_path / "target").write_text("kept")
+        out.symlink_to(tmp_path / "target")
+    proc = run("quantize", "--out", str(out), ok=False)
+    _quiet_failure(proc, "is not a regular file" if make == "fifo" else "is a symbolic link")
+    assert out.is_fifo() if make == "fifo" else (out.is_symlink() and (tmp_path / "target").read_text() == "kept")
+
+
 def test_generated_folder_is_written_whole_or_not_at_all(qmodel_file, tmp_path):
     (tmp_path / "accelerator.v").write_text("// an older accelerator\n")
     (tmp_path / "manifest.json").mkdir()      # one file of the folder cannot be written
@@ -210,6 +225,13 @@ def test_generated_folder_is_written_whole_or_not_at_all(qmodel_file, tmp_path):
      "SparseAccumulator: in_capacity must be at most 1048576, got 2097152"),
     (["generate", "--block", "sparse_accumulator", "--set", "group_capacity=8192", "--out", "{tmp}/g"],
      "SparseAccumulator: weight_depth must be at most 1048576, got 2097152"),
+    (["generate", "--block", "lif_array", "--set", "lanes=64", "--set", "group_capacity=1048576", "--out", "{tmp}/g"],
+     "LIFArray: its memories (thresholds 1,048,576 x 1024, membranes 1,048,576 x 1024) hold 2,147,483,648 bits, "
+     "more than the 33,554,432 (MAX_MEMORY_BITS)"),
+    (["generate", "{q}", "--weight-rows", "1048576", "--out", "{tmp}/g"],
+     "Accelerator: its memories hold 134,475,264 bits (weights 134,217,728"),
+    (["generate", "--block", "sparse_accumulator", "--set", "dense=5", "--out", "{tmp}/g"],
+     "dense is on/off: expected 0, 1, true or false, got '5'"),
 ])
 def test_zero_and_negative_values_are_errors_not_defaults(qmodel_file, tmp_path, args, message):
     args = [a.format(q=qmodel_file, tmp=tmp_path) for a in args]

@@ -342,6 +342,28 @@ def test_a_cut_program_is_refused(folder):
         load_program(folder / "program.bin")
 
 
+def test_a_program_without_a_manifest_is_still_checked(folder, tmp_path):
+    """Without a manifest there are no names or hardware, but the codes and END are still checked."""
+    blob = (folder / "program.bin").read_bytes()
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "program.bin").write_bytes(blob)
+    descs, manifest = load_program(alone / "program.bin")
+    assert manifest is None and descs[-1].op == OPS["END"]
+    (alone / "program.bin").write_bytes(blob[:-4 * len(FIELDS)])            # END cut off
+    with pytest.raises(CompiledFolderError, match=r"expected the last step to be END"):
+        load_program(alone / "program.bin")
+    (alone / "program.bin").write_bytes((99).to_bytes(4, "little") + blob[4:])   # op 99
+    with pytest.raises(CompiledFolderError, match=r"step 0 .*op: expected one of 0\.\.5, got 99"):
+        load_program(alone / "program.bin")
+
+
+def test_a_deeply_nested_manifest_is_refused(folder):
+    (folder / "manifest.json").write_text("[" * 100_000)
+    with pytest.raises(CompiledFolderError, match="nested too deeply"):
+        load_manifest(folder)
+
+
 @pytest.mark.parametrize("image", ["program.bin", "weights.bin", "thresholds.bin"])
 def test_a_changed_or_missing_image_is_refused_by_name(folder, image):
     path = folder / image

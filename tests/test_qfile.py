@@ -417,3 +417,23 @@ def test_cli_quantize_refuses_v_bits_100(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "requested width v_bits = 100: expected an integer in 1..63" in proc.stderr
     assert not out.exists()
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, saved):
+    """A 50 GB (sparse) file whose header matches it is refused from its size, not read into memory."""
+    header, data = _split(saved.read_bytes())
+    header["tensors"][0]["nbytes"] += 50 << 30
+    big = tmp_path / "big.sfq"
+    head = json.dumps(header).encode()
+    with open(big, "wb") as f:
+        f.write(MAGIC + struct.pack("<I", len(head)) + head + data)
+        f.truncate(12 + len(head) + len(data) + (50 << 30) + 32)
+    with pytest.raises(QModelFileError, match=r"bytes of tensors, more than any model this SpikeForge reads"):
+        load_qmodel(big)
+
+
+def test_a_device_or_folder_is_not_a_quantized_model(tmp_path):
+    with pytest.raises(QModelFileError, match=r"/dev/zero: is not a regular file \(expected a quantized model file\)"):
+        load_qmodel("/dev/zero")
+    with pytest.raises(QModelFileError, match=r"is a folder, not a quantized model file"):
+        load_qmodel(tmp_path)

@@ -334,21 +334,24 @@ def _build_reports(ctx: _Context) -> list[tuple[Path, dict]]:
                 any(not isinstance(v, (int, float)) or v <= 0 for v in (fmax or {}).values()):
             raise BenchError(f"{report}: not a build report (expected an object with \"board\" and "
                              f"\"fmax_mhz\": {{clock: MHz > 0}})")
+        _build_hardware(report)   # a manifest beside it that does not read fails here, before anything runs
         found.append((report, rep))
     return found
 
 
 def _build_hardware(report: Path):
-    """The HardwareConfig a build was made from (its manifest.json), or ``None``."""
+    """The HardwareConfig a build was made from (its manifest.json), or ``None`` when it has none; a
+    manifest that ``load_manifest`` refuses is a :class:`BenchError` naming it (never silently skipped)."""
+    from spikeforge.firmware.compiler import load_manifest
     from spikeforge.firmware.program import HardwareConfig
 
     manifest = report.parent / "manifest.json"
-    try:
-        from spikeforge.firmware.compiler import load_manifest
-
-        return HardwareConfig.from_dict(load_manifest(manifest)["hardware"])
-    except (OSError, KeyError, TypeError, ValueError):
+    if not manifest.exists():
         return None
+    try:
+        return HardwareConfig.from_dict(load_manifest(manifest)["hardware"])
+    except ValueError as exc:
+        raise BenchError(f"--builds {report.parent}: {exc}") from None
 
 
 def cpu_latency(ctx: _Context) -> list[dict]:

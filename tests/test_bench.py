@@ -162,7 +162,10 @@ def test_utilisation_and_projected_latency_use_the_named_build_report(tmp_path, 
     (build / "report.json").write_text(json.dumps({
         "board": "testboard", "device": "TEST-1", "lanes": 16, "status": "built",
         "fmax_mhz": {"fast": 90.0, "clk": 40.0}, "target_mhz": 25.0, "timing_met": True}))
-    (build / "manifest.json").write_text(json.dumps({"hardware": hardware_for(embedded_qmodel(), lanes=16).as_dict()}))
+    hw = hardware_for(embedded_qmodel(), lanes=16)
+    (build / "manifest.json").write_text(json.dumps({   # a `spikeforge build` manifest (a stream-link board)
+        "board": "testboard", "link": "stream", "clock_hz": 25_000_000, "hardware": hw.as_dict(),
+        "hardware_hash": hw.config_hash()}))
     out = tmp_path / "bench"
     rep = run_bench(out, True, builds=[build], sections=["utilisation", "alternatives"],
                     size_overrides={"util_images": 2, "dense_images": 1, "cpu_seconds": 0.2})
@@ -213,3 +216,12 @@ def test_lanes_attention_and_simulation_sections(tmp_path):
     md = (tmp_path / "report.md").read_text()
     for name in ("attention", "lanes", "simulation"):
         assert f"({name}.png)" in md and (tmp_path / f"{name}.png").is_file()
+
+
+def test_a_build_whose_manifest_does_not_read_is_refused_before_running(tmp_path):
+    """A --builds folder with a manifest.json that load_manifest refuses is named, not silently skipped."""
+    (tmp_path / "report.json").write_text(json.dumps({"board": "b", "fmax_mhz": {"clk": 50.0}}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"hardware": {"lanes": 16}}))
+    with pytest.raises(BenchError, match=r"--builds .*manifest\.json: missing field\(s\)"):
+        run_bench(tmp_path / "out", True, builds=[tmp_path], sections=["attention"])
+    assert not (tmp_path / "out").exists()

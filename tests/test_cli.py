@@ -229,7 +229,7 @@ def test_generated_folder_is_written_whole_or_not_at_all(qmodel_file, tmp_path):
      "LIFArray: its memories (thresholds 1,048,576 x 1024, membranes 1,048,576 x 1024) hold 2,147,483,648 bits, "
      "more than the 33,554,432 (MAX_MEMORY_BITS)"),
     (["generate", "{q}", "--weight-rows", "1048576", "--out", "{tmp}/g"],
-     "Accelerator: its memories hold 134,475,264 bits (weights 134,217,728"),
+     "Accelerator: its memories hold 134,342,144 bits (weights 134,217,728"),
     (["generate", "--block", "sparse_accumulator", "--set", "dense=5", "--out", "{tmp}/g"],
      "dense is on/off: expected 0, 1, true or false, got '5'"),
 ])

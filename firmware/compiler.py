@@ -24,8 +24,8 @@ from spikeforge.model.golden import signed_range
 
 from spikeforge.model.files import not_a_file, write_folder
 
-from .program import FIELDS, FORMAT_VERSION, HARDWARE_LIMITS, KINDS, OPS, POSTS, Descriptor, HardwareConfig, \
-    ceil_log2, field_overflows, lanes_problem, pack_lanes, pack_program, unpack_program
+from .program import FIELDS, FORMAT_VERSION, HARDWARE_LIMITS, KINDS, LINKS, OPS, POSTS, WORD_MAX, Descriptor, \
+    HardwareConfig, ceil_log2, field_overflows, lanes_problem, pack_lanes, pack_program, uart_divisor, unpack_program
 
 __all__ = ["CapacityError", "CompiledFolderError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
            "memory_images", "compiled_files", "save_compiled", "load_manifest", "load_program", "IMAGE_FILES", "MANIFEST"]
@@ -367,8 +367,6 @@ def save_compiled(compiled: Compiled, out_dir, extra: dict[str, bytes] | None = 
     return {keys.get(name, name): path for name, path in written.items()}
 
 
-#: Largest clock (Hz) and baud of a build: the HELLO reply reports each as a 32-bit word.
-_HELLO_WORD_MAX = (1 << 32) - 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -388,7 +386,7 @@ def load_manifest(folder_or_path) -> dict:
     image, which must be there with that size and hash). A **build** manifest (one with ``link``
     or ``board``) carries ``link`` (``uart`` / ``stream``), ``clock_hz`` (an integer in
     1..2**32-1, as HELLO reports it) and, for a UART, ``baud`` (the same, and one the clock can
-    produce: :func:`spikeforge.hdl.board.uart_divisor`, which ``uart_divisor`` must equal when
+    produce: :func:`~spikeforge.firmware.program.uart_divisor`, which ``uart_divisor`` must equal when
     present; a stream link has no baud: absent, 0 or null); ``format_version``, when present,
     is :data:`FORMAT_VERSION`.
 
@@ -443,13 +441,11 @@ def load_manifest(folder_or_path) -> dict:
 
 def _check_build_manifest(m: dict, mpath: Path, bad) -> None:
     """The link, clock and baud of a ``spikeforge build`` manifest (see :func:`load_manifest`)."""
-    from spikeforge.host.protocol import LINKS
-
     link, clock, baud = m["link"], m["clock_hz"], m.get("baud")
     if not isinstance(link, str) or link not in LINKS:
         raise bad("link", f"one of {', '.join(LINKS)}", link)
-    if not _is_int(clock) or not 1 <= clock <= _HELLO_WORD_MAX:
-        raise bad("clock_hz", f"an integer in 1..{_HELLO_WORD_MAX}", clock)
+    if not _is_int(clock) or not 1 <= clock <= WORD_MAX:
+        raise bad("clock_hz", f"an integer in 1..{WORD_MAX}", clock)
     divisor = m.get("uart_divisor")
     if link == "stream":
         if baud not in (None, 0) or isinstance(baud, bool):
@@ -457,9 +453,8 @@ def _check_build_manifest(m: dict, mpath: Path, bad) -> None:
         if divisor is not None:
             raise bad("uart_divisor", "none (null) on a stream link", divisor)
         return
-    if not _is_int(baud) or not 1 <= baud <= _HELLO_WORD_MAX:
-        raise bad("baud", f"an integer in 1..{_HELLO_WORD_MAX}", baud)
-    from spikeforge.hdl.board import uart_divisor
+    if not _is_int(baud) or not 1 <= baud <= WORD_MAX:
+        raise bad("baud", f"an integer in 1..{WORD_MAX}", baud)
     try:
         div = uart_divisor(clock, baud)
     except ValueError as exc:

@@ -20,7 +20,8 @@ __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POST
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
            "field_bits", "field_max", "field_overflows", "FIELD_LIMITS",
            "MAX_LANES", "MAX_WIDTH_BITS", "MAX_CHANNELS", "MAX_MAP_SIDE", "MAX_STEPS", "MAX_MEMORY_ROWS",
-           "HARDWARE_LIMITS", "lanes_problem", "MAX_MEMORY_BITS", "memory_bits", "memory_problem"]
+           "HARDWARE_LIMITS", "lanes_problem", "MAX_MEMORY_BITS", "memory_bits", "memory_problem", "WORD_MAX",
+           "LINKS", "uart_divisor"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -42,6 +43,25 @@ POSTS = {"LIF": 0, "U_WRITE": 1, "U_ADD": 2, "U_MAXPOOL": 3, "LOGITS": 4}
 MAX_WEIGHT_SHIFT = 16
 #: Memory spaces of the accelerator's write port (``space`` field of a write).
 SPACES = {"program": 0, "weights": 1, "biases": 2, "thresholds": 3, "pixels": 4}
+#: Largest 32-bit word: a descriptor field, and a build's clock (Hz) and baud as HELLO reports them.
+WORD_MAX = (1 << 32) - 1
+#: Link kinds of a board's host link, as HELLO reports them (``uart``: a UART PHY; ``stream``: an
+#: AXI4-Stream byte port for a PCIe DMA).
+LINKS = {"uart": 0, "stream": 1}
+
+
+def uart_divisor(clock_hz: int, baud: int) -> int:
+    """Clock cycles per UART bit; :class:`ValueError` when the baud cannot be made within 2 %."""
+    if baud <= 0 or clock_hz <= 0:
+        raise ValueError(f"UART: clock {clock_hz} Hz and baud {baud} must be positive")
+    div = round(clock_hz / baud)
+    if div < 4:
+        raise ValueError(f"UART: {baud} baud needs at least 4 clock cycles per bit; a {clock_hz} Hz clock gives "
+                         f"{clock_hz / baud:.2f}")
+    err = abs(clock_hz / div - baud) / baud
+    if err > 0.02:
+        raise ValueError(f"UART: {baud} baud from a {clock_hz} Hz clock is off by {100 * err:.1f} % (limit 2 %)")
+    return div
 
 
 def ceil_log2(n: int) -> int:
@@ -269,7 +289,7 @@ class Descriptor:
         out = []
         for f in FIELDS:
             v = getattr(self, f)
-            if not isinstance(v, int) or not 0 <= v < 1 << 32:
+            if not isinstance(v, int) or not 0 <= v <= WORD_MAX:
                 raise ValueError(f"descriptor {self.name or '?'}: field {f} = {v!r} is not a 32-bit unsigned integer")
             out.append(v)
         return out

@@ -20,27 +20,13 @@ from amaranth.hdl import Module, ResetInserter
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.program import HardwareConfig
-from spikeforge.host.protocol import LINKS, hello_payload
+from spikeforge.firmware.program import LINKS, HardwareConfig, uart_divisor
+from spikeforge.host.protocol import hello_payload
 
 from .accelerator import Accelerator
 from .host_link import WIRE_BYTE, HostLink, UARTReceiver, UARTTransmitter
 
 __all__ = ["BoardTop", "AXIStreamTop", "uart_divisor"]
-
-
-def uart_divisor(clock_hz: int, baud: int) -> int:
-    """Clock cycles per UART bit; :class:`ValueError` when the baud cannot be made within 2 %."""
-    if baud <= 0 or clock_hz <= 0:
-        raise ValueError(f"UART: clock {clock_hz} Hz and baud {baud} must be positive")
-    div = round(clock_hz / baud)
-    if div < 4:
-        raise ValueError(f"UART: {baud} baud needs at least 4 clock cycles per bit; a {clock_hz} Hz clock gives "
-                         f"{clock_hz / baud:.2f}")
-    err = abs(clock_hz / div - baud) / baud
-    if err > 0.02:
-        raise ValueError(f"UART: {baud} baud from a {clock_hz} Hz clock is off by {100 * err:.1f} % (limit 2 %)")
-    return div
 
 
 class BoardTop(wiring.Component):

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
-from spikeforge.firmware.program import HardwareConfig
-from spikeforge.host.protocol import LINKS
+from spikeforge.firmware.program import LINKS, HardwareConfig
 
 from .board import BoardTop
 from .clocking import PLLClockDomain, PLLSettings, ecp5_pll, ice40_pll
@@ -173,7 +172,7 @@ def board_baud(board: Board, baud: int | None = None) -> int:
     """The UART baud of a build of ``board``: ``baud`` (``--baud``), or the board's own when
     ``None``. :class:`ValueError` for a baud that is not a positive integer, or one given for a
     board whose link is a stream (no UART: its baud is 0). Whether the clock can produce the baud
-    is :func:`~spikeforge.hdl.board.uart_divisor`'s check."""
+    is :func:`~spikeforge.firmware.program.uart_divisor`'s check."""
     if baud is None:
         return board.baud
     if board.link != "uart":

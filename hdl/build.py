@@ -36,7 +36,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from spikeforge.firmware.program import FORMAT_VERSION, HardwareConfig
+from spikeforge.firmware.program import FORMAT_VERSION, WORD_MAX, HardwareConfig
 from spikeforge.model.files import atomic_write_bytes
 
 from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_baud, board_clock, collision_script, spram_script
@@ -292,7 +292,7 @@ def build_board(board: Board, hw: HardwareConfig, out_dir: Path, clock_mhz: floa
     say = progress or (lambda stage, detail: None)
     if clock_mhz is not None:
         number = isinstance(clock_mhz, (int, float)) and not isinstance(clock_mhz, bool)
-        if not (number and math.isfinite(clock_mhz) and 1 <= round(clock_mhz * 1e6) < 1 << 32):
+        if not (number and math.isfinite(clock_mhz) and 1 <= round(clock_mhz * 1e6) <= WORD_MAX):
             raise BoardBuildError(f"--clock must be a positive frequency in MHz, got "
                                   f"{format(clock_mhz, 'g') if number else repr(clock_mhz)} (from 1 Hz to below 2**32 Hz, "
                                   f"as HELLO reports it)")

@@ -189,9 +189,8 @@ def _is_qmodel(path: Path) -> bool:
 
 
 def _load_qmodel(path: Path):
-    from spikeforge.model.qfile import load_qmodel
-
     from spikeforge.model.files import not_a_file
+    from spikeforge.model.qfile import load_qmodel
 
     if not path.is_file():
         raise UsageError(f"{path}: {not_a_file(path, 'quantized model file')}")
@@ -399,7 +398,6 @@ def _generate_accelerator(args) -> int:
     from spikeforge.firmware.compiler import save_compiled
     from spikeforge.hdl.accelerator import Accelerator
     from spikeforge.hdl.export import verilog_text
-
     from spikeforge.model.files import check_output_folder
 
     if not args.out:

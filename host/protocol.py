@@ -19,7 +19,7 @@ import dataclasses
 import struct
 from dataclasses import dataclass
 
-from spikeforge.firmware.program import FORMAT_VERSION, MAX_MEMORY_ROWS, HardwareConfig, words_per_row
+from spikeforge.firmware.program import FORMAT_VERSION, LINKS, MAX_MEMORY_ROWS, HardwareConfig, words_per_row
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "MAX_REPLY", "CMD", "STATUS", "ProtocolError", "crc16",
            "cobs_encode", "cobs_decode", "encode_frame", "decode_frame", "request", "Reply", "parse_reply",
@@ -61,8 +61,6 @@ STATUS = {
     "E_UNSUPPORTED": 8,  # a command this hardware does not implement (spike-event input)
 }
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
-#: Link kinds reported by HELLO.
-LINKS = {"uart": 0, "stream": 1}
 #: HardwareConfig fields in the order HELLO reports them (one u32 each).
 CAPABILITY_FIELDS = tuple(f.name for f in dataclasses.fields(HardwareConfig))
 

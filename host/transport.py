@@ -28,15 +28,13 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .protocol import LINKS
+from spikeforge.firmware.program import LINKS, WORD_MAX
 
 __all__ = ["Transport", "TransportError", "SerialTransport", "PCIeTransport", "SimTransport", "open_transport",
            "XDMA_CHANNELS"]
 
 #: Streaming channels per direction of a Xilinx XDMA core (``?channel=`` of a ``pcie://`` URL).
 XDMA_CHANNELS = 4
-#: Largest clock and baud of the virtual board (HELLO reports them as u32).
-_U32_MAX = (1 << 32) - 1
 
 
 class TransportError(OSError):
@@ -75,7 +73,7 @@ class SerialTransport(Transport):
         import serial
 
         self.url = url
-        baud = _int_value(f"{url}: option baud", baud, hi=_U32_MAX)
+        baud = _int_value(f"{url}: option baud", baud, hi=WORD_MAX)
         try:
             self.port = serial.serial_for_url(url, baudrate=baud, timeout=0)
         except (serial.SerialException, ValueError, OverflowError, OSError) as exc:
@@ -198,7 +196,7 @@ class SimTransport(Transport):
             given["link"] = _choice(f"{url}: option link", q["link"], LINKS)
         for option, key in (("baud", "baud"), ("clock", "clock_hz")):
             if option in q:
-                given[key] = _int_value(f"{url}: option {option}", q[option], hi=_U32_MAX)
+                given[key] = _int_value(f"{url}: option {option}", q[option], hi=WORD_MAX)
         try:
             hw, built = _sim_hardware(parts.path, lanes, hardware)
         except (TransportError, ValueError) as exc:
@@ -320,6 +318,6 @@ def open_transport(url: str, progress=None) -> Transport:
     parts = urlsplit(url)
     if parts.scheme in ("", "file") or "://" not in url:
         q = _options(url, parts.query, {"baud"})
-        baud = _int_value(f"{url}: option baud", q.get("baud", 115200), hi=_U32_MAX)
+        baud = _int_value(f"{url}: option baud", q.get("baud", 115200), hi=WORD_MAX)
         return SerialTransport(parts.path if parts.query else url, baud=baud)
     return SerialTransport(url)

@@ -72,12 +72,10 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")   # torch's notes on pickle protocols: the error below says enough
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to load: {_unpickling_reason(exc)}; SpikeForge reads checkpoints "
-                              f"weights-only and never executes a pickle") from None
     except Exception as exc:  # torch raises RuntimeError/EOFError/zipfile errors for non-checkpoints
         text = str(exc)
-        if "weights_only" in text or "Weights only" in text:   # never pass on torch's advice to load unsafely
+        # A refusal of the weights-only unpickler: never pass on torch's advice to load the file unsafely.
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Weights only" in text:
             raise CheckpointError(f"{path}: refused to load: {_unpickling_reason(exc)}; SpikeForge reads "
                                   f"checkpoints weights-only and never executes a pickle") from None
         first = text.strip().splitlines()[0][:200] if text.strip() else ""

@@ -86,7 +86,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str | None = 
     """
     path = Path(path)
     shown = f"{what} {path}" if what else str(path)
-    created = _make_folders(path.parent, what or "", path) if not path.parent.is_dir() else []
+    created = _make_folders(path.parent, what or "", path)
     tmp = None
     try:
         tmp = _stage(path, data)

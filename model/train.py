@@ -40,17 +40,16 @@ class TrainConfig:
     def __post_init__(self):
         import math
 
-        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "seed": self.seed >= 0,
-                  "max_shift": self.max_shift >= 0}
-        for name in ("epochs", "batch_size", "seed", "max_shift"):
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("max_shift", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not checks[name]:
-                bound = ">= 0" if name in ("seed", "max_shift") else ">= 1"
-                raise ValueError(f"TrainConfig.{name}: expected an integer {bound}, got {value!r}")
-        for name, low_ok in (("lr", False), ("weight_decay", True), ("label_smoothing", True)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                raise ValueError(f"TrainConfig.{name}: expected an integer >= {lo}, got {value!r}")
+        # (name, admits): lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1
+        for name, admits in (("lr", lambda v: v > 0), ("weight_decay", lambda v: v >= 0),
+                             ("label_smoothing", lambda v: 0 <= v < 1)):
             value = getattr(self, name)
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-                    or value < 0 or (value == 0 and not low_ok) or (name == "label_smoothing" and value >= 1)):
+                    or not admits(value)):
                 raise ValueError(f"TrainConfig.{name}: out of range, got {value!r}")
 
 
@@ -138,8 +137,6 @@ def train(
     """
     model_config = get_config(config) if isinstance(config, str) else dict(config)
     data = data or load_digits_split()
-    if tc.epochs < 1:
-        raise ValueError(f"train: epochs must be >= 1, got {tc.epochs}")
 
     det_before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)

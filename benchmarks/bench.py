@@ -11,7 +11,7 @@ Sections (``docs/performance.md`` explains each metric and the bound):
     embedded model and for its first layer (whose input is exactly the controlled spike stream).
 ``utilisation``
     The embedded model on digits test images: per layer, measured cycles vs the bound
-    (ARCHITECTURE.md section 7) and utilisation = SOPs / (P x cycles); the dense baseline on the
+    (``docs/performance.md``) and utilisation = SOPs / (P x cycles); the dense baseline on the
     same images gives the speed-up at the model's real firing rate.
 ``attention``
     SDSAUnit cycles (Amaranth simulator, outputs checked against ``golden.sdsa``) vs tokens N and
@@ -234,7 +234,7 @@ def _slope(xs, ys) -> float:
 
 
 def _synth_job(lanes: int, text: str, yosys: str, env: dict) -> dict:
-    from spikeforge.hdl.export import synthesize_verilog
+    from spikeforge.toolchain.export import synthesize_verilog
 
     t = time.monotonic()
     cells = synthesize_verilog(text, "accelerator", yosys=yosys, env=env)
@@ -250,7 +250,7 @@ def _start_synthesis(ctx: _Context) -> futures.Executor:
 
     from spikeforge.firmware.compiler import hardware_for
     from spikeforge.hdl.accelerator import Accelerator
-    from spikeforge.hdl.export import SynthesisError, yosys_executable
+    from spikeforge.toolchain.export import SynthesisError, yosys_executable
 
     try:
         yosys = yosys_executable()   # resolved here, with the environment: the Verilator builds of
@@ -282,8 +282,8 @@ def section_lanes(ctx: _Context) -> dict:
 
 def _collect_synthesis(ctx: _Context) -> None:
     """Add the Yosys figures to the lanes sweep's rows (the worker ran while the other sections did)."""
-    from spikeforge.hdl.build import synth_needs
-    from spikeforge.hdl.export import SynthesisError
+    from spikeforge.toolchain.build import synth_needs
+    from spikeforge.toolchain.export import SynthesisError
 
     for row in ctx.results["lanes"]["rows"]:
         job = ctx.synth_jobs.get(row["lanes"])
@@ -484,7 +484,7 @@ def run_bench(out: Path, quick: bool = False, builds: list[Path] | None = None, 
     from spikeforge.benchmarks import plots
     from spikeforge.benchmarks.markdown import report_markdown
     from spikeforge.model.data import load_digits_split
-    from spikeforge.model.files import atomic_write_bytes
+    from spikeforge.common.files import atomic_write_bytes
     from spikeforge.model.quantize import embedded_qmodel
 
     out = Path(out)

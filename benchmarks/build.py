@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from spikeforge.hdl.boards import board_hardware, get_board
-from spikeforge.hdl.build import CapacityOverflow, build_board, summary
+from spikeforge.toolchain.boards import board_hardware, get_board
+from spikeforge.toolchain.build import CapacityOverflow, build_board, summary
 
 
 def _log(msg: str) -> None:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from spikeforge.hdl.export import synthesize
+from spikeforge.toolchain.export import synthesize
 from spikeforge.sim.cycles import SYNAPTIC_LATENCY, firing_rate_table
 from spikeforge.sim.scenarios import BENCH_CONFIGS
 

@@ -1,2 +1,3 @@
-"""Compiler from a quantized model and a hardware configuration to a program, a weight image
-and a manifest. Nothing here yet (see ``../shared/ARCHITECTURE.md`` section 1)."""
+"""The program format and hardware configuration (:mod:`spikeforge.firmware.program`) and the
+compiler from a quantized model's layer graph to a program, memory images and a manifest
+(:mod:`spikeforge.firmware.compiler`). ``docs/firmware.md`` describes both."""

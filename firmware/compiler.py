@@ -1,9 +1,9 @@
 """The firmware compiler: quantized model + hardware config -> program, weight image, manifest.
 
-:func:`compile_model` walks the integer golden model's order of operations
-(``docs/arithmetic.md`` section 4) and emits one :class:`~spikeforge.firmware.program.Descriptor`
+:func:`compile_model` walks the model's layer graph (:mod:`spikeforge.model.graph`, the order
+the golden model computes in) and emits one :class:`~spikeforge.firmware.program.Descriptor`
 per step, placing every layer's weights, biases and thresholds in the accelerator's P-wide
-memories and every intermediate spike map in the spike buffer. A model that does not fit the
+memories and every intermediate spike map in the spike buffer (:func:`place_spike_maps`). A model that does not fit the
 hardware's capacities or widths is refused with :class:`CapacityError`, naming the layer, the
 quantity and the limit. ``docs/firmware.md`` describes the result.
 """
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import torch
 
-from spikeforge.model.quantize import QuantizedModel, config_tokens, lif_domains
 from spikeforge.model.golden import signed_range
+from spikeforge.model.graph import Layer, LayerGraph, Op, Shortcut, layer_graph
+from spikeforge.model.quantize import QuantizedModel
 
-from spikeforge.model.files import not_a_file, write_folder
+from spikeforge.common.files import not_a_file, write_folder
 
 from .program import FIELDS, FORMAT_VERSION, HARDWARE_LIMITS, KINDS, LINKS, OPS, POSTS, WORD_MAX, Descriptor, \
     HardwareConfig, ceil_log2, field_overflows, lanes_problem, pack_lanes, pack_program, uart_divisor, unpack_program
 
-__all__ = ["CapacityError", "CompiledFolderError", "Compiled", "compile_model", "hardware_for", "pixel_rows",
+__all__ = ["CapacityError", "CompiledFolderError", "Compiled", "compile_model", "place_spike_maps", "hardware_for", "pixel_rows",
            "memory_images", "compiled_files", "save_compiled", "load_manifest", "load_program", "IMAGE_FILES", "MANIFEST"]
 
 
@@ -47,15 +48,18 @@ def _groups(c: int, p: int) -> int:
 def _needs(qm: QuantizedModel, lanes: int) -> dict:
     """Widths and capacities (not memory rows) that ``qm`` needs at ``lanes``."""
     cfg, w, p = qm.config, qm.widths, lanes
-    c = cfg["embed_dims"]
-    hidden = int(c * cfg["mlp_ratios"])
-    widest = max(cfg["in_channels"] << max(1, ceil_log2(qm.pixel_bits)), 3 * _groups(c, p) * p,
-                 _groups(hidden, p) * p, p)
+    graph = layer_graph(cfg)
+    c = graph.u_channels
+    # a spike-buffer row holds the widest spike map (a group's maps side by side, each padded to
+    # whole lane groups) and the image's pixels, plane-minor
+    widest = max([cfg["in_channels"] << max(1, ceil_log2(qm.pixel_bits)), p]
+                 + [sum(_groups(layer.cout, p) * p for layer in st.layers) for st in _steps(graph) if st.spikes_out()])
     return dict(
         weight_bits=qm.w_bits, acc_bits=w["acc_bits"], u_bits=w["u_bits"], v_bits=max(w["v_bits"], w["gap_bits"]),
         gap_bits=w["gap_bits"], logit_bits=w["logit_bits"], pixel_bits=qm.pixel_bits,
         max_channels=max(1 << ceil_log2(widest), p), max_embed=_groups(c, p) * p, max_height=cfg["img_size_h"],
-        max_width=cfg["img_size_w"], max_steps=cfg["T"], max_in_channels=cfg["in_channels"], max_3x3_channels=c,
+        max_width=cfg["img_size_w"], max_steps=cfg["T"], max_in_channels=cfg["in_channels"],
+        max_3x3_channels=max(layer.cin for layer in graph if layer.op is Op.CONV3X3),
         max_classes=_groups(cfg["num_classes"], p) * p,
     )
 
@@ -162,14 +166,74 @@ def _th_list(qm: QuantizedModel, domain: str, channels: int) -> list[int]:
     return list(th) if isinstance(th, list) else [int(th)] * channels
 
 
+#: Descriptor ``kind`` of each synaptic op, and ``post`` of each way a layer's output leaves it.
+_KIND = {Op.PIXEL_CONV: "pixel3x3", Op.CONV3X3: "3x3", Op.CONV1X1: "1x1", Op.LINEAR: "1x1"}
+_SHORTCUT_POST = {Shortcut.WRITE: "U_WRITE", Shortcut.ADD: "U_ADD", Shortcut.MAXPOOL: "U_MAXPOOL"}
+
+
+@dataclass
+class _Step:
+    """One program step: a layer, or a group of layers run together (their spikes side by side)."""
+
+    name: str
+    layers: list[Layer]
+
+    @property
+    def first(self) -> Layer:
+        return self.layers[0]
+
+    def spikes_out(self) -> bool:
+        """Its output is a spike map in the spike buffer."""
+        return self.first.neurons is not None or self.first.op is Op.OR_POOL
+
+
+def _steps(graph: LayerGraph) -> list[_Step]:
+    steps: list[_Step] = []
+    for layer in graph:
+        if layer.group is not None and steps and steps[-1].first.group == layer.group:
+            steps[-1].layers.append(layer)
+        else:
+            steps.append(_Step(layer.group or layer.name, [layer]))
+    return steps
+
+
+def place_spike_maps(graph: LayerGraph) -> tuple[dict[str, int], int]:
+    """The spike buffer's layout: each step's output spike map at a base row (rows are
+    position-major, time-minor: ``base + position * T + t``), first fit over the maps live at the
+    same time (a map lives from the step that writes it to the last step that reads it; a group's
+    layers share one map). Returns ``({step or layer name: base}, rows used)``."""
+    steps = _steps(graph)
+    alias = {layer.name: st.name for st in steps for layer in st.layers}
+    first, last, rows = {}, {}, {}
+    for i, st in enumerate(steps):
+        for layer in st.layers:
+            for src in layer.inputs:
+                if src in first:
+                    last[alias[src]] = i
+        if st.spikes_out():
+            first[st.name] = last[st.name] = i
+            rows[st.name] = st.first.out_height * st.first.out_width * graph.T
+    placed: dict[str, int] = {}
+    for name in first:                       # in the order they are written
+        busy = sorted((placed[o], placed[o] + rows[o]) for o in placed
+                      if first[o] <= last[name] and first[name] <= last[o])
+        base = 0
+        for lo, hi in busy:
+            if base + rows[name] <= lo:
+                break
+            base = max(base, hi)
+        placed[name] = base
+    bases = {**placed, **{layer: placed[st] for layer, st in alias.items() if st in placed}}
+    return bases, max((placed[n] + rows[n] for n in placed), default=0)
+
+
 def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
-    """Compile ``qm`` for ``hw``; raises :class:`CapacityError` naming the first layer that does not fit."""
-    cfg, w, p = qm.config, qm.weights, hw.lanes
+    """Compile ``qm`` for ``hw``: one descriptor per step of its layer graph; raises
+    :class:`CapacityError` naming the first layer that does not fit."""
+    cfg, p = qm.config, hw.lanes
+    graph = layer_graph(cfg)
     b = _Builder(qm, hw)
-    T, c, ci = cfg["T"], cfg["embed_dims"], cfg["in_channels"]
-    h, wd = cfg["img_size_h"], cfg["img_size_w"]
-    stat = cfg["pooling_stat"]
-    hidden = int(c * cfg["mlp_ratios"])
+    T, c = graph.T, graph.u_channels
     model = "model"
     # widths and global capacities ------------------------------------------------------------
     for knob, have in (("weight_bits", qm.w_bits), ("acc_bits", qm.widths["acc_bits"]),
@@ -178,117 +242,44 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
                        ("logit_bits", qm.widths["logit_bits"]), ("pixel_bits", qm.pixel_bits)):
         b.need(model, f"needs {knob} of", have, getattr(hw, knob), knob)
     b.need(model, "time steps", T, hw.max_steps, "max_steps")
-    b.need("sps.conv0", "image height", h, hw.max_height, "max_height")
-    b.need("sps.conv0", "image width", wd, hw.max_width, "max_width")
-    b.need("sps.conv0", "input channels", ci, hw.max_in_channels, "max_in_channels")
+    entry = graph.layers[0]
+    b.need(entry.name, "image height", entry.height, hw.max_height, "max_height")
+    b.need(entry.name, "image width", entry.width, hw.max_width, "max_width")
+    b.need(entry.name, "input channels", entry.cin, hw.max_in_channels, "max_in_channels")
     b.need(model, "embedding channels", _groups(c, p) * p, hw.max_embed, "max_embed")
-    b.need(model, "classes", cfg["num_classes"], hw.max_classes, "max_classes")
+    b.need(model, "classes", sum(layer.cout for layer in graph if layer.logits), hw.max_classes, "max_classes")
     if qm.shift != 1:
         raise CapacityError(f"{model}: LIF leak shift {qm.shift} (tau = 2**shift); the hardware's LIFs use shift 1")
     gc = _groups(c, p)
-
-    def pooled(hh, ww):
-        return (hh - 1) // 2 + 1, (ww - 1) // 2 + 1
-
-    # SPS maps: stage i runs on maps[i]; a "1" in pooling_stat halves the map after the stage.
-    maps = [(h, wd)]
-    for i in range(3):
-        maps.append(pooled(*maps[-1]) if stat[i] == "1" else maps[-1])
-    ht, wt = pooled(*maps[3]) if stat[3] == "1" else maps[3]
-    # spike-buffer regions (rows are position-major, time-minor: row = base + pos * T + t)
-    hwt = h * wd * T
-    n_tok = ht * wt
-    assert n_tok == config_tokens(cfg)
-    sps_a, sps_b = 0, hwt
-    ntt = n_tok * T
-    reg_c, reg_d, reg_e, reg_f, reg_g = 0, ntt, 2 * ntt, 3 * ntt, 4 * ntt
-    spike_rows = max(2 * hwt, 4 * ntt + T)
-    u_rows = ntt * gc
-
-    def conv(name, kind, cin, cout, in_base, height, width, post, out_base=0, th_domain=None, out_h=1, out_w=1,
-             steps=T, cout_pad=None, cols=None, bias=None, thresholds=None):
-        wt_ = w[f"{name}.weight"] if cols is None else cols
-        if kind != "1x1":
-            b.need(name, "3x3 input channels", cin, hw.max_3x3_channels if kind == "3x3" else hw.max_in_channels,
-                   "max_3x3_channels" if kind == "3x3" else "max_in_channels")
-            cols_ = wt_.permute(0, 2, 3, 1).reshape(wt_.shape[0], 9 * cin)  # column tap * cin + c
-        else:
-            cols_ = wt_
-        b.need(name, "input channels", cin, hw.max_channels, "max_channels")
-        b.need(name, "output channels", cout if cout_pad is None else cout_pad, hw.max_channels, "max_channels")
-        b.need(name, "map height", height, hw.max_height, "max_height")
-        b.need(name, "map width", width, hw.max_width, "max_width")
-        wbase, ncol, bbase, g = b.place_weights(name, cols_, w[f"{name}.bias"] if bias is None else bias, cout_pad)
-        d = Descriptor(name=name, op=OPS["CONV"], kind=KINDS[kind], post=POSTS[post], height=height, width=width,
-                       steps=steps, cin=cin, groups=g, cout=cout, weight_base=wbase, n_columns=ncol,
-                       bias_base=bbase, weight_shift=qm.weight_shifts.get(name, 0), in_base=in_base,
-                       out_base=out_base, row_stride=width * steps, u_pos_stride=T * gc,
-                       u_row_stride=out_w * T * gc, out_height=out_h, out_width=out_w,
-                       repeat=T if kind == "pixel3x3" else 1, u_groups=gc)
-        if post == "LIF":
-            ths = thresholds if thresholds is not None else _th_list(qm, th_domain, cout)
-            d.th_base = b.place_thresholds(name, ths, g)
-        b.program.append(d)
-        return d
-
-    def lif_u(name, out_base):
-        d = Descriptor(name=name, op=OPS["LIF_U"], height=ht, width=wt, steps=T, cin=c, groups=gc, cout=c,
-                       out_base=out_base, u_pos_stride=T * gc, u_groups=gc)
-        d.th_base = b.place_thresholds(name, _th_list(qm, "u", c), gc)
-        b.program.append(d)
-
-    sps = [c // 8, c // 4, c // 2, c]
-    cur, other = sps_a, sps_b     # the region holding the current stage's input, and the free one
-    for i in range(3):
-        mh, mw = maps[i]
-        if i == 0:
-            conv("sps.conv0", "pixel3x3", ci, sps[0], 0, mh, mw, "LIF", cur, "sps.lif0", steps=1)
-        else:
-            conv(f"sps.conv{i}", "3x3", sps[i - 1], sps[i], cur, mh, mw, "LIF", other, f"sps.lif{i}")
-            cur, other = other, cur
-        if stat[i] == "1":
-            ph, pw = maps[i + 1]
-            b.program.append(Descriptor(name=f"sps.pool{i}", op=OPS["POOL_OR"], height=mh, width=mw, steps=T,
-                                        cin=sps[i], cout=sps[i], in_base=cur, out_base=other, row_stride=mw * T,
-                                        out_height=ph, out_width=pw))
-            cur, other = other, cur
-    conv("sps.conv3", "3x3", sps[2], c, cur, *maps[3], "U_MAXPOOL" if stat[3] == "1" else "U_WRITE",
-         out_h=ht, out_w=wt)
-    lif_u("sps.lif3", reg_c)
-    conv("sps.rpe", "3x3", c, c, reg_c, ht, wt, "U_ADD")
-    for i in range(cfg["depths"]):
-        pre = f"block.{i}"
-        lif_u(f"{pre}.attn.shortcut_lif", reg_c)
-        # Q, K and V as one layer: output channels [Q | K | V], each padded to whole groups.
-        cols = torch.zeros(3 * gc * p, c, dtype=torch.int64)
-        bias = torch.zeros(3 * gc * p, dtype=torch.int64)
-        _, hi = signed_range(hw.v_bits)
-        ths = [hi] * (3 * gc * p)
-        for k, n in enumerate(("q", "k", "v")):
-            lay = f"{pre}.attn.{n}"
-            cols[k * gc * p:k * gc * p + c] = w[f"{lay}.weight"]
-            bias[k * gc * p:k * gc * p + c] = w[f"{lay}.bias"]
-            ths[k * gc * p:k * gc * p + c] = _th_list(qm, lay, c)
-            if qm.weight_shifts.get(lay, 0):
-                raise CapacityError(f"layer {lay}: a weight shift on Q/K/V is not supported")
-        # cout counts the real channels (the SOP counter adds it per event); cout_pad sizes the groups.
-        conv(f"{pre}.attn.qkv", "1x1", c, 3 * c, reg_c, ht, wt, "LIF", reg_d, cout_pad=3 * gc * p, cols=cols,
-             bias=bias, thresholds=ths)
-        b.program.append(Descriptor(name=f"{pre}.attn.sdsa", op=OPS["SDSA"], height=ht, width=wt, steps=T, cin=c,
-                                    groups=gc, cout=c, in_base=reg_d, out_base=reg_e, u_groups=gc))
-        conv(f"{pre}.attn.proj", "1x1", c, c, reg_e, ht, wt, "U_ADD")
-        lif_u(f"{pre}.mlp.fc1_lif", reg_c)
-        conv(f"{pre}.mlp.fc1", "1x1", c, hidden, reg_c, ht, wt, "LIF", reg_f, f"{pre}.mlp.hidden")
-        conv(f"{pre}.mlp.fc2", "1x1", hidden, c, reg_f, ht, wt, "U_ADD")
-    gap = Descriptor(name="head.gap_lif", op=OPS["GAP"], height=ht, width=wt, steps=T, cin=c, groups=gc, cout=c,
-                     out_base=reg_g, u_pos_stride=T * gc, u_groups=gc)
-    gap.th_base = b.place_thresholds(gap.name, _th_list(qm, "head.lif", c), gc)
-    b.program.append(gap)
-    conv("head", "1x1", c, cfg["num_classes"], reg_g, 1, 1, "LOGITS")
+    base, spike_rows = place_spike_maps(graph)
+    u = dict(u_pos_stride=T * gc, u_groups=gc)    # the residual stream's layout (rows: position, t, group)
+    for step in _steps(graph):
+        layer = step.first
+        in_base = base.get(layer.inputs[0], 0) if layer.inputs else 0
+        out_base = base.get(step.name, 0)
+        if layer.synaptic:
+            b.program.append(_conv(b, step, in_base, out_base, T, gc))
+        elif layer.op is Op.OR_POOL:
+            b.program.append(Descriptor(name=layer.name, op=OPS["POOL_OR"], height=layer.height, width=layer.width,
+                                        steps=T, cin=layer.cin, cout=layer.cout, in_base=in_base, out_base=out_base,
+                                        row_stride=layer.width * T, out_height=layer.out_height,
+                                        out_width=layer.out_width))
+        elif layer.op is Op.SDSA:
+            if _steps_of(graph, layer.inputs) != 1:   # the SDSA unit reads Q, K and V side by side in a row
+                raise CapacityError(f"layer {layer.name}: Q, K and V must be one group of layers (one spike map)")
+            b.program.append(Descriptor(name=layer.name, op=OPS["SDSA"], height=layer.height, width=layer.width,
+                                        steps=T, cin=layer.cin, groups=gc, cout=layer.cout, in_base=in_base,
+                                        out_base=out_base, u_groups=gc))
+        else:   # Op.LIF_U, Op.GAP: LIFs of U (a GAP's of its token sum)
+            op = "LIF_U" if layer.op is Op.LIF_U else "GAP"
+            d = Descriptor(name=layer.name, op=OPS[op], height=layer.height, width=layer.width, steps=T, cin=c,
+                           groups=gc, cout=c, out_base=out_base, **u)
+            d.th_base = b.place_thresholds(layer.name, _th_list(qm, layer.neurons.domain, c), gc)
+            b.program.append(d)
     b.program.append(Descriptor(name="end", op=OPS["END"]))
 
     used = {"weight_rows": b.w_next, "bias_rows": b.b_next, "threshold_rows": b.t_next, "spike_rows": spike_rows,
-            "u_rows": u_rows, "program_rows": len(b.program)}
+            "u_rows": graph.tokens * T * gc, "program_rows": len(b.program)}
     for key, value in used.items():
         b.need(model, key.replace("_", " "), value, getattr(hw, key), key)
     for d in b.program:
@@ -303,9 +294,71 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
         "pixel_max": qm.pixel_max,
         "capacities_used": used,
         "layers": [d.name for d in b.program],
-        "domains": sorted(lif_domains(cfg["depths"])),
+        "domains": sorted(graph.domains()),
     }
     return Compiled(hw, b.program, b.weights, b.biases, b.thresholds, manifest)
+
+
+def _steps_of(graph: LayerGraph, names) -> int:
+    """How many program steps the layers ``names`` run in."""
+    return len({st.name for st in _steps(graph) for layer in st.layers if layer.name in names})
+
+
+def _conv(b: _Builder, step: _Step, in_base: int, out_base: int, T: int, gc: int) -> Descriptor:
+    """The CONV descriptor of a synaptic step (its weights, biases and thresholds placed)."""
+    qm, hw, p = b.qm, b.hw, b.p
+    layer, name = step.first, step.name
+    kind = _KIND[layer.op]
+    cin = layer.cin
+    if layer.neurons is not None:
+        post = "LIF"
+    elif layer.shortcut is not None:
+        post = _SHORTCUT_POST[layer.shortcut]
+    else:
+        post = "LOGITS"
+    if len(step.layers) == 1:
+        wt_, bias = qm.weights[f"{name}.weight"], qm.weights[f"{name}.bias"]
+        cout, cout_pad = layer.cout, None
+        ths = _th_list(qm, layer.neurons.domain, cout) if post == "LIF" else None
+    else:
+        # a group: output channels side by side, each layer's padded to whole lane groups
+        pads = [_groups(m.cout, p) * p for m in step.layers]
+        cout, cout_pad = sum(m.cout for m in step.layers), sum(pads)
+        wt_ = torch.zeros(cout_pad, cin, dtype=torch.int64)
+        bias = torch.zeros(cout_pad, dtype=torch.int64)
+        ths = [signed_range(hw.v_bits)[1]] * cout_pad
+        off = 0
+        for m, pad in zip(step.layers, pads):
+            wt_[off:off + m.cout] = qm.weights[f"{m.name}.weight"]
+            bias[off:off + m.cout] = qm.weights[f"{m.name}.bias"]
+            ths[off:off + m.cout] = _th_list(qm, m.neurons.domain, m.cout)
+            if qm.weight_shifts.get(m.name, 0):
+                raise CapacityError(f"layer {m.name}: a weight shift on Q/K/V is not supported")
+            off += pad
+    if kind != "1x1":
+        three = kind == "3x3"
+        b.need(name, "3x3 input channels", cin, hw.max_3x3_channels if three else hw.max_in_channels,
+               "max_3x3_channels" if three else "max_in_channels")
+        cols = wt_.permute(0, 2, 3, 1).reshape(wt_.shape[0], 9 * cin)  # column tap * cin + c
+    else:
+        cols = wt_
+    b.need(name, "input channels", cin, hw.max_channels, "max_channels")
+    b.need(name, "output channels", cout if cout_pad is None else cout_pad, hw.max_channels, "max_channels")
+    b.need(name, "map height", layer.height, hw.max_height, "max_height")
+    b.need(name, "map width", layer.width, hw.max_width, "max_width")
+    wbase, ncol, bbase, g = b.place_weights(name, cols, bias, cout_pad)
+    # the output map's size matters where the post-op writes U (a max-pool shrinks it)
+    out_h, out_w = (layer.out_height, layer.out_width) if post in ("U_WRITE", "U_MAXPOOL") else (1, 1)
+    steps = 1 if layer.op is Op.PIXEL_CONV else T
+    d = Descriptor(name=name, op=OPS["CONV"], kind=KINDS[kind], post=POSTS[post], height=layer.height,
+                   width=layer.width, steps=steps, cin=cin, groups=g, cout=cout, weight_base=wbase, n_columns=ncol,
+                   bias_base=bbase, weight_shift=qm.weight_shifts.get(name, 0), in_base=in_base,
+                   out_base=out_base if post == "LIF" else 0, row_stride=layer.width * steps,
+                   u_pos_stride=T * gc, u_row_stride=out_w * T * gc, out_height=out_h, out_width=out_w,
+                   repeat=T if layer.op is Op.PIXEL_CONV else 1, u_groups=gc)
+    if post == "LIF":
+        d.th_base = b.place_thresholds(name, ths, g)
+    return d
 
 
 def pixel_rows(hw: HardwareConfig, pixels: torch.Tensor) -> list[tuple[int, int]]:
@@ -360,7 +413,7 @@ def compiled_files(compiled: Compiled) -> dict[str, bytes]:
 
 def save_compiled(compiled: Compiled, out_dir, extra: dict[str, bytes] | None = None) -> dict[str, Path]:
     """Write :func:`compiled_files` (and ``extra`` files, e.g. the accelerator's Verilog) into
-    ``out_dir``, all or none (:func:`~spikeforge.model.files.write_folder`). Returns the paths by
+    ``out_dir``, all or none (:func:`~spikeforge.common.files.write_folder`). Returns the paths by
     image key (``program``, ``weights``, ...), ``manifest`` and each extra file's name."""
     written = write_folder(out_dir, {**compiled_files(compiled), **(extra or {})})
     keys = {name: key for key, name in IMAGE_FILES.items()} | {MANIFEST: "manifest"}

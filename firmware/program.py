@@ -16,6 +16,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+# The integer contract's bounds: the largest ``weight_shift`` of a CONV (the accumulator's shifter; the
+# quantizer caps shifts at it) and the widest datapath width.
+from spikeforge.model.limits import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
+
 __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
            "field_bits", "field_max", "field_overflows", "FIELD_LIMITS",
@@ -39,8 +43,6 @@ OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4, "POOL_OR": 5}
 KINDS = {"1x1": 0, "3x3": 1, "pixel3x3": 2}
 #: ``post``: what happens to each group of P accumulator sums (or U values, token sums).
 POSTS = {"LIF": 0, "U_WRITE": 1, "U_ADD": 2, "U_MAXPOOL": 3, "LOGITS": 4}
-#: Largest ``weight_shift`` of a CONV (the accumulator's shifter; the quantizer caps shifts at it).
-MAX_WEIGHT_SHIFT = 16
 #: Memory spaces of the accelerator's write port (``space`` field of a write).
 SPACES = {"program": 0, "weights": 1, "biases": 2, "thresholds": 3, "pixels": 4}
 #: Largest 32-bit word: a descriptor field, and a build's clock (Hz) and baud as HELLO reports them.
@@ -76,10 +78,6 @@ def ceil_log2(n: int) -> int:
 #: Lanes P: the accelerator is generated for 1..64 lanes (README). P is a power of two: it divides
 #: ``max_channels`` (a power of two, a spike-buffer row), and a row holds ``max_channels // P`` groups.
 MAX_LANES = 64
-#: Widest value of any datapath width (weights, accumulators and biases, U, membranes and
-#: thresholds, token sums, logits, pixels): the golden model and the simulators compute in
-#: ``torch.int64``, which still holds the sum of two 63-bit values.
-MAX_WIDTH_BITS = 63
 #: Widest spike-buffer row (``max_channels`` bits) and so the most channels of any layer (Q, K and V
 #: together), of U (``max_embed``), of a 3x3 layer's or the image's input, of the classes (the head
 #: is a layer) and of ``spike_row_words``: 4096 holds an embedding of 1024 (Q/K/V together: 3072

@@ -1,4 +1,4 @@
-"""Amaranth gateware of the accelerator (see ``../shared/ARCHITECTURE.md`` section 4).
+"""Amaranth gateware of the accelerator (``docs/architecture.md``, ``docs/engines.md``).
 
 Engines, each a :class:`amaranth.lib.wiring.Component` with :mod:`amaranth.lib.stream` ports
 (valid/ready back-pressure) and equal to a :mod:`spikeforge.model.golden` op function:

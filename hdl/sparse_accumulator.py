@@ -197,7 +197,7 @@ class SparseAccumulator(wiring.Component):
         c = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "group": self.group_bits}))
         # the pipeline moves; low only while a vector's final sum waits for the output register, or
         # while a weight or bias write takes its memory (no read collides with a write: see
-        # ``spikeforge.hdl.boards.COLLISION_FREE``)
+        # ``spikeforge.toolchain.boards.COLLISION_FREE``)
         advance = Signal()
         m.d.comb += advance.eq(~(c.valid & c.last & self.result.valid & ~self.result.ready)
                                & ~self.weight_write.valid & ~self.bias_write.valid)

@@ -153,7 +153,7 @@ class _EpochProgress:
 def cmd_train(args) -> int:
     from spikeforge.model.checkpoint import save_checkpoint
     from spikeforge.model.configs import get_config
-    from spikeforge.model.files import check_output_file
+    from spikeforge.common.files import check_output_file
     from spikeforge.model.train import TrainConfig, train
 
     get_config(args.config)  # unknown names fail before any work
@@ -189,7 +189,7 @@ def _is_qmodel(path: Path) -> bool:
 
 
 def _load_qmodel(path: Path):
-    from spikeforge.model.files import not_a_file
+    from spikeforge.common.files import not_a_file
     from spikeforge.model.qfile import load_qmodel
 
     if not path.is_file():
@@ -245,7 +245,7 @@ def cmd_quantize(args) -> int:
     from spikeforge.model.data import PIXEL_MAX, load_digits_split
     from spikeforge.model.qfile import save_qmodel
     from spikeforge.model.quantize import WIDTH_FIELDS, quantize
-    from spikeforge.model.files import check_output_file
+    from spikeforge.common.files import check_output_file
     from spikeforge.model.train import predict
 
     check_output_file(args.out)
@@ -336,8 +336,8 @@ def _block_params(args) -> dict[str, int]:
 
 def cmd_generate(args) -> int:
     from spikeforge.hdl import BLOCKS, block_parameters
-    from spikeforge.hdl.export import generate_block, synthesize
-    from spikeforge.model.files import check_output_folder
+    from spikeforge.toolchain.export import generate_block, synthesize
+    from spikeforge.common.files import check_output_folder
 
     if args.list:
         table = Table(title="hardware blocks (spikeforge generate --block NAME)")
@@ -397,8 +397,8 @@ def _compile(qm, args):
 def _generate_accelerator(args) -> int:
     from spikeforge.firmware.compiler import save_compiled
     from spikeforge.hdl.accelerator import Accelerator
-    from spikeforge.hdl.export import verilog_text
-    from spikeforge.model.files import check_output_folder
+    from spikeforge.toolchain.export import verilog_text
+    from spikeforge.common.files import check_output_folder
 
     if not args.out:
         raise UsageError("generate QMODEL needs --out DIR")
@@ -413,7 +413,7 @@ def _generate_accelerator(args) -> int:
               "hardware": compiled.hardware.as_dict(), "hardware_hash": compiled.manifest["hardware_hash"],
               "capacities_used": compiled.manifest["capacities_used"]}
     if args.synth:
-        from spikeforge.hdl.export import synthesize_component
+        from spikeforge.toolchain.export import synthesize_component
 
         _err.print("synthesising for ECP5 with Yosys (about a minute) ...")
         result["ecp5_cells"] = synthesize_component(Accelerator(compiled.hardware), "accelerator")
@@ -432,11 +432,11 @@ def _generate_accelerator(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from spikeforge.hdl.boards import board_hardware, get_board
+    from spikeforge.toolchain.boards import board_hardware, get_board
     from rich.markup import escape
 
-    from spikeforge.hdl.build import build_board
-    from spikeforge.model.files import check_output_folder
+    from spikeforge.toolchain.build import build_board
+    from spikeforge.common.files import check_output_folder
 
     board = get_board(args.board)
     if args.out is None:
@@ -455,7 +455,7 @@ def cmd_build(args) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        from spikeforge.hdl.build import summary
+        from spikeforge.toolchain.build import summary
         _out().print(summary(report), markup=False, highlight=False, end="")
     # exit 1: the design does not fit (--synth-only), or the bitstream misses timing at its clock
     return 1 if report.get("fits") is False or report.get("timing_met") is False else 0
@@ -805,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_generate)
 
-    from spikeforge.hdl.boards import BOARDS
+    from spikeforge.toolchain.boards import BOARDS
 
     s = sub.add_parser("build", help="build the accelerator for a board: Verilog, bitstream, resource and timing report")
     s.add_argument("--board", required=True, metavar="NAME", help=f"board: {', '.join(BOARDS)}")
@@ -874,8 +874,8 @@ def _error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        from spikeforge.hdl.build import BoardBuildError
-        from spikeforge.hdl.export import SynthesisError
+        from spikeforge.toolchain.build import BoardBuildError
+        from spikeforge.toolchain.export import SynthesisError
         from spikeforge.model.checkpoint import CheckpointError
         from spikeforge.host.driver import DeviceError, LinkError
         from spikeforge.host.transport import TransportError

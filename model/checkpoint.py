@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .configs import get_config
-from .files import atomic_write_bytes, not_a_file
+from spikeforge.common.files import atomic_write_bytes, not_a_file
 from .sdt import SpikeDrivenTransformer
 
 __all__ = [

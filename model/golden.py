@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .graph import PIXELS, Op, Shortcut, layer_graph
+
 __all__ = [
     "WidthOverflow", "signed_range", "bits_for_range",
     "sparse_accumulate", "conv1x1_accumulate", "conv3x3_accumulate", "pixel_accumulate",
@@ -349,80 +351,72 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
         raise ValueError(f"forward: pixels must be [B, {expect[0]}, {expect[1]}, {expect[2]}], got {list(p.shape)}")
     if p.numel() and (int(p.min()) < 0 or int(p.max()) > qm.pixel_max):
         raise ValueError(f"forward: pixels must be in [0, {qm.pixel_max}], got [{int(p.min())}, {int(p.max())}]")
-    T, W, th, k = cfg["T"], qm.weights, {n: qm.threshold(n) for n in qm.thresholds}, qm.shift
-    wd = qm.widths
-    stat = cfg["pooling_stat"]
+    graph = layer_graph(cfg)
+    th = {n: qm.threshold(n) for n in qm.thresholds}
+    values: dict[str, torch.Tensor] = {PIXELS: p}
+    u = logits = None
+    for layer in graph:
+        if layer.synaptic:
+            acc, rec = _synaptic(qm, layer, values[layer.inputs[0]], graph.T, trace)
+            if layer.neurons is not None:
+                values[layer.name] = _fire(qm, layer, acc, th, rec)
+            elif layer.shortcut is Shortcut.ADD:
+                u = shortcut_add(u, acc, qm.widths["u_bits"])
+            elif layer.shortcut is not None:
+                u = max_pool(acc) if layer.shortcut is Shortcut.MAXPOOL else acc
+            if layer.logits:
+                logits = _check_width(f"{layer.name}: logits summed over T", acc.sum(0), qm.widths["logit_bits"])
+        elif layer.op is Op.OR_POOL:
+            values[layer.name] = or_pool(values[layer.inputs[0]])
+        elif layer.op is Op.LIF_U:
+            values[layer.name] = _fire(qm, layer, u, th)
+        elif layer.op is Op.GAP:
+            values[layer.name] = _fire(qm, layer, token_sum(u), th)
+        elif layer.op is Op.SDSA:
+            q, k, v = (values[n] for n in layer.inputs)
+            out, count, attn = sdsa(q.flatten(-2), k.flatten(-2), v.flatten(-2), shift=qm.shift)  # [T, B, C, N]
+            rec = _record(trace, name=layer.name, kind=layer.op.value, in_events=int(count.sum()),
+                          sops=int(count.sum()))
+            if rec is not None:
+                rec.out_spikes, rec.out_neurons = int(attn.sum()), attn.numel()
+            values[layer.name] = out.reshape(q.shape)
+        else:  # pragma: no cover (every op of the graph is handled above)
+            raise NotImplementedError(f"golden.forward: layer {layer.name}: op {layer.op}")
+    return logits
 
-    def rec(**kw):
-        return trace.add(**kw) if trace is not None else None
 
-    def lif_rec(layer, x, threshold):
-        s = lif(x, threshold, k, wd["v_bits"])
-        if layer is not None:
-            layer.out_spikes, layer.out_neurons = int(s.sum()), s.numel()
-        return s
+def _record(trace: Trace | None, **kw) -> LayerTrace | None:
+    return trace.add(**kw) if trace is not None else None
 
-    def conv3x3_t(name, s):
-        """conv3x3 over [T, B, C, H, W] spikes, with trace counts."""
-        t_, b_ = s.shape[:2]
-        wgt = W[f"{name}.weight"]
-        acc = conv3x3_accumulate(s.flatten(0, 1), wgt, W[f"{name}.bias"], wd["acc_bits"],
-                                 qm.weight_shifts.get(name, 0))
-        fan = _fanout3x3(*s.shape[-2:])
-        layer = rec(name=name, kind="conv3x3", in_events=int(s.sum()),
-                    sops=int((s * fan).sum()) * wgt.shape[0])
-        return acc.reshape(t_, b_, *acc.shape[1:]), layer
 
-    def conv1x1_t(name, s):
-        wgt = W[f"{name}.weight"]
-        acc = conv1x1_accumulate(s, wgt, W[f"{name}.bias"], wd["acc_bits"], qm.weight_shifts.get(name, 0))
-        layer = rec(name=name, kind="conv1x1", in_events=int(s.sum()), sops=int(s.sum()) * wgt.shape[0])
-        return acc, layer
+def _fire(qm, layer, x: torch.Tensor, th: dict, rec: LayerTrace | None = None) -> torch.Tensor:
+    """The spikes of ``layer``'s neurons for input ``x`` (recorded in the layer's trace entry, if any)."""
+    s = lif(x, th[layer.neurons.domain], qm.shift, qm.widths[layer.neurons.width])
+    if rec is not None:
+        rec.out_spikes, rec.out_neurons = int(s.sum()), s.numel()
+    return s
 
-    # --- MS_SPS stage 0: real-valued pixels, bit-plane accumulation, computed once for all T.
-    w0 = W["sps.conv0.weight"]
-    acc0 = pixel_accumulate(p, w0, W["sps.conv0.bias"], qm.pixel_bits, wd["acc_bits"])
-    layer = rec(name="sps.conv0", kind="pixel_conv3x3", in_events=int((p != 0).sum()),
-                macs=int(_fanout3x3(*p.shape[-2:]).sum()) * p.shape[0] * p.shape[1] * w0.shape[0])
-    s = lif_rec(layer, acc0.unsqueeze(0).expand(T, *acc0.shape), th["sps.lif0"])
-    if stat[0] == "1":
-        s = or_pool(s)
-    for i in (1, 2):
-        acc, layer = conv3x3_t(f"sps.conv{i}", s)
-        s = lif_rec(layer, acc, th[f"sps.lif{i}"])
-        if stat[i] == "1":
-            s = or_pool(s)
-    acc, _ = conv3x3_t("sps.conv3", s)
-    x_feat = max_pool(acc) if stat[3] == "1" else acc
-    s = lif(x_feat, th["u"], k, wd["v_bits"])
-    rpe, _ = conv3x3_t("sps.rpe", s)
-    u = shortcut_add(x_feat, rpe, wd["u_bits"])
 
-    # --- encoder blocks
-    for i in range(cfg["depths"]):
-        pre = f"block.{i}"
-        s = lif(u, th["u"], k, wd["v_bits"])
-        qkv = []
-        for n in ("q", "k", "v"):
-            acc, layer = conv1x1_t(f"{pre}.attn.{n}", s)
-            qkv.append(lif_rec(layer, acc, th[f"{pre}.attn.{n}"]))
-        out, count, attn = sdsa(*(t.flatten(-2) for t in qkv), shift=k)  # [T, B, C, N]
-        layer = rec(name=f"{pre}.attn.sdsa", kind="sdsa", in_events=int(count.sum()), sops=int(count.sum()))
-        if layer is not None:
-            layer.out_spikes, layer.out_neurons = int(attn.sum()), attn.numel()
-        x = out.reshape(qkv[0].shape)
-        acc, _ = conv1x1_t(f"{pre}.attn.proj", x)
-        u = shortcut_add(u, acc, wd["u_bits"])
-        s = lif(u, th["u"], k, wd["v_bits"])
-        acc, layer = conv1x1_t(f"{pre}.mlp.fc1", s)
-        h = lif_rec(layer, acc, th[f"{pre}.mlp.hidden"])
-        acc, _ = conv1x1_t(f"{pre}.mlp.fc2", h)
-        u = shortcut_add(u, acc, wd["u_bits"])
-
-    # --- head: token sum (GAP) with an N-scaled threshold, LIF, linear, sum over T
-    g = token_sum(u)
-    s = lif(g, th["head.lif"], k, wd["gap_bits"])
-    wh = W["head.weight"]
-    logits_t = sparse_accumulate(s, wh, W["head.bias"], wd["acc_bits"])
-    rec(name="head", kind="linear", in_events=int(s.sum()), sops=int(s.sum()) * wh.shape[0])
-    return _check_width("head: logits summed over T", logits_t.sum(0), wd["logit_bits"])
+def _synaptic(qm, layer, x: torch.Tensor, T: int, trace: Trace | None):
+    """The accumulator sums ``[T, B, C_out, ...]`` of synaptic ``layer`` over input ``x`` (pixels
+    ``[B, C, H, W]``, or spikes ``[T, B, C, H, W]`` / ``[T, B, C]``) and its trace entry."""
+    name, W, acc_bits = layer.name, qm.weights, qm.widths["acc_bits"]
+    wgt, bias, shift = W[f"{name}.weight"], W[f"{name}.bias"], qm.weight_shifts.get(name, 0)
+    kind = layer.op.value
+    if layer.op is Op.PIXEL_CONV:
+        # real-valued pixels, bit-plane accumulation, computed once for all T
+        acc = pixel_accumulate(x, wgt, bias, qm.pixel_bits, acc_bits)
+        rec = _record(trace, name=name, kind=kind, in_events=int((x != 0).sum()),
+                      macs=int(_fanout3x3(*x.shape[-2:]).sum()) * x.shape[0] * x.shape[1] * wgt.shape[0])
+        return acc.unsqueeze(0).expand(T, *acc.shape), rec
+    if layer.op is Op.CONV3X3:
+        t_, b_ = x.shape[:2]
+        acc = conv3x3_accumulate(x.flatten(0, 1), wgt, bias, acc_bits, shift)
+        rec = _record(trace, name=name, kind=kind, in_events=int(x.sum()),
+                      sops=int((x * _fanout3x3(*x.shape[-2:])).sum()) * wgt.shape[0])
+        return acc.reshape(t_, b_, *acc.shape[1:]), rec
+    if layer.op is Op.CONV1X1:
+        acc = conv1x1_accumulate(x, wgt, bias, acc_bits, shift)
+    else:   # Op.LINEAR
+        acc = sparse_accumulate(x, wgt, bias, acc_bits, shift)
+    return acc, _record(trace, name=name, kind=kind, in_events=int(x.sum()), sops=int(x.sum()) * wgt.shape[0])

@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import atomic_write_bytes, not_a_file
+from spikeforge.common.files import atomic_write_bytes, not_a_file
 from .golden import signed_range
-from .quantize import (MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS, WIDTH_FIELDS, QuantizationError, QuantizedModel,
-                       check_widths, config_tokens, lif_domains, residual_branches)
+from .graph import U_DOMAIN, Op, layer_graph
+from .limits import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
+from .quantize import WIDTH_FIELDS, QuantizationError, QuantizedModel, check_widths
 
 __all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "MAGIC", "QModelFileError", "save_qmodel", "load_qmodel",
            "expected_shapes", "check_config", "implied_bytes_per_image", "Limit", "CONFIG_LIMITS", "PARAM_LIMITS",
@@ -184,23 +185,7 @@ def _object(source, header: dict, name: str, kind: type = dict):
 
 def _largest_tensor(config: dict) -> tuple[int, str]:
     """(elements, description) of the largest int64 tensor :func:`golden.forward` builds for one image."""
-    T, d, classes = config["T"], config["embed_dims"], config["num_classes"]
-    hidden = int(d * config["mlp_ratios"])
-    h, w = config["img_size_h"], config["img_size_w"]
-    chans = [config["in_channels"], d // 8, d // 4, d // 2, d]
-    # sps.conv0 works on one bit-plane at a time, once for all T steps; its LIF then runs over T.
-    sizes = [(9 * chans[0] * h * w, f"sps.conv0's 3x3 im2col [{h}, {w}, {9 * chans[0]}]")]
-    for i, pooled in enumerate(config["pooling_stat"]):
-        if i:
-            sizes.append((T * 9 * chans[i] * h * w, f"sps.conv{i}'s 3x3 im2col [{T}, {h}, {w}, {9 * chans[i]}]"))
-        sizes.append((T * chans[i + 1] * h * w, f"sps.conv{i}'s output [{T}, {chans[i + 1]}, {h}, {w}]"))
-        if pooled == "1":
-            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-    n = h * w
-    sizes += [(T * 9 * d * n, f"sps.rpe's 3x3 im2col [{T}, {n}, {9 * d}]"),
-              (T * max(d, hidden) * n, f"an encoder layer's output [{T}, {max(d, hidden)}, {n}]"),
-              (T * classes, f"the head's output [{T}, {classes}]")]
-    return max(sizes)
+    return layer_graph(config).largest_tensor()
 
 
 def implied_bytes_per_image(config: dict) -> int:
@@ -233,29 +218,7 @@ def check_config(config, source="config") -> None:
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Shape of every integer tensor a quantized model of ``config`` must have."""
-    d, hidden = config["embed_dims"], int(config["embed_dims"] * config["mlp_ratios"])
-    chans = [config["in_channels"], d // 8, d // 4, d // 2, d]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for i in range(4):
-        shapes[f"sps.conv{i}.weight"] = (chans[i + 1], chans[i], 3, 3)
-        shapes[f"sps.conv{i}.bias"] = (chans[i + 1],)
-    shapes["sps.rpe.weight"], shapes["sps.rpe.bias"] = (d, d, 3, 3), (d,)
-    for i in range(config["depths"]):
-        for n in ("q", "k", "v", "proj"):
-            shapes[f"block.{i}.attn.{n}.weight"], shapes[f"block.{i}.attn.{n}.bias"] = (d, d), (d,)
-        shapes[f"block.{i}.mlp.fc1.weight"], shapes[f"block.{i}.mlp.fc1.bias"] = (hidden, d), (hidden,)
-        shapes[f"block.{i}.mlp.fc2.weight"], shapes[f"block.{i}.mlp.fc2.bias"] = (d, hidden), (d,)
-    shapes["head.weight"], shapes["head.bias"] = (config["num_classes"], d), (config["num_classes"],)
-    return shapes
-
-
-def _threshold_channels(config: dict) -> dict[str, int]:
-    """LIF threshold name -> its channel count (the output channels of the layers feeding it)."""
-    shapes = expected_shapes(config)
-    chans = {dom: shapes[f"{layers[0]}.weight"][0] for dom, layers in lif_domains(config["depths"]).items()
-             if dom != "head"}
-    chans["head.lif"] = chans["u"]  # the head LIF integrates the token sum of U
-    return chans
+    return layer_graph(config).weight_shapes()
 
 
 def save_qmodel(qm: QuantizedModel, path: str | os.PathLike) -> Path:
@@ -415,13 +378,18 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
             raise QModelFileError(f"{path}: tensor {name}: values [{int(t.min())}, {int(t.max())}] "
                                   f"do not fit w_bits={w_bits}")
 
-    channels_of = _threshold_channels(config)
+    graph = layer_graph(config)
+    channels_of = graph.threshold_channels()
+    neurons = [layer for layer in graph if layer.neurons is not None and layer.neurons.domain is not None]
+    widths_of = {layer.neurons.domain: layer.neurons.width for layer in neurons}
+    # neurons reading U (its LIFs, the token sum's) share one threshold: U has one scale
+    shared = {layer.neurons.domain for layer in neurons if layer.op in (Op.LIF_U, Op.GAP)}
     for name in thresholds:
         if name not in channels_of:
             raise QModelFileError(f"{path}: threshold {_show(name)} is not part of a model with this config")
     for name, channels in channels_of.items():
         th = thresholds.get(name)
-        values = th if isinstance(th, list) and name not in ("u", "head.lif") else [th]
+        values = th if isinstance(th, list) and name not in shared else [th]
         if isinstance(th, list) and len(th) != channels:
             raise QModelFileError(f"{path}: threshold {name!r} has {len(th)} per-channel values, expected {channels}")
         if not values or not all(_is_int(v) and v >= 1 for v in values):
@@ -429,19 +397,21 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
                                   f"(or a list of {channels} of them)")
         # The membrane holds the threshold: v_bits (the head LIF's, gap_bits), as in the golden model;
         # the hardware stores every threshold in v_bits two's complement (firmware.compiler._needs).
-        width = "gap_bits" if name == "head.lif" else "v_bits"
+        width = widths_of[name]
         hi = signed_range(widths[width])[1]
         if max(values) > hi:
             raise QModelFileError(f"{path}: threshold {name!r} = {max(values)} does not fit {width}={widths[width]} "
                                   f"(at most {hi})")
-    shiftable = residual_branches(config["depths"])
+    shiftable = graph.residual_branches()
     for name, wshift in weight_shifts.items():
         if name not in shiftable or not _is_int(wshift) or not 0 <= wshift <= MAX_WEIGHT_SHIFT:
             raise QModelFileError(f"{path}: weight_shifts[{_show(name)}] = {_show(wshift)}: only the residual-stream "
                                   f"branches ({', '.join(shiftable)}) take a shift, of 0..{MAX_WEIGHT_SHIFT}")
-    if thresholds["head.lif"] != thresholds["u"] * config_tokens(config):
-        raise QModelFileError(f"{path}: threshold 'head.lif' = {thresholds['head.lif']} is inconsistent: "
-                              f"expected tokens x u = {config_tokens(config)} x {thresholds['u']}")
+    for gap in (layer for layer in graph if layer.op is Op.GAP):
+        name = gap.neurons.domain
+        if thresholds[name] != thresholds[U_DOMAIN] * graph.tokens:
+            raise QModelFileError(f"{path}: threshold {name!r} = {thresholds[name]} is inconsistent: "
+                                  f"expected tokens x u = {graph.tokens} x {thresholds[U_DOMAIN]}")
     _check_scales(path, scales)
     qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=pixel_bits, shift=shift,
                         weights=weights, thresholds=thresholds, widths=widths, weight_shifts=weight_shifts,

@@ -35,18 +35,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-# Largest per-layer weight shift (a branch's weights 2**16 times larger than the finest branch's):
-# the accumulator's shifter, defined once with the program format.
-# Widest design width (MAX_WIDTH_BITS = 63): the golden model computes in int64, and two 63-bit values (a LIF's
-# ``X - V``, a shortcut's ``U + X``) still add without overflow; at 64 bits they would not.
-from spikeforge.firmware.program import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
-
 from .golden import bits_for_range
+from .limits import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
+from .graph import LOGITS_DOMAIN, U_DOMAIN, LayerGraph, Op, Shortcut, layer_graph
 from .sdt import SpikeDrivenTransformer
 
 __all__ = ["QuantizedModel", "QuantizationError", "quantize", "embedded_qmodel", "analyze_widths", "check_widths",
-           "LAYER_NAMES", "WIDTH_FIELDS", "MAX_WIDTH_BITS", "MAX_WEIGHT_SHIFT", "residual_branches", "lif_domains",
-           "config_tokens"]
+           "WIDTH_FIELDS", "MAX_WIDTH_BITS", "MAX_WEIGHT_SHIFT", "config_tokens"]
 
 #: The design widths a quantized model carries (one value each, shared by all layers).
 WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")
@@ -93,16 +88,7 @@ class QuantizedModel:
 
 def config_tokens(config: dict) -> int:
     """Number of tokens N of a model config."""
-    return SpikeDrivenTransformer.tokens_for(config["img_size_h"], config["img_size_w"], config["pooling_stat"])
-
-
-def LAYER_NAMES(depths: int) -> list[str]:  # noqa: N802 (a constant-like function)
-    """Synaptic layers in execution order."""
-    names = ["sps.conv0", "sps.conv1", "sps.conv2", "sps.conv3", "sps.rpe"]
-    for i in range(depths):
-        names += [f"block.{i}.attn.q", f"block.{i}.attn.k", f"block.{i}.attn.v", f"block.{i}.attn.proj",
-                  f"block.{i}.mlp.fc1", f"block.{i}.mlp.fc2"]
-    return names + ["head"]
+    return layer_graph(config).tokens
 
 
 # ------------------------------------------------------------------------------------------ folding
@@ -121,38 +107,16 @@ def _fold(conv: torch.nn.Module, bn: torch.nn.BatchNorm2d | None) -> tuple[torch
     return w, b
 
 
-def _folded_layers(model: SpikeDrivenTransformer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    sps = model.patch_embed
-    layers = {f"sps.conv{i}": _fold(getattr(sps, f"proj_conv{sfx}"), getattr(sps, f"proj_bn{sfx}"))
-              for i, sfx in enumerate(sps.STAGES)}
-    layers["sps.rpe"] = _fold(sps.rpe_conv, sps.rpe_bn)
-    for i, blk in enumerate(model.block):
-        for n in ("q", "k", "v", "proj"):
-            layers[f"block.{i}.attn.{n}"] = _fold(getattr(blk.attn, f"{n}_conv"), getattr(blk.attn, f"{n}_bn"))
-        for n in ("fc1", "fc2"):
-            layers[f"block.{i}.mlp.{n}"] = _fold(getattr(blk.mlp, f"{n}_conv"), getattr(blk.mlp, f"{n}_bn"))
-    layers["head"] = _fold(model.head, None)
-    return layers
+def _folded_layers(model: torch.nn.Module, graph: LayerGraph) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every synaptic layer of ``graph``: its float module (and BatchNorm) of ``model``, folded."""
+    out = {}
+    for layer in graph.synaptic():
+        conv, bn = layer.source
+        out[layer.name] = _fold(model.get_submodule(conv), model.get_submodule(bn) if bn else None)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ quantize
-
-
-def residual_branches(depths: int) -> list[str]:
-    """The layers that add into the residual stream U (the only ones with a weight shift)."""
-    return lif_domains(depths)["u"]
-
-
-def lif_domains(depths: int) -> dict[str, list[str]]:
-    """LIF domain -> the layers whose outputs it integrates (and so share its scale)."""
-    d = {"sps.lif0": ["sps.conv0"], "sps.lif1": ["sps.conv1"], "sps.lif2": ["sps.conv2"],
-         "u": ["sps.conv3", "sps.rpe"], "head": ["head"]}
-    for i in range(depths):
-        for n in ("q", "k", "v"):
-            d[f"block.{i}.attn.{n}"] = [f"block.{i}.attn.{n}"]
-        d["u"] += [f"block.{i}.attn.proj", f"block.{i}.mlp.fc2"]
-        d[f"block.{i}.mlp.hidden"] = [f"block.{i}.mlp.fc1"]
-    return d
 
 
 def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16,
@@ -184,20 +148,23 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
     lif_vth = 1.0
     qmax = (1 << (w_bits - 1)) - 1
 
-    folded = _folded_layers(model)
-    w0, b0 = folded["sps.conv0"]
-    folded["sps.conv0"] = (w0 / pixel_max, b0)  # input normalisation x = p / pixel_max
+    graph = layer_graph(config)
+    folded = _folded_layers(model, graph)
+    for layer in graph.synaptic():
+        if layer.op is Op.PIXEL_CONV:
+            w0, b0 = folded[layer.name]
+            folded[layer.name] = (w0 / pixel_max, b0)  # input normalisation x = p / pixel_max
 
     weights: dict[str, torch.Tensor] = {}
     thresholds: dict[str, int | list[int]] = {}
     shifts: dict[str, int] = {}
     scales: dict[str, float | list[float]] = {}
-    for domain, layers in lif_domains(model.depths).items():
+    for domain, layers in graph.domains().items():
         wmax = {n: folded[n][0].abs().max().item() for n in layers}
         for n, m in wmax.items():
             if m == 0:
                 raise QuantizationError(f"layer {n}: all weights are zero; cannot choose a scale")
-        if len(layers) == 1 and domain != "head":
+        if len(layers) == 1 and domain != LOGITS_DOMAIN:
             # One layer feeds these neurons: a scale (and threshold) per output channel.
             (n,) = layers
             w, b = folded[n]
@@ -224,12 +191,14 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
                 shifts[n] = shift
             weights[f"{n}.weight"] = torch.round(w * (scale / (1 << shift))).to(torch.int64)
             weights[f"{n}.bias"] = torch.round(b * scale).to(torch.int64)
-        if domain != "head":
+        if domain != LOGITS_DOMAIN:
             thresholds[domain] = int(round(lif_vth * scale))
     for domain, th in thresholds.items():
         if min(th if isinstance(th, list) else [th]) < 1:
             raise QuantizationError(f"domain {domain}: a threshold rounds below 1; weights are too large for w_bits")
-    thresholds["head.lif"] = thresholds["u"] * config_tokens(config)
+    for layer in graph:
+        if layer.op is Op.GAP:   # the token sum's LIF: U's threshold times the tokens (GAP without a division)
+            thresholds[layer.neurons.domain] = thresholds[U_DOMAIN] * graph.tokens
 
     qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=int(pixel_max).bit_length(),
                         shift=1, weights=weights, thresholds=thresholds, widths={}, weight_shifts=shifts,
@@ -268,40 +237,37 @@ def analyze_widths(qm: QuantizedModel) -> dict[str, dict[str, dict]]:
     * ``gap_bits``: the token sum and the head LIF's membrane;
     * ``logit_bits``: the head's output summed over T.
     """
-    cfg, W, th = qm.config, qm.weights, qm.thresholds
-    n_tok, T = config_tokens(cfg), cfg["T"]
+    graph = layer_graph(qm.config)
+    W, th, n_tok, T = qm.weights, qm.thresholds, graph.tokens, graph.T
     out: dict[str, dict[str, dict]] = {f: {} for f in WIDTH_FIELDS}
 
     def put(field_, name, lo, hi):
         out[field_][name] = {"range": [int(lo), int(hi)], "bits": bits_for_range(lo, hi)}
 
-    acc = {}
-    for name in LAYER_NAMES(cfg["depths"]):
-        in_max = qm.pixel_max if name == "sps.conv0" else 1
-        w = W[f"{name}.weight"] << qm.weight_shifts.get(name, 0)
-        acc[name] = _acc_range(w, W[f"{name}.bias"], in_max)
-        put("acc_bits", name, *acc[name])
-    for i in range(3):
-        put("v_bits", f"sps.lif{i}", *_lif_range(*acc[f"sps.conv{i}"], th[f"sps.lif{i}"]))
-    u_lo, u_hi = acc["sps.conv3"]
-    put("v_bits", "sps.lif3", *_lif_range(u_lo, u_hi, th["u"]))
-    u_lo, u_hi = u_lo + acc["sps.rpe"][0], u_hi + acc["sps.rpe"][1]
-    put("u_bits", "sps.rpe", u_lo, u_hi)
-    for i in range(cfg["depths"]):
-        pre = f"block.{i}"
-        put("v_bits", f"{pre}.attn.shortcut_lif", *_lif_range(u_lo, u_hi, th["u"]))
-        for n in ("q", "k", "v"):
-            put("v_bits", f"{pre}.attn.{n}_lif", *_lif_range(*acc[f"{pre}.attn.{n}"], th[f"{pre}.attn.{n}"]))
-        put("v_bits", f"{pre}.attn.attn_lif", *_lif_range(0, 2 * n_tok, 1))
-        u_lo, u_hi = u_lo + acc[f"{pre}.attn.proj"][0], u_hi + acc[f"{pre}.attn.proj"][1]
-        put("u_bits", f"{pre}.attn.proj", u_lo, u_hi)
-        put("v_bits", f"{pre}.mlp.fc1_lif", *_lif_range(u_lo, u_hi, th["u"]))
-        put("v_bits", f"{pre}.mlp.fc2_lif", *_lif_range(*acc[f"{pre}.mlp.fc1"], th[f"{pre}.mlp.hidden"]))
-        u_lo, u_hi = u_lo + acc[f"{pre}.mlp.fc2"][0], u_hi + acc[f"{pre}.mlp.fc2"][1]
-        put("u_bits", f"{pre}.mlp.fc2", u_lo, u_hi)
-    g_lo, g_hi = n_tok * u_lo, n_tok * u_hi
-    put("gap_bits", "head.token_sum", *_lif_range(g_lo, g_hi, th["head.lif"]))
-    put("logit_bits", "head", T * acc["head"][0], T * acc["head"][1])
+    u = (0, 0)        # the residual stream's range
+    for layer in graph:
+        name = layer.name
+        if layer.synaptic:
+            in_max = qm.pixel_max if layer.op is Op.PIXEL_CONV else 1
+            w = W[f"{name}.weight"] << qm.weight_shifts.get(name, 0)
+            lo, hi = _acc_range(w, W[f"{name}.bias"], in_max)
+            put("acc_bits", name, lo, hi)
+            if layer.shortcut is Shortcut.ADD:
+                u = (u[0] + lo, u[1] + hi)
+                put("u_bits", name, *u)
+            elif layer.shortcut is not None:      # written (a max-pool keeps the range)
+                u = (lo, hi)
+            if layer.logits:
+                put("logit_bits", name, T * lo, T * hi)
+        elif layer.op is Op.LIF_U:
+            lo, hi = u
+        elif layer.op is Op.SDSA:
+            lo, hi = 0, 2 * n_tok         # the attention LIF sees twice the K AND V count (scale 2), threshold 1
+        elif layer.op is Op.GAP:
+            lo, hi = n_tok * u[0], n_tok * u[1]
+        if layer.neurons is not None:
+            domain = layer.neurons.domain
+            put(layer.neurons.width, layer.neurons.name, *_lif_range(lo, hi, th[domain] if domain else 1))
     return out
 
 

@@ -1,2 +1,4 @@
-"""Verification harness: cocotb benches, stream drivers/monitors, scoreboards against the golden
-model and the virtual board. Nothing here yet (see ``../shared/ARCHITECTURE.md`` section 6)."""
+"""Verification harness: Amaranth-simulator and cocotb benches (Icarus, Verilator), stream
+drivers and monitors with random stalls, golden-model scenarios and scoreboards, the RTL simulator
+of the whole accelerator (:mod:`spikeforge.sim.accelerator_sim`) and the virtual board
+(:mod:`spikeforge.sim.virtual_board`). ``docs/architecture.md`` places it in the pipeline."""

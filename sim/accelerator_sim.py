@@ -22,6 +22,7 @@ from spikeforge.firmware.compiler import Compiled, pixel_rows
 from spikeforge.firmware.program import KINDS, OPS
 from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters, recorded_steps, step_counters
 from spikeforge.model import golden
+from spikeforge.model.graph import LayerGraph, layer_graph
 
 from .runner import BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
 from .runner import build_root as _build_root
@@ -148,8 +149,8 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
             "loop_clock_cycles": result.get("loop_clock_cycles"), "log": str(log), "build_dir": str(build_dir)}
 
 
-def _golden_sops(compiled: Compiled, trace: golden.Trace) -> dict[str, int]:
-    """Golden SOPs per program step (Q, K and V are one step on the accelerator)."""
+def _golden_sops(graph: LayerGraph, compiled: Compiled, trace: golden.Trace) -> dict[str, int]:
+    """Golden SOPs per program step (a group of layers, such as Q, K and V, is one step on the accelerator)."""
     by_name = {l.name: l for l in trace.layers}
     out = {}
     for d in compiled.program:
@@ -158,11 +159,8 @@ def _golden_sops(compiled: Compiled, trace: golden.Trace) -> dict[str, int]:
             continue
         if d.op != OPS["CONV"] or d.kind == KINDS["pixel3x3"]:
             continue
-        if d.name.endswith(".attn.qkv"):
-            pre = d.name[:-len("qkv")]
-            out[d.name] = sum(by_name[pre + n].sops for n in ("q", "k", "v"))
-        else:
-            out[d.name] = by_name[d.name].sops
+        members = [layer.name for layer in graph if layer.group == d.name] or [d.name]
+        out[d.name] = sum(by_name[n].sops for n in members)
     return out
 
 
@@ -173,7 +171,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
     Per layer: ``cycles`` (RTL counter, summed over images), ``events`` (accumulator events: for
     3x3 layers one per (input spike, in-map output position) pair; for the first layer one per set
     pixel bit-plane bit), ``sops`` (RTL counter) and ``bound_cycles`` = ``events * groups`` (the
-    event-driven lower bound of ARCHITECTURE.md section 7; 0 for steps without synapses).
+    event-driven lower bound of ``docs/performance.md``; 0 for steps without synapses).
     Each layer also has ``cycles_over_bound`` and ``utilization`` (``sops / (P * cycles)``);
     ``bound_utilization`` = SOPs / (P * bound) is the utilisation a run at the bound would reach
     (below 1 where a layer has fewer channels than lanes).
@@ -181,6 +179,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
     ``layer_bound_cycles`` (in the order of ``layers``).
     """
     rtl = run_rtl(compiled, pixels, simulator, build_root)
+    graph = layer_graph(qm.config)
     p = compiled.hardware.lanes
     mismatches, correct, sop_mismatches, per_image = [], 0, [], []
     steps = recorded_steps(compiled.program)
@@ -194,7 +193,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         pred = max(range(len(img["logits"])), key=lambda k: (img["logits"][k], -k))
         if labels is not None and pred == int(labels[i]):
             correct += 1
-        gs = _golden_sops(compiled, tr)
+        gs = _golden_sops(graph, compiled, tr)
         mine = {"cycles": img["counters"]["cycles"], "layer_cycles": [], "layer_bound_cycles": []}
         for d, counts in zip(steps, img["layers"]):
             row = layers[d.name]

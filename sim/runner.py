@@ -31,8 +31,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from spikeforge.hdl.export import verilog_text
-from spikeforge.model.files import atomic_write_bytes
+from spikeforge.toolchain.export import verilog_text
+from spikeforge.common.files import atomic_write_bytes
 
 from .scenarios import Scenario
 

@@ -10,7 +10,7 @@ import pytest
 
 from spikeforge.firmware.compiler import compile_model, hardware_for
 from spikeforge.hdl.accelerator import COUNTERS, hardware_counters, step_counters
-from spikeforge.hdl.boards import board_hardware, get_board
+from spikeforge.toolchain.boards import board_hardware, get_board
 from spikeforge.model.quantize import quantize
 from spikeforge.model.train import calibrated_model
 from spikeforge.sim.accelerator_sim import simulate

@@ -17,8 +17,8 @@ import pytest
 from amaranth.back import verilog
 
 from spikeforge.firmware.compiler import load_manifest
-from spikeforge.hdl.boards import BOARDS, BoardDesign, board_clock, board_hardware, get_board
-from spikeforge.hdl.build import (DSP_PRIMITIVES, BoardBuildError, CapacityOverflow, build_board, overflows,
+from spikeforge.toolchain.boards import BOARDS, BoardDesign, board_clock, board_hardware, get_board
+from spikeforge.toolchain.build import (DSP_PRIMITIVES, BoardBuildError, CapacityOverflow, build_board, overflows,
                                   parse_nextpnr_log, summary, synth_needs)
 from spikeforge.hdl.clocking import ClockError, ecp5_pll, ice40_pll
 from spikeforge.host.cli import main

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from spikeforge.model import files
-from spikeforge.model.files import (OutputPathError, atomic_write_bytes, check_output_file, check_output_folder,
+from spikeforge.common import files
+from spikeforge.common.files import (OutputPathError, atomic_write_bytes, check_output_file, check_output_folder,
                                     write_folder)
 
 

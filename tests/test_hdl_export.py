@@ -6,7 +6,7 @@ import re
 import pytest
 
 from spikeforge.hdl import BLOCKS
-from spikeforge.hdl.export import synthesize, synthesize_component
+from spikeforge.toolchain.export import synthesize, synthesize_component
 from spikeforge.host.cli import main
 from spikeforge.sim.scenarios import BENCH_CONFIGS
 

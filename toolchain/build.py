@@ -1,6 +1,6 @@
 """Board builds with the open toolchain: Verilog, bitstream and the resource and timing report.
 
-:func:`build_board` elaborates :class:`~spikeforge.hdl.boards.BoardDesign` with the board's
+:func:`build_board` elaborates :class:`~spikeforge.toolchain.boards.BoardDesign` with the board's
 ``amaranth-boards`` platform, lets Amaranth write the build plan (Yosys script, pin constraints,
 nextpnr and packer command lines), and runs the plan's commands with the YoWASP tools from PyPI:
 
@@ -37,10 +37,10 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from spikeforge.firmware.program import FORMAT_VERSION, WORD_MAX, HardwareConfig
-from spikeforge.model.files import atomic_write_bytes
+from spikeforge.common.files import atomic_write_bytes
 
 from .boards import PRIMITIVE_KINDS, Board, BoardDesign, board_baud, board_clock, collision_script, spram_script
-from .board import AXIStreamTop, BoardTop
+from spikeforge.hdl.board import AXIStreamTop, BoardTop
 from .export import find_executable, synthesize_component
 
 __all__ = ["build_board", "BoardBuildError", "CapacityOverflow", "parse_nextpnr_log", "synth_needs", "overflows",
@@ -78,7 +78,7 @@ class CapacityOverflow(BoardBuildError):
 
 
 def find_tool(exe: str) -> str:
-    """Path of a YoWASP executable (:func:`~spikeforge.hdl.export.find_executable`), or
+    """Path of a YoWASP executable (:func:`~spikeforge.toolchain.export.find_executable`), or
     :class:`BoardBuildError` naming the package to install."""
     path = find_executable(exe)
     if not path:
@@ -252,7 +252,7 @@ def _pack(board: Board, commands: list[list[str]], work: Path, say: Progress, st
 
 def _script_after_read(board: Board, hw: HardwareConfig) -> str:
     """Yosys commands run on the read design: the collision-free read ports
-    (:func:`~spikeforge.hdl.boards.collision_script`) on the iCE40 and the ECP5, and the SPRAM
+    (:func:`~spikeforge.toolchain.boards.collision_script`) on the iCE40 and the ECP5, and the SPRAM
     memories. (Yosys 0.70's ABC9 pass fails an assertion on the ECP5 design: pyproject.toml keeps
     Yosys below 0.70.)"""
     if board.family not in ("ice40", "ecp5"):

@@ -22,8 +22,8 @@ from amaranth.lib import io
 
 from spikeforge.firmware.program import LINKS, HardwareConfig
 
-from .board import BoardTop
-from .clocking import PLLClockDomain, PLLSettings, ecp5_pll, ice40_pll
+from spikeforge.hdl.board import BoardTop
+from spikeforge.hdl.clocking import PLLClockDomain, PLLSettings, ecp5_pll, ice40_pll
 
 __all__ = ["Board", "BOARDS", "get_board", "BoardDesign", "UnknownBoard", "board_hardware", "board_clock", "board_baud"]
 

@@ -18,9 +18,9 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
-from spikeforge.model.files import write_folder
+from spikeforge.common.files import write_folder
 
-from . import block_parameters, make_block
+from spikeforge.hdl import block_parameters, make_block
 
 __all__ = ["port_table", "generate_block", "synthesize", "synthesize_component", "SynthesisError"]
 
@@ -64,7 +64,7 @@ def verilog_text(component, name: str) -> str:
 
 def generate_block(name: str, params: dict, out_dir: Path) -> tuple[Path, Path]:
     """Write ``<name>.v`` (module ``name``) and ``<name>.json`` (parameters, ports) into ``out_dir``
-    (both or neither: :func:`~spikeforge.model.files.write_folder`)."""
+    (both or neither: :func:`~spikeforge.common.files.write_folder`)."""
     block = make_block(name, **params)
     text = verilog_text(block, name)
     full = block_parameters(name) | params

@@ -1,0 +1,291 @@
+"""The layer graph: the one description of a network that every stage walks.
+
+A :class:`LayerGraph` is an ordered list of typed :class:`Layer` specs built from a model config
+(:func:`layer_graph`). Each spec names its op, its shapes, the values it reads, the neurons its
+output fires (:class:`Neurons`, with the LIF domain whose threshold they use), how it enters the
+residual stream U (:class:`Shortcut`) and, for synaptic layers, the float modules it comes from.
+The quantizer (folding, LIF domains, width analysis), the integer golden model (``forward`` and its
+trace), the ``.sfq`` shape checks and the firmware compiler iterate it; none of them lists layers.
+Adding an architecture means adding its graph builder (and any new op kinds), nothing else.
+
+Values: a layer's output is named by the layer (``inputs`` refer to layer names), except three
+memories: :data:`PIXELS` (the input image), :data:`U` (the residual stream, which layers with a
+``shortcut`` write or add into, and ``LIF_U`` / ``GAP`` layers read) and the logits (written by
+the layer with ``logits=True``, summed over T).
+
+The Spike-driven Transformer (V1) graph, :func:`sdt_graph`::
+
+    sps.conv0 (pixels, 3x3) -> LIF sps.lif0 [-> sps.pool0]      stages 0..2: conv3x3 -> LIF [-> OR-pool]
+    sps.conv1, sps.conv2 likewise
+    sps.conv3 (3x3) -> U (written, max-pooled if pooling_stat[3])
+    sps.lif3 = LIF(U); sps.rpe (3x3) -> U += ...
+    block.i: shortcut_lif = LIF(U); q, k, v (1x1, one group) -> LIF; sdsa; proj (1x1) -> U += ...
+             fc1_lif = LIF(U); fc1 (1x1) -> LIF; fc2 (1x1) -> U += ...
+    head.gap_lif = LIF(sum over tokens of U); head (linear) -> logits summed over T
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["Op", "Shortcut", "Neurons", "Layer", "LayerGraph", "layer_graph", "sdt_graph", "PIXELS", "U",
+           "LOGITS_DOMAIN", "U_DOMAIN", "SYNAPTIC"]
+
+#: The input image (unsigned pixels, the same at every time step).
+PIXELS = "pixels"
+#: The residual (membrane-shortcut) stream.
+U = "u"
+#: The LIF domain of the residual stream: every branch adding into U shares its scale and threshold.
+U_DOMAIN = "u"
+#: The scale domain of the logits (one scale for all classes, so they compare).
+LOGITS_DOMAIN = "head"
+
+
+class Op(enum.Enum):
+    """What a layer computes (``docs/arithmetic.md`` gives each op's integer arithmetic)."""
+
+    PIXEL_CONV = "pixel_conv3x3"   # 3x3 conv of unsigned pixels (bit-plane accumulation), once for all T
+    CONV3X3 = "conv3x3"            # 3x3 / stride 1 / pad 1 conv of a spike map
+    CONV1X1 = "conv1x1"            # pointwise conv of a spike map
+    LINEAR = "linear"              # fully connected, on spikes of one position (the head)
+    OR_POOL = "or_pool"            # 3x3 / stride 2 / pad 1 max-pool of spikes (an OR)
+    LIF_U = "lif_u"                # LIF of the residual stream U
+    SDSA = "sdsa"                  # spike-driven self-attention: Q AND LIF(sum over tokens of K AND V)
+    GAP = "gap"                    # sum of U over tokens, then LIF (the head's global average pool)
+
+
+#: The ops that accumulate weights over input events (they have a weight and a bias).
+SYNAPTIC = frozenset({Op.PIXEL_CONV, Op.CONV3X3, Op.CONV1X1, Op.LINEAR})
+
+
+class Shortcut(enum.Enum):
+    """How a synaptic layer's output enters the residual stream U (a membrane shortcut)."""
+
+    WRITE = "write"        # U = output
+    MAXPOOL = "maxpool"    # U = max_pool(output) (3x3 / stride 2 / pad 1 on integers)
+    ADD = "add"            # U = U + output
+
+
+@dataclass(frozen=True)
+class Neurons:
+    """The LIF neurons a layer's output drives.
+
+    ``name``: the reference's LIF module (the width analysis reports its membrane under it);
+    ``domain``: the threshold and scale domain (a key of ``QuantizedModel.thresholds``), ``None``
+    for SDSA's attention LIF (threshold 0.5 on integer counts: fires on a count of 1 or more);
+    ``width``: the design width of the membrane.
+    """
+
+    name: str
+    domain: str | None
+    width: str = "v_bits"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One step of a network, in execution order.
+
+    ``cin`` / ``cout``: channels in and out; ``height`` x ``width``: the input map,
+    ``out_height`` x ``out_width``: the output map (a pool halves it); ``inputs``: the values read;
+    ``neurons``: the LIF its output fires (its spikes are the layer's value); ``shortcut``: how it
+    enters U; ``logits``: its output is summed over T into the logits; ``group``: layers of one
+    group read the same input and may run as one step (their spikes side by side, in group
+    order); ``source``: the float model's (conv, BatchNorm) submodules a synaptic layer folds.
+    """
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]
+    cin: int
+    cout: int
+    height: int = 1
+    width: int = 1
+    out_height: int = 1
+    out_width: int = 1
+    neurons: Neurons | None = None
+    shortcut: Shortcut | None = None
+    logits: bool = False
+    group: str | None = None
+    source: tuple[str, str | None] | None = None
+
+    @property
+    def synaptic(self) -> bool:
+        return self.op in SYNAPTIC
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of its integer weight (3x3 kernels ``[O, I, 3, 3]``, pointwise and linear ``[O, I]``)."""
+        if self.op in (Op.PIXEL_CONV, Op.CONV3X3):
+            return (self.cout, self.cin, 3, 3)
+        return (self.cout, self.cin)
+
+    @property
+    def domain(self) -> str | None:
+        """The scale domain of a synaptic layer's weights: its neurons' domain, U's for a shortcut
+        branch, the logits' for the head."""
+        if self.neurons is not None:
+            return self.neurons.domain
+        if self.shortcut is not None:
+            return U_DOMAIN
+        return LOGITS_DOMAIN if self.logits else None
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """An ordered network of :class:`Layer` specs and the facts its walkers share."""
+
+    config: dict
+    layers: tuple[Layer, ...]
+    #: (height, width) of the token map (the residual stream's map)
+    token_grid: tuple[int, int]
+    #: channels of the residual stream U
+    u_channels: int
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def T(self) -> int:  # noqa: N802 (the papers' name)
+        return self.config["T"]
+
+    @property
+    def tokens(self) -> int:
+        return self.token_grid[0] * self.token_grid[1]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def synaptic(self) -> list[Layer]:
+        """The layers with weights, in execution order."""
+        return [layer for layer in self.layers if layer.synaptic]
+
+    def domains(self) -> dict[str, list[str]]:
+        """Scale domain -> the synaptic layers whose outputs it integrates (and so share its scale)."""
+        out: dict[str, list[str]] = {}
+        for layer in self.synaptic():
+            out.setdefault(layer.domain, []).append(layer.name)
+        return out
+
+    def residual_branches(self) -> list[str]:
+        """The layers that write or add into the residual stream U (the only ones with a weight shift)."""
+        return [layer.name for layer in self.synaptic() if layer.shortcut is not None]
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every integer tensor (``<layer>.weight``, ``<layer>.bias``) a quantized model has."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in self.synaptic():
+            shapes[f"{layer.name}.weight"] = layer.weight_shape
+            shapes[f"{layer.name}.bias"] = (layer.cout,)
+        return shapes
+
+    def threshold_channels(self) -> dict[str, int]:
+        """Threshold domain -> its channel count (the neurons it covers); one entry per domain."""
+        out: dict[str, int] = {}
+        for layer in self.layers:
+            if layer.neurons is not None and layer.neurons.domain is not None:
+                out.setdefault(layer.neurons.domain, layer.cin if layer.op in (Op.LIF_U, Op.GAP) else layer.cout)
+        return out
+
+    def largest_tensor(self) -> tuple[int, str]:
+        """(elements, description) of the largest int64 tensor the golden model builds for one image:
+        each 3x3 layer's im2col (``sps.conv0``'s once, not T times) and each layer's output."""
+        T = self.T
+        sizes = []
+        for layer in self.layers:
+            h, w = layer.height, layer.width
+            if layer.op in (Op.PIXEL_CONV, Op.CONV3X3):
+                t = 1 if layer.op is Op.PIXEL_CONV else T
+                shape = f"[{h}, {w}, {9 * layer.cin}]" if t == 1 else f"[{t}, {h}, {w}, {9 * layer.cin}]"
+                sizes.append((t * 9 * layer.cin * h * w, f"{layer.name}'s 3x3 im2col {shape}"))
+            # a synaptic layer accumulates at its input's resolution (stride 1; a pool follows)
+            oh, ow = (h, w) if layer.synaptic else (layer.out_height, layer.out_width)
+            sizes.append((T * layer.cout * oh * ow, f"{layer.name}'s output [{T}, {layer.cout}, {oh}, {ow}]"))
+        return max(sizes)
+
+
+def _pooled(h: int, w: int) -> tuple[int, int]:
+    """The map after a 3x3 / stride-2 / pad-1 pool."""
+    return (h - 1) // 2 + 1, (w - 1) // 2 + 1
+
+
+def sdt_graph(config: dict) -> LayerGraph:
+    """The Spike-driven Transformer (V1, ``SpikeDrivenTransformer``) of ``config``.
+
+    Layer names are the quantized model's (``sps.conv0`` ... ``head``); ``source`` gives the
+    reference's module names (``patch_embed.proj_conv1``, ``block.0.attn.q_conv``, ...).
+    """
+    T, d, stat = config["T"], config["embed_dims"], config["pooling_stat"]
+    hidden = int(d * config["mlp_ratios"])
+    h, w = config["img_size_h"], config["img_size_w"]
+    chans = [config["in_channels"], d // 8, d // 4, d // 2, d]
+    layers: list[Layer] = []
+    prev = PIXELS
+    for i, sfx in enumerate(("", "1", "2")):      # the reference's attribute suffixes
+        op = Op.PIXEL_CONV if i == 0 else Op.CONV3X3
+        name = f"sps.conv{i}"
+        layers.append(Layer(name, op, (prev,), chans[i], chans[i + 1], h, w, h, w,
+                            neurons=Neurons(f"sps.lif{i}", f"sps.lif{i}"),
+                            source=(f"patch_embed.proj_conv{sfx}", f"patch_embed.proj_bn{sfx}")))
+        prev = name
+        if stat[i] == "1":
+            ph, pw = _pooled(h, w)
+            layers.append(Layer(f"sps.pool{i}", Op.OR_POOL, (prev,), chans[i + 1], chans[i + 1], h, w, ph, pw))
+            prev, (h, w) = f"sps.pool{i}", (ph, pw)
+    th, tw = _pooled(h, w) if stat[3] == "1" else (h, w)
+    layers.append(Layer("sps.conv3", Op.CONV3X3, (prev,), chans[3], d, h, w, th, tw,
+                        shortcut=Shortcut.MAXPOOL if stat[3] == "1" else Shortcut.WRITE,
+                        source=("patch_embed.proj_conv3", "patch_embed.proj_bn3")))
+    tok = dict(height=th, width=tw, out_height=th, out_width=tw)
+
+    def lif_u(name: str) -> Layer:
+        return Layer(name, Op.LIF_U, (U,), d, d, neurons=Neurons(name, U_DOMAIN), **tok)
+
+    def branch(name: str, op: Op, src: str, cin: int, cout: int, module: str, bn: str, **kw) -> Layer:
+        return Layer(name, op, (src,), cin, cout, source=(module, bn), **tok, **kw)
+
+    layers += [lif_u("sps.lif3"),
+               branch("sps.rpe", Op.CONV3X3, "sps.lif3", d, d, "patch_embed.rpe_conv", "patch_embed.rpe_bn",
+                      shortcut=Shortcut.ADD)]
+    for i in range(config["depths"]):
+        pre, ref = f"block.{i}", f"block.{i}"
+        layers.append(lif_u(f"{pre}.attn.shortcut_lif"))
+        for n in ("q", "k", "v"):
+            layers.append(branch(f"{pre}.attn.{n}", Op.CONV1X1, f"{pre}.attn.shortcut_lif", d, d,
+                                 f"{ref}.attn.{n}_conv", f"{ref}.attn.{n}_bn",
+                                 neurons=Neurons(f"{pre}.attn.{n}_lif", f"{pre}.attn.{n}"), group=f"{pre}.attn.qkv"))
+        layers.append(Layer(f"{pre}.attn.sdsa", Op.SDSA, tuple(f"{pre}.attn.{n}" for n in "qkv"), d, d,
+                            neurons=Neurons(f"{pre}.attn.attn_lif", None), **tok))
+        layers += [branch(f"{pre}.attn.proj", Op.CONV1X1, f"{pre}.attn.sdsa", d, d, f"{ref}.attn.proj_conv",
+                          f"{ref}.attn.proj_bn", shortcut=Shortcut.ADD),
+                   lif_u(f"{pre}.mlp.fc1_lif"),
+                   branch(f"{pre}.mlp.fc1", Op.CONV1X1, f"{pre}.mlp.fc1_lif", d, hidden, f"{ref}.mlp.fc1_conv",
+                          f"{ref}.mlp.fc1_bn", neurons=Neurons(f"{pre}.mlp.fc2_lif", f"{pre}.mlp.hidden")),
+                   branch(f"{pre}.mlp.fc2", Op.CONV1X1, f"{pre}.mlp.fc1", hidden, d, f"{ref}.mlp.fc2_conv",
+                          f"{ref}.mlp.fc2_bn", shortcut=Shortcut.ADD)]
+    layers += [Layer("head.gap_lif", Op.GAP, (U,), d, d, th, tw, neurons=Neurons("head.token_sum", "head.lif",
+                                                                                   "gap_bits")),
+               Layer("head", Op.LINEAR, ("head.gap_lif",), d, config["num_classes"], logits=True,
+                     source=("head", None))]
+    return LayerGraph(config=dict(config), layers=tuple(layers), token_grid=(th, tw), u_channels=d)
+
+
+def _key(config: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items()))
+
+
+@lru_cache(maxsize=64)
+def _cached(key: tuple) -> LayerGraph:
+    return sdt_graph(dict(key))
+
+
+def layer_graph(config: dict) -> LayerGraph:
+    """The :class:`LayerGraph` of a model config (the architecture's graph builder)."""
+    return _cached(_key(config))

@@ -31,8 +31,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _summary(r: dict) -> dict:
-    return {k: r[k] for k in ("images", "mismatches", "sop_mismatches", "accuracy", "cycles_per_inference",
+def _summary(r) -> dict:
+    """The headline figures of a :class:`~spikeforge.sim.report.SimReport`."""
+    return {k: getattr(r, k) for k in ("images", "mismatches", "sop_mismatches", "accuracy", "cycles_per_inference",
                               "bound_cycles", "cycles_over_bound", "utilization", "sim_seconds", "images_per_second")}
 
 
@@ -76,9 +77,9 @@ def main(argv=None) -> int:
     result = {
         "lanes": args.lanes, "simulator": args.simulator, "hardware_hash": hw.config_hash(),
         "build_seconds": round(build_s, 1),
-        "event_driven": _summary(sparse), "layers": sparse["layers"],
+        "event_driven": _summary(sparse), "layers": sparse.as_dict()["layers"],
         "dense": _summary(dense), "event_driven_same_images": _summary(sparse_same),
-        "dense_layers": dense["layers"],
+        "dense_layers": dense.as_dict()["layers"],
         "overlay_hardware_hash": overlay_hw.config_hash(), "overlay": overlay,
     }
     s, d, ss = result["event_driven"], result["dense"], result["event_driven_same_images"]
@@ -98,8 +99,8 @@ def main(argv=None) -> int:
               "### Per layer (event-driven, mean per image)", "",
               "| step | cycles | bound | cycles / bound | events | SOPs | utilisation | dense cycles |",
               "|---|---|---|---|---|---|---|---|"]
-    dense_by = {r["name"]: r for r in dense["layers"]}
-    for r in sparse["layers"]:
+    dense_by = {r["name"]: r for r in result["dense_layers"]}
+    for r in result["layers"]:
         ratio = f"{r['cycles_over_bound']:.2f}" if r["cycles_over_bound"] else "-"
         util = f"{r['utilization']:.2f}" if r["utilization"] is not None else "-"
         lines.append(f"| {r['name']} | {r['cycles']:,.0f} | {r['bound_cycles']:,.0f} | {ratio} | {r['events']:,.0f} "

@@ -121,15 +121,15 @@ def _compiled(qm, lanes: int, event_driven: bool = True):
     return compile_model(qm, hardware_for(qm, lanes=lanes, event_driven=event_driven))
 
 
-def _simulate(ctx: _Context, compiled, pixels, labels=None, simulator: str = "verilator", build_root=None) -> dict:
+def _simulate(ctx: _Context, compiled, pixels, labels=None, simulator: str = "verilator", build_root=None):
     """:func:`~spikeforge.sim.accelerator_sim.simulate`, refusing any logit mismatch with the golden model."""
     from spikeforge.sim.accelerator_sim import simulate
 
     r = simulate(ctx.qm, compiled, pixels, labels, simulator, build_root)
-    if r["mismatches"] or r["sop_mismatches"]:
-        raise BenchError(f"{simulator}: {r['mismatches']} logit and {r['sop_mismatches']} SOP mismatches with the "
+    if r.mismatches or r.sop_mismatches:
+        raise BenchError(f"{simulator}: {r.mismatches} logit and {r.sop_mismatches} SOP mismatches with the "
                          f"golden model (P = {compiled.hardware.lanes}, event_driven = "
-                         f"{compiled.hardware.event_driven}): {r['mismatch_details'][:1]}")
+                         f"{compiled.hardware.event_driven}): {r.mismatch_details[:1]}")
     return r
 
 
@@ -155,11 +155,11 @@ def section_scaling(ctx: _Context) -> dict:
     runs = {}
     for label, c in compiled.items():
         _log(f"scaling: {label}, {len(rates)} input firing rates x {n} images ...")
-        runs[label] = _simulate(ctx, c, px)["per_image"]
+        runs[label] = _simulate(ctx, c, px).per_image
 
     def mean(label, i, key, layer=None):
         imgs = runs[label][i * n:(i + 1) * n]
-        return statistics.fmean(img[key] if layer is None else img[key][layer] for img in imgs)
+        return statistics.fmean(getattr(img, key) if layer is None else getattr(img, key)[layer] for img in imgs)
 
     rows = []
     for i, (rate, batch) in enumerate(zip(rates, batches)):
@@ -189,12 +189,12 @@ def section_utilisation(ctx: _Context) -> dict:
             "bound_utilization")
     return {
         "lanes": DEFAULT_LANES, "hardware_hash": compiled.hardware.config_hash(),
-        "event_driven": {k: s[k] for k in keep}, "layers": s["layers"],
-        "dense": {k: d[k] for k in keep}, "dense_layers": d["layers"],
-        "speedup_over_dense": d["cycles_per_inference"] / s_same["cycles_per_inference"],
+        "event_driven": {k: getattr(s, k) for k in keep}, "layers": s.as_dict()["layers"],
+        "dense": {k: getattr(d, k) for k in keep}, "dense_layers": d.as_dict()["layers"],
+        "speedup_over_dense": d.cycles_per_inference / s_same.cycles_per_inference,
         "speedup_images": nd, "input_firing_rate": input_firing_rate(px[:nd], ctx.qm.pixel_bits),
         "internal_firing_rate": _golden_per_image(ctx.qm, px[:nd])["firing_rate"],
-        "sops_per_inference": s["sops_per_inference"],
+        "sops_per_inference": s.sops_per_inference,
         "goal_utilization": 0.90,
     }
 
@@ -273,10 +273,10 @@ def section_lanes(ctx: _Context) -> dict:
     for p in ctx.size["lanes"]:
         _log(f"lanes: P = {p}, {n} images ...")
         r = _simulate(ctx, _compiled(ctx.qm, p), px, lb)
-        sops = r["sops_per_inference"]
-        rows.append({"lanes": p, "cycles_per_inference": r["cycles_per_inference"],
-                     "bound_cycles": r["bound_cycles"], "utilization": r["utilization"],
-                     "sops_per_inference": sops, "sops_per_cycle": sops / r["cycles_per_inference"]})
+        sops = r.sops_per_inference
+        rows.append({"lanes": p, "cycles_per_inference": r.cycles_per_inference,
+                     "bound_cycles": r.bound_cycles, "utilization": r.utilization,
+                     "sops_per_inference": sops, "sops_per_cycle": sops / r.cycles_per_inference})
     return {"images": n, "rows": rows, "synthesised": list(ctx.size["synth_lanes"])}
 
 
@@ -418,7 +418,7 @@ def section_alternatives(ctx: _Context) -> dict:
                 _log(f"alternatives: {rep.get('board')}: the build's hardware (P = {hw.lanes}), {nb} images ...")
                 from spikeforge.firmware.compiler import compile_model
 
-                cycles, images = _simulate(ctx, compile_model(qm, hw), px[:nb])["cycles_per_inference"], nb
+                cycles, images = _simulate(ctx, compile_model(qm, hw), px[:nb]).cycles_per_inference, nb
             ops = first(images)["ops"]
             row.update(hardware_hash=hw.config_hash(), lanes=hw.lanes, images=images, cycles_per_inference=cycles,
                        ops_per_image=ops, latency_s=cycles / (fmax * 1e6),

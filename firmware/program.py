@@ -25,7 +25,7 @@ __all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POST
            "field_bits", "field_max", "field_overflows", "FIELD_LIMITS",
            "MAX_LANES", "MAX_WIDTH_BITS", "MAX_CHANNELS", "MAX_MAP_SIDE", "MAX_STEPS", "MAX_MEMORY_ROWS",
            "HARDWARE_LIMITS", "lanes_problem", "MAX_MEMORY_BITS", "memory_bits", "memory_problem", "WORD_MAX",
-           "LINKS", "uart_divisor"]
+           "LINKS", "uart_divisor", "UART_BITS_PER_BYTE", "uart_wire_seconds", "step_listing"]
 
 #: Version of the program / weight-image / manifest format.
 FORMAT_VERSION = 1
@@ -64,6 +64,16 @@ def uart_divisor(clock_hz: int, baud: int) -> int:
     if err > 0.02:
         raise ValueError(f"UART: {baud} baud from a {clock_hz} Hz clock is off by {100 * err:.1f} % (limit 2 %)")
     return div
+
+
+#: Bits a byte takes on the UART link (8N1: start bit, 8 data bits, stop bit).
+UART_BITS_PER_BYTE = 10
+
+
+def uart_wire_seconds(nbytes: float, baud: int) -> float:
+    """Seconds ``nbytes`` take on the UART link at ``baud`` (:data:`UART_BITS_PER_BYTE` bits a byte,
+    no gaps between bytes): the wire time of a transfer, whatever the host and device add to it."""
+    return UART_BITS_PER_BYTE * nbytes / baud
 
 
 def ceil_log2(n: int) -> int:
@@ -427,3 +437,34 @@ def write_port_layout(hw: HardwareConfig) -> tuple[int, int]:
     ``row << word_bits | word`` (``word_bits`` fits the widest row's words, ``addr_bits`` the deepest space)."""
     word_bits = max(max(1, (w - 1).bit_length()) for w in words_per_row(hw).values())
     return word_bits, (max(space_rows(hw).values()) - 1).bit_length() + word_bits
+
+
+def step_listing(d: Descriptor) -> dict:
+    """The fields of ``d`` its op uses, readably: ``{"name", "op"}`` and, by op, ``kind``, ``post``,
+    ``map`` (``HxW``, a POOL_OR's ``HxW -> H'xW'``), ``T`` (time steps; a CONV's ``repeat`` when it
+    is above 1), ``cin``, ``cout``, ``groups``, ``weights`` (``base+groups x columns``), ``bias``,
+    ``shift``, ``thresholds`` (the threshold base, ``""`` when the step has no LIF), ``input`` and
+    ``output`` (``rows@BASE`` in the spike buffer, ``pixels``, ``U`` or ``logits``). Op, kind and
+    post codes outside :data:`OPS`, :data:`KINDS`, :data:`POSTS` show as ``?CODE``. What
+    ``spikeforge disasm`` prints."""
+    def name(table: dict, code: int) -> str:
+        return next((k for k, v in table.items() if v == code), f"?{code}")
+
+    op = name(OPS, d.op)
+    row = {"name": d.name, "op": op}
+    if op == "CONV":
+        lif = d.post == POSTS["LIF"]
+        row.update(kind=name(KINDS, d.kind), post=name(POSTS, d.post), map=f"{d.height}x{d.width}",
+                   T=d.steps if d.repeat == 1 else d.repeat, cin=d.cin, cout=d.cout, groups=d.groups,
+                   weights=f"{d.weight_base}+{d.groups}x{d.n_columns}", bias=d.bias_base, shift=d.weight_shift,
+                   thresholds=d.th_base if lif else "",
+                   input=f"rows@{d.in_base}" if d.kind != KINDS["pixel3x3"] else "pixels",
+                   output=f"rows@{d.out_base}" if lif else ("U" if d.post != POSTS["LOGITS"] else "logits"))
+    elif op == "POOL_OR":
+        row.update(map=f"{d.height}x{d.width} -> {d.out_height}x{d.out_width}", T=d.steps, cin=d.cin,
+                   groups=d.groups, input=f"rows@{d.in_base}", output=f"rows@{d.out_base}")
+    elif op in ("LIF_U", "GAP", "SDSA"):
+        row.update(map=f"{d.height}x{d.width}", T=d.steps, cin=d.cin, groups=d.groups,
+                   thresholds=d.th_base if op != "SDSA" else "",
+                   input="U" if op != "SDSA" else f"rows@{d.in_base}", output=f"rows@{d.out_base}")
+    return row

@@ -24,6 +24,7 @@ from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accel
 from spikeforge.model import golden
 from spikeforge.model.graph import LayerGraph, layer_graph
 
+from .report import ImageCycles, LayerReport, SimReport
 from .runner import BuildError, cocotb_build, cocotb_run, simulator_missing, write_verilog
 from .runner import build_root as _build_root
 
@@ -165,8 +166,8 @@ def _golden_sops(graph: LayerGraph, compiled: Compiled, trace: golden.Trace) -> 
 
 
 def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor | None = None,
-             simulator: str = "verilator", build_root: Path | None = None) -> dict:
-    """RTL vs golden on ``pixels``: the report of ``spikeforge sim`` (see the module docstring).
+             simulator: str = "verilator", build_root: Path | None = None) -> SimReport:
+    """RTL vs golden on ``pixels``: the report of ``spikeforge sim`` (:class:`~spikeforge.sim.report.SimReport`).
 
     Per layer: ``cycles`` (RTL counter, summed over images), ``events`` (accumulator events: for
     3x3 layers one per (input spike, in-map output position) pair; for the first layer one per set
@@ -183,8 +184,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
     p = compiled.hardware.lanes
     mismatches, correct, sop_mismatches, per_image = [], 0, [], []
     steps = recorded_steps(compiled.program)
-    layers = {d.name: {"name": d.name, "cycles": 0, "bound_cycles": 0, "events": 0, "sops": 0, "golden_sops": 0}
-              for d in steps}
+    layers = {d.name: {"cycles": 0, "bound_cycles": 0, "events": 0, "sops": 0, "golden_sops": 0} for d in steps}
     for i, img in enumerate(rtl["images"]):
         tr = golden.Trace()
         want = golden.forward(qm, pixels[i:i + 1], tr)[0].tolist()
@@ -194,7 +194,7 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
         if labels is not None and pred == int(labels[i]):
             correct += 1
         gs = _golden_sops(graph, compiled, tr)
-        mine = {"cycles": img["counters"]["cycles"], "layer_cycles": [], "layer_bound_cycles": []}
+        layer_cycles, layer_bounds = [], []
         for d, counts in zip(steps, img["layers"]):
             row = layers[d.name]
             row["cycles"] += counts["cycles"]
@@ -202,38 +202,37 @@ def simulate(qm, compiled: Compiled, pixels: torch.Tensor, labels: torch.Tensor 
             row["sops"] += counts["sops"]
             bound = counts["events"] * d.groups if d.op == OPS["CONV"] else 0
             row["bound_cycles"] += bound
-            mine["layer_cycles"].append(counts["cycles"])
-            mine["layer_bound_cycles"].append(bound)
+            layer_cycles.append(counts["cycles"])
+            layer_bounds.append(bound)
             if d.name in gs:
                 row["golden_sops"] += gs[d.name]
                 if counts["sops"] != gs[d.name]:
                     sop_mismatches.append({"image": i, "layer": d.name, "rtl": counts["sops"], "golden": gs[d.name]})
-        per_image.append({**mine, "bound_cycles": sum(mine["layer_bound_cycles"])})
+        per_image.append(ImageCycles(img["counters"]["cycles"], layer_cycles, layer_bounds, sum(layer_bounds)))
     n = len(rtl["images"])
     cycles = sum(img["counters"]["cycles"] for img in rtl["images"])
     bound = sum(r["bound_cycles"] for r in layers.values())
     sops = sum(r["sops"] for r in layers.values())
-    return {
-        "images": n,
-        "mismatches": len(mismatches),
-        "mismatch_details": mismatches[:5],
-        "sop_mismatches": len(sop_mismatches),
-        "accuracy": correct / n if labels is not None and n else None,
-        "cycles_per_inference": cycles / n,
-        "bound_cycles": bound / n,
-        "cycles_over_bound": cycles / bound if bound else None,
-        "utilization": sops / (p * cycles) if cycles else 0.0,
-        "lanes": p,
-        "engine_counters": {k: sum(img["counters"][k] for img in rtl["images"]) / n for k in rtl["images"][0]["counters"]},
-        "event_driven": compiled.hardware.event_driven,
-        "simulator": simulator,
-        "sim_seconds": rtl["total_s"],
-        "images_per_second": n / rtl["total_s"] if rtl["total_s"] else None,
-        "per_image": per_image,
-        "sops_per_inference": sops / n,
-        "bound_utilization": sops / (p * bound) if bound else None,
-        "layers": [{**r, "cycles": r["cycles"] / n, "bound_cycles": r["bound_cycles"] / n, "events": r["events"] / n,
-                    "sops": r["sops"] / n, "golden_sops": r["golden_sops"] / n,
-                    "cycles_over_bound": r["cycles"] / r["bound_cycles"] if r["bound_cycles"] else None,
-                    "utilization": r["sops"] / (p * r["cycles"]) if r["cycles"] else None} for r in layers.values()],
-    }
+    return SimReport(
+        images=n,
+        mismatches=len(mismatches),
+        mismatch_details=mismatches[:5],
+        sop_mismatches=len(sop_mismatches),
+        accuracy=correct / n if labels is not None and n else None,
+        cycles_per_inference=cycles / n,
+        bound_cycles=bound / n,
+        cycles_over_bound=cycles / bound if bound else None,
+        utilization=sops / (p * cycles) if cycles else 0.0,
+        lanes=p,
+        engine_counters={k: sum(img["counters"][k] for img in rtl["images"]) / n for k in rtl["images"][0]["counters"]},
+        event_driven=compiled.hardware.event_driven,
+        simulator=simulator,
+        sim_seconds=rtl["total_s"],
+        images_per_second=n / rtl["total_s"] if rtl["total_s"] else None,
+        per_image=per_image,
+        sops_per_inference=sops / n,
+        bound_utilization=sops / (p * bound) if bound else None,
+        layers=[LayerReport(name, r["cycles"] / n, r["bound_cycles"] / n, r["events"] / n, r["sops"] / n,
+                            r["golden_sops"] / n, r["cycles"] / r["bound_cycles"] if r["bound_cycles"] else None,
+                            r["sops"] / (p * r["cycles"]) if r["cycles"] else None) for name, r in layers.items()],
+    )

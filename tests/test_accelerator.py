@@ -28,13 +28,13 @@ def _images(digits, start, n):
 
 
 def _check(report, n):
-    assert report["images"] == n
-    assert report["mismatches"] == 0, report["mismatch_details"]
-    assert report["sop_mismatches"] == 0
-    for layer in report["layers"]:
-        if layer["golden_sops"]:
-            assert layer["sops"] == layer["golden_sops"], layer["name"]
-        assert layer["cycles"] >= layer["bound_cycles"], layer["name"]   # nothing beats the lower bound
+    assert report.images == n
+    assert report.mismatches == 0, report.mismatch_details
+    assert report.sop_mismatches == 0
+    for layer in report.layers:
+        if layer.golden_sops:
+            assert layer.sops == layer.golden_sops, layer.name
+        assert layer.cycles >= layer.bound_cycles, layer.name   # nothing beats the lower bound
 
 
 @pytest.mark.parametrize("lanes", [16, 8, 32, 64])   # 64: Q/K/V (32 channels each) pad half a group
@@ -44,9 +44,9 @@ def test_accelerator_equals_golden(qmodel8, digits, lanes):
     pixels, labels = _images(digits, 10 * lanes % 350, n)
     report = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8, lanes=lanes)), pixels, labels)
     _check(report, n)
-    assert report["bound_cycles"] > 0
+    assert report.bound_cycles > 0
     if lanes == 16:   # the performance target of the embedded model at P = 16
-        assert report["cycles_per_inference"] <= 1.25 * report["bound_cycles"]
+        assert report.cycles_per_inference <= 1.25 * report.bound_cycles
 
 
 @pytest.mark.parametrize("lanes, words, one_port, pooling", [
@@ -73,10 +73,10 @@ def test_narrow_spike_words_equal_golden(qmodel8, digits, lanes, words, one_port
     whole = simulate(qm, compile_model(qm, hw), pixels, labels)
     narrow = simulate(qm, compile_model(qm, narrow_hw), pixels, labels)
     _check(narrow, 2)
-    assert whole["cycles_per_inference"] < narrow["cycles_per_inference"] < 1.1 * whole["cycles_per_inference"]
-    assert set(whole["engine_counters"]) == set(COUNTERS)
-    assert set(narrow["engine_counters"]) == set(hardware_counters(narrow_hw))
-    assert (set(narrow["engine_counters"]) == set(COUNTERS)) == (not one_port)
+    assert whole.cycles_per_inference < narrow.cycles_per_inference < 1.1 * whole.cycles_per_inference
+    assert set(whole.engine_counters) == set(COUNTERS)
+    assert set(narrow.engine_counters) == set(hardware_counters(narrow_hw))
+    assert (set(narrow.engine_counters) == set(COUNTERS)) == (not one_port)
 
 
 def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):
@@ -85,8 +85,8 @@ def test_dense_baseline_equals_golden_and_costs_more(qmodel8, digits):
     dense = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8, event_driven=False)), pixels, labels)
     sparse = simulate(qmodel8, compile_model(qmodel8, hardware_for(qmodel8)), pixels, labels)
     _check(dense, 1)
-    assert dense["event_driven"] is False and sparse["event_driven"] is True
-    assert dense["cycles_per_inference"] > 3 * sparse["cycles_per_inference"]
+    assert dense.event_driven is False and sparse.event_driven is True
+    assert dense.cycles_per_inference > 3 * sparse.cycles_per_inference
 
 
 def test_one_hardware_runs_two_models(qmodel8, micro, digits):
@@ -108,7 +108,7 @@ def test_or_pooled_models_equal_golden(qmodel8, digits, pooling):
     pixels, labels = _images(digits, 20, 2)
     report = simulate(qm, compile_model(qm, hardware_for(qm)), pixels, labels)
     _check(report, 2)
-    assert any(l["name"].startswith("sps.pool") for l in report["layers"])
+    assert any(l.name.startswith("sps.pool") for l in report.layers)
 
 
 def test_the_comparison_can_fail(qmodel8, digits):
@@ -123,7 +123,7 @@ def test_the_comparison_can_fail(qmodel8, digits):
             bad.weights[i] = (row, [v + 1 for v in lanes])   # every column of the head, every class
     pixels, labels = _images(digits, 0, 1)
     report = simulate(qmodel8, bad, pixels, labels)
-    assert report["mismatches"] == 1
+    assert report.mismatches == 1
 
 
 def test_accelerator_on_icarus_equals_golden(qmodel8, digits):

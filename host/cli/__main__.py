@@ -1,0 +1,7 @@
+"""``python -m spikeforge.host.cli``: the ``spikeforge`` command line."""
+
+import sys
+
+from spikeforge.host.cli import main
+
+sys.exit(main())

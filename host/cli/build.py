@@ -19,9 +19,11 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--board", required=True, metavar="NAME", help=f"board: {', '.join(BOARDS)}")
     parser.add_argument("--lanes", type=count, help="P, output channels per cycle (default: the board's)")
-    parser.add_argument("--model", help="size the accelerator for this quantized model (.sfq; default: the embedded one)")
+    parser.add_argument("--model",
+                        help="size the accelerator for this quantized model (.sfq; default: the embedded one)")
     add_capacity_arguments(parser)
-    parser.add_argument("--clock", type=positive_float, metavar="MHZ", help="clock frequency (default: the board's target)")
+    parser.add_argument("--clock", type=positive_float, metavar="MHZ",
+                        help="clock frequency (default: the board's target)")
     parser.add_argument("--baud", type=count, help="UART baud rate (default 3,000,000)")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--plan-only", action="store_true",

@@ -92,7 +92,8 @@ def _block(args) -> int:
     params = block_params(args.block, args.lanes, args.set or [])
     check_output_folder(args.out)
     vpath, jpath = generate_block(args.block, params, args.out)
-    result = {"block": args.block, "verilog": str(vpath), "ports": str(jpath), "parameters": block_parameters(args.block) | params}
+    result = {"block": args.block, "verilog": str(vpath), "ports": str(jpath),
+              "parameters": block_parameters(args.block) | params}
     if args.synth:
         result["ecp5_cells"] = synthesize(args.block, params)
     if args.json:

@@ -13,8 +13,9 @@ HELP = "load a model onto a device (serial, PCIe or sim://), infer test images, 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--port", required=True, help="device URL: /dev/ttyUSB1, socket://host:port, pcie:///dev/xdma0, "
-                                                      "or sim:// (the virtual board on Verilator)")
+    parser.add_argument("--port", required=True,
+                        help="device URL: /dev/ttyUSB1, socket://host:port, pcie:///dev/xdma0, "
+                             "or sim:// (the virtual board on Verilator)")
     parser.add_argument("--model", help="quantized model (.sfq; default: the embedded model at 8 bits)")
     parser.add_argument("--images", type=count, default=20, help="test images to infer (default 20)")
     parser.add_argument("--timeout", type=positive_float, help="seconds to wait for a reply (default: per transport)")

@@ -26,7 +26,8 @@ def run(args) -> int:
     qm = load_qmodel(Path(args.qmodel))
     data = load_digits_split()
     if not 0 <= args.image < len(data.test_labels):
-        raise UsageError(f"--image {args.image} is out of range: the test split has images 0..{len(data.test_labels) - 1}")
+        raise UsageError(f"--image {args.image} is out of range: the test split has images "
+                         f"0..{len(data.test_labels) - 1}")
     trace = golden.Trace()
     logits = golden.forward(qm, data.test_pixels[args.image:args.image + 1], trace)[0]
     result = {"image": args.image, "label": int(data.test_labels[args.image]), "prediction": int(logits.argmax()),

@@ -21,7 +21,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import LINKS, HardwareConfig, uart_divisor
-from spikeforge.host.protocol import hello_payload
+from spikeforge.firmware.protocol import hello_payload
 
 from .accelerator import Accelerator
 from .host_link import WIRE_BYTE, HostLink, UARTReceiver, UARTTransmitter

@@ -1,6 +1,7 @@
 """Host link gateware: UART PHY, COBS framing, CRC and the command controller (``docs/protocol.md``).
 
-The byte protocol is the one :mod:`spikeforge.host.protocol` speaks. The chain::
+The byte protocol is :mod:`spikeforge.firmware.protocol` (the contract the host's codec,
+:mod:`spikeforge.host.protocol`, follows too). The chain::
 
     rx bytes -> COBSDecoder -> LinkController -> (CRC appended) -> COBSEncoder -> tx bytes
                                  |  frame buffer (MAX_FRAME bytes), CRC-16 check
@@ -23,17 +24,18 @@ from amaranth.lib import crc, data, memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.firmware.memory_map import READ_MAP, write_layout
 from spikeforge.firmware.program import SPACES, HardwareConfig, space_rows, words_per_row, write_port_layout
-from spikeforge.host.protocol import CMD, MAX_FRAME, STATUS
+from spikeforge.firmware.protocol import CMD, CRC_INIT, CRC_POLYNOMIAL, CRC_WIDTH, MAX_FRAME, STATUS
 
-from .accelerator import READ_MAP, write_layout
 from .register_slice import RegisterSlice
 
 __all__ = ["UARTReceiver", "UARTTransmitter", "COBSDecoder", "COBSEncoder", "LinkController", "HostLink",
            "FRAME_BEAT", "WIRE_BYTE", "CRC16"]
 
 #: The protocol's CRC: CRC-16/CCITT-FALSE on bytes (residue 0 over a frame and its big-endian CRC).
-CRC16 = crc.catalog.CRC16_CCITT_FALSE(8)
+CRC16 = crc.Algorithm(crc_width=CRC_WIDTH, polynomial=CRC_POLYNOMIAL, initial_crc=CRC_INIT, reflect_input=False,
+                      reflect_output=False, xor_output=0)(data_width=8)
 #: A decoded frame byte, or (``end``) the end of a frame, with ``error`` when its COBS was malformed.
 FRAME_BEAT = data.StructLayout({"data": 8, "end": 1, "error": 1})
 #: A byte with ``last`` marking the final byte of a frame (the reply stream; the wire's delimiter).
@@ -251,7 +253,7 @@ class LinkController(wiring.Component):
 
     Parameters: ``hw`` (the :class:`~spikeforge.firmware.program.HardwareConfig` of the accelerator it
     drives: write-port layout, row geometry and capacities) and ``hello`` (the HELLO reply payload,
-    :func:`spikeforge.host.protocol.hello_payload`, held in a ROM).
+    :func:`spikeforge.firmware.protocol.hello_payload`, held in a ROM).
 
     Commands (``docs/protocol.md``): HELLO; WRITE ``space row words`` (whole rows, checked against the
     space's rows before anything is written); RUN ``n_logits pixel-words`` (pixels from row 0, start,

@@ -16,7 +16,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import HardwareConfig
-from spikeforge.hdl.accelerator import READ_MAP, write_layout
+from spikeforge.firmware.memory_map import READ_MAP, write_layout
 from spikeforge.hdl.host_link import HostLink
 
 from .amaranth_streams import run_amaranth, stream_send

@@ -52,9 +52,7 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.link = link = HostLink(self.hw, self.hello)
         m.submodules.accelerator = ResetInserter(link.accel_reset)(self.accelerator)
-        acc = self.accelerator
-        wiring.connect(m, link.write, acc.write)
-        m.d.comb += [acc.start.eq(link.start), acc.read_addr.eq(link.read_addr), link.read_data.eq(acc.read_data)]
+        wiring.connect(m, link.bus, self.accelerator)
         if self.link == "uart":
             m.submodules.uart_rx = urx = UARTReceiver(self.divisor)
             m.submodules.uart_tx = utx = UARTTransmitter(self.divisor)

@@ -22,7 +22,7 @@ from cobs import cobs as _cobs
 from spikeforge.firmware.program import LINKS, HardwareConfig, words_per_row
 from spikeforge.firmware.protocol import (CAPABILITY_FIELDS, CMD, CRC_BYTES, CRC_INIT, CRC_POLYNOMIAL, CRC_WIDTH,
                                           DELIMITER, DEPTH_FIELDS, HELLO_HEAD, MAX_DEVICE_ROWS, MAX_FRAME, MAX_REPLY,
-                                          MAX_ROW_WORDS, PROTOCOL_VERSION, REPLY_FLAG, REPLY_HEADER, REQUEST_HEADER,
+                                          MAX_ROW_WORDS, PROTOCOL_VERSION, REPLY_FLAG, REPLY_HEADER,
                                           STATUS, STATUS_NAMES, Command, Status, hello_payload)
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "MAX_REPLY", "CMD", "STATUS", "Command", "Status", "ProtocolError", "crc16",

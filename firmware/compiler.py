@@ -25,8 +25,9 @@ from spikeforge.model.quantize import QuantizedModel
 
 from spikeforge.common.files import not_a_file, write_folder
 
+from .memory_map import model_rows
 from .program import FIELDS, FORMAT_VERSION, HARDWARE_LIMITS, KINDS, LINKS, OPS, POSTS, WORD_MAX, Descriptor, \
-    HardwareConfig, ceil_log2, field_overflows, lanes_problem, pack_lanes, pack_program, uart_divisor, unpack_program
+    HardwareConfig, ceil_log2, field_overflows, lanes_problem, row_bits, uart_divisor, unpack_program
 
 __all__ = ["CapacityError", "CompiledFolderError", "Compiled", "compile_model", "place_spike_maps", "hardware_for", "pixel_rows",
            "memory_images", "compiled_files", "save_compiled", "load_manifest", "load_program", "IMAGE_FILES", "MANIFEST"]
@@ -381,22 +382,17 @@ IMAGE_FILES = {"program": "program.bin", "weights": "weights.bin", "biases": "bi
 MANIFEST = "manifest.json"
 
 
-def _row_bytes(lanes: list[int], bits: int) -> bytes:
-    return pack_lanes(lanes, bits).to_bytes(-(-len(lanes) * bits // 8), "little")
-
-
 def memory_images(compiled: Compiled) -> dict[str, bytes]:
-    """The binary images: ``program.bin`` (32-bit little-endian words, :data:`FIELDS` per descriptor)
-    and one file per memory, rows 0.. in order, each row its P lanes (two's complement, lane 0 in the
-    lowest bits) packed little-endian into ``ceil(P * bits / 8)`` bytes."""
-    hw = compiled.hardware
-    out = {"program": pack_program(compiled.program)}
-    for space, rows, bits in (("weights", compiled.weights, hw.weight_bits), ("biases", compiled.biases, hw.acc_bits),
-                              ("thresholds", compiled.thresholds, hw.v_bits)):
-        ordered = sorted(rows)
-        if [r for r, _ in ordered] != list(range(len(ordered))):
+    """The binary images of :func:`~spikeforge.firmware.memory_map.model_rows`: ``program.bin``
+    (32-bit little-endian words, :data:`FIELDS` per descriptor) and one file per memory, rows 0.. in
+    order, each row its P lanes (two's complement, lane 0 in the lowest bits) packed little-endian
+    into ``ceil(P * bits / 8)`` bytes."""
+    out = {}
+    for space, rows in model_rows(compiled).items():
+        if [r for r, _ in rows] != list(range(len(rows))):
             raise ValueError(f"{space}: rows are not contiguous from 0")
-        out[space] = b"".join(_row_bytes(lanes, bits) for _, lanes in ordered)
+        nbytes = -(-row_bits(compiled.hardware)[space] // 8)
+        out[space] = b"".join(value.to_bytes(nbytes, "little") for _, value in rows)
     return out
 
 

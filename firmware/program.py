@@ -16,11 +16,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from amaranth.lib.enum import IntEnum
+
 # The integer contract's bounds: the largest ``weight_shift`` of a CONV (the accumulator's shifter; the
 # quantizer caps shifts at it) and the widest datapath width.
 from spikeforge.model.limits import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
 
-__all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
+__all__ = ["FORMAT_VERSION", "MAX_WEIGHT_SHIFT", "FIELDS", "Op", "Kind", "Post", "Space", "OPS", "KINDS", "POSTS", "SPACES", "HardwareConfig", "Descriptor",
            "pack_program", "unpack_program", "pack_lanes", "ceil_log2", "row_bits", "words_per_row", "space_rows", "row_words", "write_port_layout",
            "field_bits", "field_max", "field_overflows", "FIELD_LIMITS",
            "MAX_LANES", "MAX_WIDTH_BITS", "MAX_CHANNELS", "MAX_MAP_SIDE", "MAX_STEPS", "MAX_MEMORY_ROWS",
@@ -37,14 +39,56 @@ FIELDS = (
     "row_stride", "u_pos_stride", "u_row_stride", "out_height", "out_width", "repeat", "u_groups",
 )
 
-#: ``op``: what the step does.
-OPS = {"END": 0, "CONV": 1, "LIF_U": 2, "SDSA": 3, "GAP": 4, "POOL_OR": 5}
-#: ``kind`` of a CONV: its input and window.
-KINDS = {"1x1": 0, "3x3": 1, "pixel3x3": 2}
-#: ``post``: what happens to each group of P accumulator sums (or U values, token sums).
-POSTS = {"LIF": 0, "U_WRITE": 1, "U_ADD": 2, "U_MAXPOOL": 3, "LOGITS": 4}
-#: Memory spaces of the accelerator's write port (``space`` field of a write).
-SPACES = {"program": 0, "weights": 1, "biases": 2, "thresholds": 3, "pixels": 4}
+
+class Op(IntEnum, shape=3):
+    """``op``: what the step does."""
+
+    END = 0
+    CONV = 1
+    LIF_U = 2
+    SDSA = 3
+    GAP = 4
+    POOL_OR = 5
+
+
+class Kind(IntEnum, shape=2):
+    """``kind`` of a CONV: its input and window (named ``1x1``, ``3x3``, ``pixel3x3`` in :data:`KINDS`)."""
+
+    CONV_1X1 = 0
+    CONV_3X3 = 1
+    PIXEL_3X3 = 2
+
+
+class Post(IntEnum, shape=3):
+    """``post``: what happens to each group of P accumulator sums (or U values, token sums)."""
+
+    LIF = 0
+    U_WRITE = 1
+    U_ADD = 2
+    U_MAXPOOL = 3
+    LOGITS = 4
+
+
+class Space(IntEnum, shape=3):
+    """Memory spaces of the accelerator's write port (``space`` field of a write)."""
+
+    PROGRAM = 0
+    WEIGHTS = 1
+    BIASES = 2
+    THRESHOLDS = 3
+    PIXELS = 4
+
+
+# The codes by the names programs, files and messages use (``OPS["CONV"]``; the values are the
+# enum members, which compare and pack as their integers).
+#: :class:`Op` by name.
+OPS = {o.name: o for o in Op}
+#: :class:`Kind` by name.
+KINDS = {"1x1": Kind.CONV_1X1, "3x3": Kind.CONV_3X3, "pixel3x3": Kind.PIXEL_3X3}
+#: :class:`Post` by name.
+POSTS = {p.name: p for p in Post}
+#: :class:`Space` by the name of the memory (``SPACES["weights"]``).
+SPACES = {sp.name.lower(): sp for sp in Space}
 #: Largest 32-bit word: a descriptor field, and a build's clock (Hz) and baud as HELLO reports them.
 WORD_MAX = (1 << 32) - 1
 #: Link kinds of a board's host link, as HELLO reports them (``uart``: a UART PHY; ``stream``: an

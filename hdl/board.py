@@ -21,7 +21,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import LINKS, HardwareConfig, uart_divisor
-from spikeforge.host.protocol import hello_payload
+from spikeforge.firmware.protocol import hello_payload
 
 from .accelerator import Accelerator
 from .host_link import WIRE_BYTE, HostLink, UARTReceiver, UARTTransmitter
@@ -52,9 +52,13 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.link = link = HostLink(self.hw, self.hello)
         m.submodules.accelerator = ResetInserter(link.accel_reset)(self.accelerator)
+        # the control bus but busy and done: the link follows a run through the status word, and
+        # wiring those two into it (unused) makes Yosys 0.69's ABC9 fail an assertion on the ULX3S
+        # top (abc_ops_reintegrate, rtlil.cc:3097)
         acc = self.accelerator
-        wiring.connect(m, link.write, acc.write)
-        m.d.comb += [acc.start.eq(link.start), acc.read_addr.eq(link.read_addr), link.read_data.eq(acc.read_data)]
+        wiring.connect(m, link.bus.write, acc.write)
+        m.d.comb += [acc.start.eq(link.bus.start), acc.read_addr.eq(link.bus.read_addr),
+                     link.bus.read_data.eq(acc.read_data)]
         if self.link == "uart":
             m.submodules.uart_rx = urx = UARTReceiver(self.divisor)
             m.submodules.uart_tx = utx = UARTTransmitter(self.divisor)

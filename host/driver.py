@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeforge.firmware.compiler import Compiled, compile_model, pixel_rows
-from spikeforge.firmware.program import SPACES, HardwareConfig, pack_lanes, row_bits, row_words, words_per_row
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, named_counters, recorded_steps, step_counters
+from spikeforge.firmware.memory_map import (COUNTERS, LAYER_COUNTERS, READ_MAP, model_rows, named_counters,
+                                            recorded_steps, step_counters)
+from spikeforge.firmware.program import SPACES, HardwareConfig, row_words, words_per_row
 
 from . import protocol as P
 from .transport import Transport, TransportError, open_transport
@@ -327,15 +328,11 @@ def _check_hash(what: str, digest: str | None, hw: HardwareConfig, info: P.Hello
 
 def _chunks(compiled: Compiled):
     """``(space, first_row, [row values])`` WRITE chunks of whole, consecutive rows within a frame."""
-    hw = compiled.hardware
-    bits, wpr = row_bits(hw), words_per_row(hw)
-    spaces = {"program": [(r, d.row_value()) for r, d in enumerate(compiled.program)]}
-    for space in ("weights", "biases", "thresholds"):
-        spaces[space] = [(row, pack_lanes(lanes, bits[space] // hw.lanes)) for row, lanes in getattr(compiled, space)]
-    for space, rows in spaces.items():
+    wpr = words_per_row(compiled.hardware)
+    for space, rows in model_rows(compiled).items():
         per = max(1, P.MAX_ROW_WORDS // wpr[space])
         run: list = []
-        for row, value in sorted(rows):
+        for row, value in rows:
             if run and (row != run[0][0] + len(run) or len(run) == per):
                 yield space, run[0][0], [v for _, v in run]
                 run = []

@@ -235,35 +235,11 @@ class SimTransport(Transport):
 
 
 def _sim_hardware(path: str, lanes: int, hardware=None):
-    """The virtual board's HardwareConfig and, for a ``spikeforge build`` folder, the board's link,
-    clock and baud (so the simulation runs the very BoardTop that was built): ``hardware`` when
-    given, else a generated or built folder's manifest, else the embedded model's configuration.
-    The manifest is read by :func:`~spikeforge.firmware.compiler.load_manifest`; one that it refuses
-    is a :class:`TransportError` naming the manifest and the field."""
-    from spikeforge.firmware.program import HardwareConfig
+    """The virtual board's HardwareConfig and board settings
+    (:func:`spikeforge.sim.virtual_board.board_settings`; :class:`ValueError` when refused)."""
+    from spikeforge.sim.virtual_board import board_settings
 
-    if path not in ("", "/"):
-        manifest = Path(path) / "manifest.json"
-        if not manifest.exists() and hardware is not None:
-            return hardware, {}
-        if not manifest.exists():
-            raise TransportError(f"{manifest} does not exist (expected a `spikeforge generate` or `build` output folder)")
-        from spikeforge.firmware.compiler import load_manifest
-
-        try:   # the one validated reader: schema, hardware hash, each file's size and SHA-256
-            m = load_manifest(Path(path))
-        except ValueError as exc:
-            raise TransportError(str(exc)) from None
-        board = {k: m[k] for k in ("link", "clock_hz", "baud") if k in m}
-        if hardware is not None:
-            return hardware, board
-        return HardwareConfig.from_dict(m["hardware"]), board
-    if hardware is not None:
-        return hardware, {}
-    from spikeforge.firmware.compiler import hardware_for
-    from spikeforge.model.quantize import embedded_qmodel
-
-    return hardware_for(embedded_qmodel(), lanes=lanes), {}
+    return board_settings(path, lanes, hardware)
 
 
 # ------------------------------------------------------------------------------ URL options

@@ -222,7 +222,7 @@ def sdt_graph(config: dict) -> LayerGraph:
     Layer names are the quantized model's (``sps.conv0`` ... ``head``); ``source`` gives the
     reference's module names (``patch_embed.proj_conv1``, ``block.0.attn.q_conv``, ...).
     """
-    T, d, stat = config["T"], config["embed_dims"], config["pooling_stat"]
+    d, stat = config["embed_dims"], config["pooling_stat"]
     hidden = int(d * config["mlp_ratios"])
     h, w = config["img_size_h"], config["img_size_w"]
     chans = [config["in_channels"], d // 8, d // 4, d // 2, d]

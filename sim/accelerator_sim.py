@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 
 from spikeforge.firmware.compiler import Compiled, pixel_rows
-from spikeforge.firmware.program import KINDS, OPS
-from spikeforge.hdl.accelerator import COUNTERS, LAYER_COUNTERS, READ_MAP, Accelerator, named_counters, recorded_steps, step_counters
+from spikeforge.firmware.memory_map import (COUNTERS, LAYER_COUNTERS, READ_MAP, model_rows, named_counters,
+                                            recorded_steps, row_beats, step_counters, write_layout, write_word)
+from spikeforge.firmware.program import KINDS, OPS, HardwareConfig
+from spikeforge.hdl.accelerator import Accelerator
 from spikeforge.model import golden
 from spikeforge.model.graph import LayerGraph, layer_graph
 
@@ -33,23 +35,22 @@ __all__ = ["load_beats", "image_beats", "build_rtl", "run_rtl", "simulate"]
 BENCH = "spikeforge.sim.benches.accelerator_bench"
 
 
-def load_beats(top: Accelerator, compiled: Compiled) -> list[list[int]]:
-    """``[space, addr, data]`` write beats that load a compiled model (program, weights, biases, thresholds)."""
-    beats = []
-    for row, desc in enumerate(compiled.program):
-        beats += top.write_words("program", row, desc.row_value())
-    for space, rows in (("weights", compiled.weights), ("biases", compiled.biases),
-                        ("thresholds", compiled.thresholds)):
-        for row, lanes in rows:
-            beats += top.write_words(space, row, top.pack_lanes(space, lanes))
-    return [[b["space"], b["addr"], b["data"]] for b in beats]
+def _write_words(hw: HardwareConfig, rows: dict[str, list[tuple[int, int]]]) -> list[int]:
+    """The write-port payloads (:func:`~spikeforge.firmware.memory_map.write_word`) that load
+    ``rows`` (``(row, value)`` per space), space after space."""
+    layout = write_layout(hw)
+    return [write_word(layout, beat) for space, pairs in rows.items() for row, value in pairs
+            for beat in row_beats(hw, space, row, value)]
 
 
-def image_beats(top: Accelerator, pixels: torch.Tensor) -> list[list[int]]:
-    beats = []
-    for row, value in pixel_rows(top.hw, pixels):
-        beats += top.write_words("pixels", row, value)
-    return [[b["space"], b["addr"], b["data"]] for b in beats]
+def load_beats(compiled: Compiled) -> list[int]:
+    """The write-port payloads that load a compiled model (program, weights, biases, thresholds)."""
+    return _write_words(compiled.hardware, model_rows(compiled))
+
+
+def image_beats(hw: HardwareConfig, pixels: torch.Tensor) -> list[int]:
+    """The write-port payloads that load one image ``[C, H, W]`` into the pixel memory."""
+    return _write_words(hw, {"pixels": pixel_rows(hw, pixels)})
 
 
 class _LogProgress:
@@ -114,7 +115,7 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
     seconds of the image loop inside the simulator, ``loop_clock_cycles``: clock cycles it simulated); raises :class:`BuildError` when the build or the run fails.
     ``progress(line)`` gets the bench's per-image progress lines (default: printed to stderr)."""
     t0 = time.time()
-    top, vfile = _accelerator_verilog(compiled, simulator, build_root)
+    _, vfile = _accelerator_verilog(compiled, simulator, build_root)
     build_dir = vfile.parent
     n_classes = compiled.manifest["model"]["num_classes"]
     n_steps = len(recorded_steps(compiled.program))
@@ -123,8 +124,8 @@ def run_rtl(compiled: Compiled, images: torch.Tensor, simulator: str = "verilato
         "counters": [READ_MAP["counters"] + i for i in range(len(COUNTERS))],
         "layers": [READ_MAP["layers"] + 4 * s + k for s in range(n_steps) for k in range(len(LAYER_COUNTERS))],
     }
-    job = {"addr_bits": top.addr_bits, "load": load_beats(top, compiled),
-           "images": [image_beats(top, img) for img in images], "reads": reads, "timeout_cycles": 2_000_000}
+    job = {"load": load_beats(compiled), "images": [image_beats(compiled.hardware, img) for img in images],
+           "reads": reads, "timeout_cycles": 2_000_000}
     run_id = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:12]
     job_file, result_file = build_dir / f"job-{run_id}.json", build_dir / f"result-{run_id}.json"
     job_file.write_text(json.dumps(job))

@@ -29,7 +29,7 @@ from spikeforge.hdl.board import BoardTop
 from .runner import BuildError, cocotb_build, cocotb_test, simulator_missing, write_verilog
 from .runner import build_root as _build_root
 
-__all__ = ["VirtualBoard", "BENCH"]
+__all__ = ["VirtualBoard", "BENCH", "board_settings"]
 
 BENCH = "spikeforge.sim.benches.board_bench"
 
@@ -92,3 +92,31 @@ class VirtualBoard:
             self.thread.join(timeout)
             if self.thread.is_alive():
                 raise BuildError(f"the virtual board's simulator did not exit within {timeout:.0f} s; see {self.log}")
+
+
+def board_settings(path: str, lanes: int = 16, hardware: HardwareConfig | None = None) -> tuple[HardwareConfig, dict]:
+    """The virtual board's HardwareConfig and, for a ``spikeforge build`` folder, the board's link,
+    clock and baud (so the simulation runs the very BoardTop that was built): ``hardware`` when
+    given, else a generated or built folder's manifest, else the embedded model's configuration
+    for ``lanes`` lanes (``path`` ``""`` or ``"/"``). The manifest is read by
+    :func:`~spikeforge.firmware.compiler.load_manifest`; one that it refuses, or a folder without
+    one, is a :class:`ValueError` naming the manifest and the field."""
+    if path not in ("", "/"):
+        manifest = Path(path) / "manifest.json"
+        if not manifest.exists() and hardware is not None:
+            return hardware, {}
+        if not manifest.exists():
+            raise ValueError(f"{manifest} does not exist (expected a `spikeforge generate` or `build` output folder)")
+        from spikeforge.firmware.compiler import load_manifest
+
+        m = load_manifest(Path(path))   # the one validated reader: schema, hardware hash, each file's size and SHA-256
+        board = {k: m[k] for k in ("link", "clock_hz", "baud") if k in m}
+        if hardware is not None:
+            return hardware, board
+        return HardwareConfig.from_dict(m["hardware"]), board
+    if hardware is not None:
+        return hardware, {}
+    from spikeforge.firmware.compiler import hardware_for
+    from spikeforge.model.quantize import embedded_qmodel
+
+    return hardware_for(embedded_qmodel(), lanes=lanes), {}

@@ -160,8 +160,7 @@ def test_sequencer_stops_on_an_unknown_op_or_a_field_too_wide_and_identifies_its
     async def bench(ctx):
         async def load(descs):
             for row, desc in enumerate(descs):
-                value = sum(w << (32 * k) for k, w in enumerate(desc.words()))
-                for beat in top.write_words("program", row, value):
+                for beat in top.write_words("program", row, desc.row_value()):
                     for k, v in beat.items():
                         ctx.set(getattr(top.write.payload, k), v)
                     ctx.set(top.write.valid, 1)

@@ -3,7 +3,8 @@ port the host link drives), then per image loads its pixels, pulses ``start``, w
 and reads logits and counters through ``read_addr`` / ``read_data``.
 
 Environment (set by :func:`spikeforge.sim.accelerator_sim.run_rtl`): ``SPIKEFORGE_JOB`` (JSON:
-``addr_bits``, ``load`` and per-image ``images`` write beats as ``[space, addr, data]``, ``reads``
+``load`` and per-image ``images`` write beats as the write port's payload bits
+(:func:`spikeforge.firmware.memory_map.write_word`), ``reads``
 addresses, ``timeout_cycles``) and ``SPIKEFORGE_RESULT`` (JSON written at the end; with
 ``loop_seconds`` and ``loop_clock_cycles``, the wall time and clock cycles of the image loop).
 """
@@ -31,7 +32,6 @@ def _signed32(v: int) -> int:
 async def accelerator_runs_program(dut):
     job = json.loads(open(os.environ["SPIKEFORGE_JOB"]).read())
     out = {"images": [], "error": None}
-    ab = job["addr_bits"]
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     await FallingEdge(dut.clk)
     dut.write__valid.value = 0
@@ -40,8 +40,8 @@ async def accelerator_runs_program(dut):
     await reset(dut)
 
     async def write(beats):
-        for space, addr, value in beats:
-            dut.write__payload.value = space | (addr << 3) | (value << (3 + ab))
+        for word in beats:
+            dut.write__payload.value = word
             dut.write__valid.value = 1
             await FallingEdge(dut.clk)
         dut.write__valid.value = 0

@@ -52,13 +52,9 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.link = link = HostLink(self.hw, self.hello)
         m.submodules.accelerator = ResetInserter(link.accel_reset)(self.accelerator)
-        # the control bus but busy and done: the link follows a run through the status word, and
-        # wiring those two into it (unused) makes Yosys 0.69's ABC9 fail an assertion on the ULX3S
-        # top (abc_ops_reintegrate, rtlil.cc:3097)
         acc = self.accelerator
-        wiring.connect(m, link.bus.write, acc.write)
-        m.d.comb += [acc.start.eq(link.bus.start), acc.read_addr.eq(link.bus.read_addr),
-                     link.bus.read_data.eq(acc.read_data)]
+        wiring.connect(m, link.write, acc.write)
+        m.d.comb += [acc.start.eq(link.start), acc.read_addr.eq(link.read_addr), link.read_data.eq(acc.read_data)]
         if self.link == "uart":
             m.submodules.uart_rx = urx = UARTReceiver(self.divisor)
             m.submodules.uart_tx = utx = UARTTransmitter(self.divisor)

@@ -3,13 +3,9 @@
 The byte protocol is :mod:`spikeforge.firmware.protocol` (the contract the host's codec,
 :mod:`spikeforge.host.protocol`, follows too). The chain::
 
-    rx bytes -> COBSDecoder -> LinkController -> COBSEncoder -> tx bytes
-                               |
-                               |  FrameReceiver -> command FSM -> ReplyFramer
-                               |  (frame buffer,    |   (dispatch,      (CRC appended)
-                               |   CRC-16 check)    |    write path,
-                               |                    |    read path)  -> ArgMax (RUN's prediction)
-                               +-> accelerator: control bus (write stream, start, read_addr/read_data), reset
+    rx bytes -> COBSDecoder -> LinkController -> (CRC appended) -> COBSEncoder -> tx bytes
+                                 |  frame buffer (MAX_FRAME bytes), CRC-16 check
+                                 +-> accelerator: write stream, start, reset, read_addr/read_data
 
 :class:`HostLink` is that chain with byte-stream ports (``rx`` in, ``tx`` out with ``last`` on each
 frame's delimiter): the AXI4-Stream-style port a PCIe DMA drives. :class:`UARTReceiver` and
@@ -28,15 +24,13 @@ from amaranth.lib import crc, data, memory, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.memory_map import READ_MAP, control_bus
+from spikeforge.firmware.memory_map import READ_MAP, write_layout
 from spikeforge.firmware.program import SPACES, HardwareConfig, space_rows, words_per_row, write_port_layout
-from spikeforge.firmware.protocol import (CMD, CRC_BYTES, CRC_INIT, CRC_POLYNOMIAL, CRC_WIDTH, MAX_FRAME, REPLY_FLAG,
-                                          REPLY_HEADER, REQUEST_HEADER, STATUS, Status)
+from spikeforge.firmware.protocol import CMD, CRC_INIT, CRC_POLYNOMIAL, CRC_WIDTH, MAX_FRAME, STATUS
 
 from .register_slice import RegisterSlice
 
-__all__ = ["UARTReceiver", "UARTTransmitter", "COBSDecoder", "COBSEncoder", "FrameReceiver", "ReplyFramer", "ArgMax",
-           "LinkController", "HostLink",
+__all__ = ["UARTReceiver", "UARTTransmitter", "COBSDecoder", "COBSEncoder", "LinkController", "HostLink",
            "FRAME_BEAT", "WIRE_BYTE", "CRC16"]
 
 #: The protocol's CRC: CRC-16/CCITT-FALSE on bytes (residue 0 over a frame and its big-endian CRC).
@@ -246,163 +240,11 @@ class COBSEncoder(wiring.Component):
         return m
 
 
-def _accel_signature(hw: HardwareConfig) -> dict:
-    """The controller's side of the accelerator's ports: ``bus``, the control bus
-    (:func:`~spikeforge.firmware.memory_map.control_bus`; ``read_data`` is the word at the previous
-    cycle's ``read_addr``, as :class:`~spikeforge.hdl.accelerator.Accelerator` answers), and
-    ``accel_reset``."""
-    return {"bus": Out(control_bus(hw)), "accel_reset": Out(1)}
-
-
-class FrameReceiver(wiring.Component):
-    """Stores one received frame and checks it: decoded ``frames`` beats -> a :data:`MAX_FRAME`-byte
-    frame buffer, the frame's CRC-16, its length and verdict.
-
-    Ports:
-
-    * ``frames``: ``In(stream.Signature(FRAME_BEAT))``, always ready (no back-pressure: a beat that
-      comes while the controller is not listening is dropped).
-    * ``listen``: ``In(1)``, the controller waits for a frame. Each data beat then goes into the
-      buffer at the next address and into the CRC (bytes past ``MAX_FRAME`` only mark the frame
-      oversized); the first two are also kept as ``cmd`` and ``seq`` (``Out(8)``; ``seq`` 0 in a
-      one-byte frame). The end beat of an empty frame (two delimiters in a row: a flush) is
-      ignored; that of any other frame pulses ``ended`` (``Out(1)``, in the end beat's cycle).
-    * ``length`` (bytes received), ``status`` (``Out(Status)``) and ``ok``: the frame's verdict,
-      from the cycle after ``ended``: E_FRAME (a COBS error, fewer than 4 bytes, or beats of it
-      dropped while not listening), else E_OVERSIZE, else E_CRC (the residue is not 0), else OK.
-    * ``take``: ``In(1)``, one cycle: the controller takes the frame; the read pointer moves to
-      byte 2 (the payload's first) and the dropped-beats mark clears. ``clear``: ``In(1)``, one
-      cycle: the reply has gone; length and flags clear for the next frame.
-    * ``byte``: ``Out(8)``, the buffer byte at the read pointer (the read port's address is the
-      pointer's next value, so ``byte`` follows ``take`` and ``adv`` in the next cycle); ``adv``:
-      ``In(1)``, the pointer moves on by one.
-
-    Cycle cost: one cycle per beat; the verdict is ready the cycle after ``ended``.
-    """
-
-    def __init__(self):
-        super().__init__({"frames": In(stream.Signature(FRAME_BEAT)), "listen": In(1), "ended": Out(1),
-                          "cmd": Out(8), "seq": Out(8), "length": Out(range(MAX_FRAME + 1)), "status": Out(Status),
-                          "ok": Out(1), "take": In(1), "clear": In(1), "byte": Out(8), "adv": In(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.buffer = buf = memory.Memory(shape=8, depth=MAX_FRAME, init=[])
-        wr, rd = buf.write_port(), buf.read_port()
-        m.submodules.crc = rx_crc = crc.Processor(CRC16)
-        n = self.length
-        oversize = Signal()
-        cobs_error = Signal()
-        lost = Signal()                          # beats dropped while not listening: the frame lacks its head
-        rp = Signal(range(MAX_FRAME))            # read pointer: ``byte`` is buf[rp]
-        m.d.comb += rd.addr.eq(Mux(self.take, REQUEST_HEADER, Mux(self.adv, rp + 1, rp)))
-        m.d.sync += rp.eq(rd.addr)
-        # no read collides with a write: the buffer is written while listening, read while not
-        m.d.comb += [rd.en.eq(~wr.en), self.byte.eq(rd.data)]
-
-        beat = self.frames.payload
-        m.d.comb += [self.frames.ready.eq(1), wr.addr.eq(n), wr.data.eq(beat.data), rx_crc.data.eq(beat.data)]
-        with m.If(self.listen & self.frames.valid):
-            with m.If(beat.end):
-                with m.If((n != 0) | beat.error | lost):      # not an empty frame (a flush)
-                    m.d.comb += self.ended.eq(1)
-                    m.d.sync += cobs_error.eq(beat.error)
-            with m.Else():
-                with m.If(n == 0):
-                    m.d.sync += [self.cmd.eq(beat.data), self.seq.eq(0)]
-                with m.If(n == 1):
-                    m.d.sync += self.seq.eq(beat.data)
-                with m.If(n < MAX_FRAME):
-                    m.d.comb += [wr.en.eq(1), rx_crc.valid.eq(1), rx_crc.start.eq(n == 0)]
-                    m.d.sync += n.eq(n + 1)
-                with m.Else():
-                    m.d.sync += oversize.eq(1)
-        with m.If(self.take):
-            m.d.sync += lost.eq(0)
-        with m.If(self.clear):
-            m.d.sync += [n.eq(0), oversize.eq(0), cobs_error.eq(0)]
-        # a frame whose head was dropped fails with E_FRAME, while one that ended unheard is forgotten
-        with m.If(self.frames.valid & ~self.listen):
-            m.d.sync += lost.eq(~beat.end)
-
-        with m.If(cobs_error | lost | ((n < REQUEST_HEADER + CRC_BYTES) & ~oversize)):
-            m.d.comb += self.status.eq(Status.E_FRAME)
-        with m.Elif(oversize):
-            m.d.comb += self.status.eq(Status.E_OVERSIZE)
-        with m.Elif(~rx_crc.match_detected):
-            m.d.comb += self.status.eq(Status.E_CRC)
-        with m.Else():
-            m.d.comb += [self.status.eq(Status.OK), self.ok.eq(1)]
-        return m
-
-
-class ReplyFramer(wiring.Component):
-    """Ends each reply with its CRC-16: ``body`` bytes -> ``reply`` (:data:`WIRE_BYTE`), then the
-    CRC of the bytes since the previous reply, high byte first, ``last`` on the low byte.
-
-    Ports: ``body``: ``In(stream.Signature(8))``, passed through as it comes (``body.ready`` is
-    ``reply.ready``); ``finish``: ``In(1)``, held by the sender once the body has gone (no body
-    byte is offered from then until ``done``): the CRC follows; ``done``: ``Out(1)``, the CRC's low
-    byte is taken this cycle (the CRC restarts for the next reply). ``reply``:
-    ``Out(stream.Signature(WIRE_BYTE))``. Back-pressure: ``reply.ready`` throughout. Cycle cost:
-    one cycle per body byte and two for the CRC (each as long as ``reply`` stalls).
-    """
-
-    def __init__(self):
-        super().__init__({"body": In(stream.Signature(8)), "finish": In(1), "done": Out(1),
-                          "reply": Out(stream.Signature(WIRE_BYTE))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.crc = tx_crc = crc.Processor(CRC16)
-        out, body = self.reply, self.body
-        m.d.comb += [tx_crc.data.eq(body.payload), body.ready.eq(out.ready)]
-        with m.FSM(name="framer"):
-            with m.State("BODY"):
-                with m.If(self.finish):
-                    m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[8:])]
-                    with m.If(out.ready):
-                        m.next = "CRC_LO"
-                with m.Else():
-                    m.d.comb += [out.valid.eq(body.valid), out.payload.data.eq(body.payload),
-                                 tx_crc.valid.eq(body.valid & out.ready)]
-            with m.State("CRC_LO"):
-                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[:8]), out.payload.last.eq(1)]
-                with m.If(out.ready):
-                    m.d.comb += [self.done.eq(1), tx_crc.start.eq(1)]
-                    m.next = "BODY"
-        return m
-
-
-class ArgMax(wiring.Component):
-    """The index of the largest logit (the lowest index on ties, as the golden model's argmax) of
-    the logits a RUN reply sends.
-
-    Ports: ``logits``: ``In(stream.Signature({"value": signed(bits), "index": 8, "first": 1},
-    always_ready=True))``, one logit a beat, ``first`` on a run's first; ``clear``: ``In(1)``,
-    ``pred`` becomes 0xFF (a run whose reply has no logits); ``pred``: ``Out(8)``. Cycle cost: a
-    logit is registered, then compared: ``pred`` holds it two cycles after its beat (a register
-    between the accelerator's read mux and the comparison).
-    """
-
-    def __init__(self, bits: int):
-        self.bits = bits
-        layout = data.StructLayout({"value": signed(bits), "index": 8, "first": 1})
-        super().__init__({"logits": In(stream.Signature(layout, always_ready=True)), "clear": In(1), "pred": Out(8)})
-
-    def elaborate(self, platform):
-        m = Module()
-        cand = Signal(self.logits.payload.shape())
-        cand_valid = Signal()
-        best = Signal(signed(self.bits))
-        m.d.sync += cand_valid.eq(0)
-        with m.If(self.logits.valid):
-            m.d.sync += [cand.eq(self.logits.payload), cand_valid.eq(1)]
-        with m.If(cand_valid & (cand.first | (cand.value > best))):
-            m.d.sync += [best.eq(cand.value), self.pred.eq(cand.index)]
-        with m.If(self.clear):
-            m.d.sync += self.pred.eq(0xFF)
-        return m
+def _accel_signature(write_layout) -> dict:
+    """The controller's side of the accelerator's ports (``read_data``: the word at the previous
+    cycle's ``read_addr``, as :class:`~spikeforge.hdl.accelerator.Accelerator` answers)."""
+    return {"write": Out(stream.Signature(write_layout)), "start": Out(1), "accel_reset": Out(1),
+            "read_addr": Out(16), "read_data": In(32)}
 
 
 class LinkController(wiring.Component):
@@ -412,15 +254,6 @@ class LinkController(wiring.Component):
     Parameters: ``hw`` (the :class:`~spikeforge.firmware.program.HardwareConfig` of the accelerator it
     drives: write-port layout, row geometry and capacities) and ``hello`` (the HELLO reply payload,
     :func:`spikeforge.firmware.protocol.hello_payload`, held in a ROM).
-
-    Ports: ``frames`` (``In(stream.Signature(FRAME_BEAT))``, always ready), ``reply``
-    (``Out(stream.Signature(WIRE_BYTE))``), ``bus`` (``Out(control_bus(hw))``, the accelerator's
-    control bus; ``busy`` and ``done`` unused: a run is followed through the status word) and
-    ``accel_reset``.
-
-    Parts: :class:`FrameReceiver` (buffer, CRC check, verdict), the command FSM (dispatch, the
-    WRITE / RUN write path with its checks, the read path, the reply bytes), :class:`ArgMax` (RUN's
-    prediction) and :class:`ReplyFramer` (the reply's CRC).
 
     Commands (``docs/protocol.md``): HELLO; WRITE ``space row words`` (whole rows, checked against the
     space's rows before anything is written); RUN ``n_logits pixel-words`` (pixels from row 0, start,
@@ -439,323 +272,351 @@ class LinkController(wiring.Component):
         self.word_bits = write_port_layout(hw)[0]
         self.rows = space_rows(hw)
         super().__init__({"frames": In(stream.Signature(FRAME_BEAT)), "reply": Out(stream.Signature(WIRE_BYTE)),
-                          **_accel_signature(hw)})
+                          **_accel_signature(write_layout(hw))})
 
-    def elaborate(self, platform):
+    def elaborate(self, platform):  # noqa: C901 (one command FSM)
         m = Module()
-        m.submodules.receiver = rx = FrameReceiver()
-        m.submodules.framer = framer = ReplyFramer()
-        m.submodules.argmax = argmax = ArgMax(self.hw.logit_bits)
+
+        # --- frame buffer, written while receiving, read with a one-byte look-ahead while executing
+        m.submodules.buffer = buf = memory.Memory(shape=8, depth=MAX_FRAME, init=[])
+        buf_wr, buf_rd = buf.write_port(), buf.read_port()
+        m.submodules.rx_crc = rx_crc = crc.Processor(CRC16)
+        m.submodules.tx_crc = tx_crc = crc.Processor(CRC16)
         m.submodules.hello = rom = memory.Memory(shape=8, depth=max(1, len(self.hello)), init=list(self.hello))
-        wiring.connect(m, wiring.flipped(self.frames), rx.frames)
-        wiring.connect(m, framer.reply, wiring.flipped(self.reply))
-        fsm = _CommandFSM(m, self, rx, framer, argmax, rom.read_port())
-        with m.FSM(name="link"):
-            with m.State("RX"):
-                m.d.comb += rx.listen.eq(1)
-                with m.If(rx.ended):
-                    m.next = "CHECK"
-            fsm.dispatch_states()
-            fsm.write_states()
-            fsm.run_states()
-            fsm.reply_states()
-        return m
+        rom_rd = rom.read_port()
 
+        n = Signal(range(MAX_FRAME + 1))        # bytes received in this frame
+        oversize = Signal()
+        cobs_error = Signal()
+        lost = Signal()                          # bytes arrived while busy: this frame lacks its head
+        cmd = Signal(8)
+        seq = Signal(8)
+        status = Signal(8)
+        plen = Signal(range(MAX_FRAME + 1))     # payload bytes
+        rp = Signal(range(MAX_FRAME))            # buffer read pointer: buf_rd.data is buf[rp]
+        adv = Signal()
+        seek = Signal()
+        seek_to = Signal(range(MAX_FRAME))
+        m.d.comb += buf_rd.addr.eq(Mux(seek, seek_to, Mux(adv, rp + 1, rp)))
+        m.d.sync += rp.eq(buf_rd.addr)
+        # no read collides with a write: RX writes, and neither advances nor seeks the read pointer
+        m.d.comb += buf_rd.en.eq(~buf_wr.en)
+        byte = buf_rd.data
 
-class _CommandFSM:
-    """The command FSM of :class:`LinkController`: its registers, the helpers its states share, and
-    one method per group of states (called inside the controller's ``m.FSM``)."""
+        beat = self.frames.payload
+        m.d.comb += [self.frames.ready.eq(1), buf_wr.addr.eq(n), buf_wr.data.eq(beat.data),
+                     rx_crc.data.eq(beat.data)]
 
-    def __init__(self, m: Module, ctl: LinkController, rx: FrameReceiver, framer: ReplyFramer, argmax: ArgMax,
-                 rom_rd):
-        self.m, self.ctl, self.rx, self.framer, self.argmax, self.rom_rd = m, ctl, rx, framer, argmax, rom_rd
-        self.bus = bus = ctl.bus
-        wpr, rows = ctl.words_per_row, ctl.rows
+        # --- command registers
         # little-endian field assembly: the write payload's data register (the accelerator only
         # takes it while ``write.valid``, and a WRITE's words are assembled in place)
-        self.acc_sh = bus.write.payload.data
-        self.k = Signal(2)
-        self.status = Signal(8)
-        self.plen = Signal(range(MAX_FRAME + 1))     # payload bytes
-        self.space = Signal(8)
-        self.row = Signal(32)
-        self.nwords = Signal(range(MAX_FRAME // 4 + 1))
-        self.w = Signal(range(max(wpr.values()) + 1))
-        self.rcount = Signal(range(MAX_FRAME // 4 + 1))
-        self.rows_written = Signal(32)
-        m.d.comb += self.rows_written.eq(self.rcount)
-        self.cap_bits = cap_bits = max(rows.values()).bit_length()
-        self.cur_row = Signal(cap_bits)
-        self.raddr = Signal(16)
-        self.count = Signal(8)
-        self.nlog = Signal(8)
-        self.run = Signal()                          # the WRITE is a RUN's pixels
-        self.wpr = Array(Const(wpr[s], range(max(wpr.values()) + 1)) for s in SPACES)
-        self.rows_cap = Array(Const(rows[s], cap_bits) for s in SPACES)
-        self.space_wpr = Signal.like(self.wpr[0])   # the space's words per row and rows, once checked
-        self.space_rows = Signal(cap_bits)
-        self.left = Signal.like(self.nwords)         # words left to count, then to write
-        self.row_end = Signal(max(cap_bits, len(self.rcount)) + 1)   # row + rows counted (registered; no wrap)
-        self.row_high = Signal()                     # row has bits above every space's rows
-        self.out_of_range = Signal()
+        acc_sh = self.write.payload.data
+        k = Signal(2)
+        space = Signal(8)
+        row = Signal(32)
+        nwords = Signal(range(MAX_FRAME // 4 + 1))
+        w = Signal(range(max(self.words_per_row.values()) + 1))
+        rcount = Signal(range(MAX_FRAME // 4 + 1))
+        rows_written = Signal(32)
+        m.d.comb += rows_written.eq(rcount)
+        cap_bits = max(self.rows.values()).bit_length()
+        cur_row = Signal(cap_bits)
+        raddr = Signal(16)
+        count = Signal(8)
+        nlog = Signal(8)
+        run = Signal()                           # the WRITE is a RUN's pixels
+        best = Signal(signed(self.hw.logit_bits))   # logits are read sign-extended from this width
+        pred = Signal(8)
+        # argmax, one cycle behind the logits being sent (a register between the accelerator's read
+        # mux and the comparison); it settles while the last logit's other three bytes go out
+        cand, cand_idx, cand_first, cand_valid = Signal.like(best), Signal(8), Signal(), Signal()
+        m.d.sync += cand_valid.eq(0)
+        with m.If(cand_valid & (cand_first | (cand > best))):
+            m.d.sync += [best.eq(cand), pred.eq(cand_idx)]
+        wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
+        rows_cap = Array(Const(self.rows[s], cap_bits) for s in SPACES)
+        space_wpr = Signal.like(wpr[0])          # the space's words per row and rows, once checked
+        space_rows = Signal(cap_bits)
+        left = Signal.like(nwords)               # words left to count, then to write
+        row_end = Signal(max(cap_bits, len(rcount)) + 1)   # row + rows counted (registered; no wrap)
+        row_high = Signal()                      # row has bits above every space's rows
+        out_of_range = Signal()
+        word_bits = self.word_bits
 
-        # --- reply bytes (the framer appends the CRC)
-        self.out = out = framer.body
-        self.idx = idx = Signal(range(4 * 256 + 1))
-        self.next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
-        m.d.comb += self.next_idx.eq(Mux(out.ready, idx + 1, idx))
+        # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
+        out = self.reply
+        m.d.comb += [tx_crc.data.eq(out.payload.data)]
+        idx = Signal(range(4 * 256 + 1))
+        next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
+        m.d.comb += next_idx.eq(Mux(out.ready, idx + 1, idx))
+
         # The read address is a register (no path from the command state into the accelerator's read
         # map): each state sets it at least a cycle before the word is wanted. A read-map word is
         # sent from ``read_data`` for its first byte and from ``word_buf`` for the other three, so
         # the address moves on to the next word as soon as the first byte has gone.
-        self.read_addr = Signal(16)
-        self.word_buf = Signal(24)
-        self.word_byte = Mux(idx[:2] == 0, bus.read_data[:8], self.word_buf.word_select((idx[:2] - 1)[:2], 8))
-        self.first_sent = Signal()                   # a word's first byte goes out this cycle
-        m.d.comb += [bus.read_addr.eq(self.read_addr), self.first_sent.eq(out.ready & (idx[:2] == 0))]
-        # a logit is taken by the argmax as its first byte goes (RUN_LOGITS sets ``valid``)
-        logit = argmax.logits.payload
-        m.d.comb += [logit.value.eq(bus.read_data[:len(logit.value)]), logit.index.eq(idx[2:]), logit.first.eq(idx == 0)]
-        self.emit_len = Signal.like(self.next_idx)   # the sending state's length (never 0)
-        self.emit_last = Signal()                    # the byte sent is its last
-        m.d.comb += self.emit_last.eq(idx + 1 == self.emit_len)
+        read_addr = Signal(16)
+        word_buf = Signal(24)
+        word_byte = Mux(idx[:2] == 0, self.read_data[:8], word_buf.word_select((idx[:2] - 1)[:2], 8))
+        first_sent = Signal()                     # a word's first byte goes out this cycle
+        m.d.comb += [self.read_addr.eq(read_addr), first_sent.eq(out.ready & (idx[:2] == 0))]
 
-    # ---------------------------------------------------------------------------- helpers
-    def send_words(self, next_addr):
-        """Send read-map words (``emit`` them with ``word_byte``); after each word's first byte the
-        address moves to ``next_addr``."""
-        with self.m.If(self.first_sent):
-            self.m.d.sync += [self.word_buf.eq(self.bus.read_data[8:]), self.read_addr.eq(next_addr)]
+        def send_words(next_addr):
+            """Send read-map words (``emit`` them with ``word_byte``); after each word's first byte
+            the address moves to ``next_addr``."""
+            with m.If(first_sent):
+                m.d.sync += [word_buf.eq(self.read_data[8:]), read_addr.eq(next_addr)]
 
-    def emit(self, byte_value, length, nxt):
-        """Send ``length`` (> 0) bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
-        m, out, idx = self.m, self.out, self.idx
-        m.d.comb += [out.valid.eq(1), out.payload.eq(byte_value), self.emit_len.eq(length)]
-        with m.If(out.ready):
-            m.d.sync += idx.eq(idx + 1)
-            with m.If(self.emit_last):
-                m.d.sync += idx.eq(0)
+        emit_len = Signal.like(next_idx)         # the sending state's length (never 0)
+        emit_last = Signal()                      # the byte sent is its last
+        m.d.comb += emit_last.eq(idx + 1 == emit_len)
+
+        def emit(byte_value, length, nxt, first=False):
+            """Send ``length`` (> 0) bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
+            m.d.comb += [out.valid.eq(1), out.payload.data.eq(byte_value), emit_len.eq(length),
+                         tx_crc.valid.eq(out.ready), tx_crc.start.eq(first & (idx == 0))]
+            with m.If(out.ready):
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(emit_last):
+                    m.d.sync += idx.eq(0)
+                    m.next = nxt
+
+        def field(target, nbytes, nxt):
+            """Assemble the ``nbytes``-byte little-endian field at the read pointer into ``target``."""
+            m.d.comb += adv.eq(1)
+            m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
+            with m.If(k == nbytes - 1):
+                m.d.sync += [target.eq(Cat(acc_sh[32 - 8 * (nbytes - 1):], byte)), k.eq(0)]
                 m.next = nxt
 
-    def field(self, target, nbytes, nxt):
-        """Assemble the ``nbytes``-byte little-endian field at the read pointer into ``target``."""
-        m, acc_sh, k, byte = self.m, self.acc_sh, self.k, self.rx.byte
-        m.d.comb += self.rx.adv.eq(1)
-        m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
-        with m.If(k == nbytes - 1):
-            m.d.sync += [target.eq(Cat(acc_sh[32 - 8 * (nbytes - 1):], byte)), k.eq(0)]
-            m.next = nxt
+        def fail(code):
+            m.d.sync += [status.eq(STATUS[code]), idx.eq(0)]
+            m.next = "HEADER_ONLY"
 
-    def fail(self, code):
-        self.m.d.sync += [self.status.eq(STATUS[code]), self.idx.eq(0)]
-        self.m.next = "HEADER_ONLY"
+        with m.FSM(name="link") as fsm:
+            with m.State("RX"):
+                with m.If(self.frames.valid):
+                    with m.If(beat.end):
+                        with m.If((n == 0) & ~beat.error & ~lost):
+                            pass                                # an empty frame: a flush, ignored
+                        with m.Else():
+                            m.d.sync += cobs_error.eq(beat.error)
+                            m.next = "CHECK"
+                    with m.Else():
+                        with m.If(n == 0):
+                            m.d.sync += [cmd.eq(beat.data), seq.eq(0)]
+                        with m.If(n == 1):
+                            m.d.sync += seq.eq(beat.data)
+                        with m.If(n < MAX_FRAME):
+                            m.d.comb += [buf_wr.en.eq(1), rx_crc.valid.eq(1), rx_crc.start.eq(n == 0)]
+                            m.d.sync += n.eq(n + 1)
+                        with m.Else():
+                            m.d.sync += oversize.eq(1)
 
-    # ---------------------------------------------------------------------------- states
-    def dispatch_states(self):
-        """CHECK (the receiver's verdict) and DISPATCH (each command's length check)."""
-        m, rx, cmd, plen, fail = self.m, self.rx, self.rx.cmd, self.plen, self.fail
-        with m.State("CHECK"):
-            m.d.sync += [self.status.eq(rx.status), plen.eq(rx.length - 4), self.idx.eq(0), self.run.eq(0),
-                         self.k.eq(0), self.w.eq(0), self.rcount.eq(0)]
-            m.d.comb += rx.take.eq(1)
-            with m.If(rx.ok):
-                m.next = "DISPATCH"
-            with m.Else():
-                m.next = "HEADER_ONLY"
+            with m.State("CHECK"):
+                m.d.sync += [status.eq(STATUS["OK"]), plen.eq(n - 4), idx.eq(0), run.eq(0), k.eq(0),
+                             w.eq(0), rcount.eq(0), lost.eq(0)]
+                m.d.comb += [seek.eq(1), seek_to.eq(2)]
+                with m.If(cobs_error | lost | ((n < 4) & ~oversize)):
+                    fail("E_FRAME")
+                with m.Elif(oversize):
+                    fail("E_OVERSIZE")
+                with m.Elif(~rx_crc.match_detected):
+                    fail("E_CRC")
+                with m.Else():
+                    m.next = "DISPATCH"
 
-        with m.State("DISPATCH"):
-            with m.Switch(cmd):
-                with m.Case(CMD["HELLO"], CMD["RESET"]):
-                    with m.If(plen != 0):
-                        fail("E_LENGTH")
-                    with m.Elif(cmd == CMD["HELLO"]):
+            with m.State("DISPATCH"):
+                with m.Switch(cmd):
+                    with m.Case(CMD["HELLO"], CMD["RESET"]):
+                        with m.If(plen != 0):
+                            fail("E_LENGTH")
+                        with m.Elif(cmd == CMD["HELLO"]):
+                            m.next = "HEADER"
+                        with m.Else():
+                            m.d.sync += idx.eq(0)
+                            m.next = "RESET"
+                    with m.Case(CMD["READ"]):
+                        with m.If(plen != 3):
+                            fail("E_LENGTH")
+                        with m.Else():
+                            m.next = "READ_ADDR"
+                    with m.Case(CMD["WRITE"]):
+                        with m.If((plen < 9) | (plen[:2] != 1)):    # space, row, at least one word
+                            fail("E_LENGTH")
+                        with m.Else():
+                            m.d.sync += nwords.eq((plen - 5) >> 2)
+                            m.next = "WRITE_SPACE"
+                    with m.Case(CMD["RUN"]):
+                        with m.If(plen[:2] != 1):                  # n_logits, whole pixel words
+                            fail("E_LENGTH")
+                        with m.Else():
+                            # (the reply starts with the cycles counter: HEADER reads it)
+                            m.d.sync += [nwords.eq((plen - 1) >> 2), run.eq(1), raddr.eq(READ_MAP["counters"])]
+                            m.next = "RUN_NLOG"
+                    with m.Case(CMD["RUN_EVENTS"]):
+                        fail("E_UNSUPPORTED")
+                    with m.Default():
+                        fail("E_COMMAND")
+
+            # ------------------------------------------------------------ READ addr:u16 count:u8
+            with m.State("READ_ADDR"):
+                field(raddr, 2, "READ_COUNT")
+            with m.State("READ_COUNT"):
+                field(count, 1, "HEADER")
+
+            # ------------------------------------------------------------ WRITE space:u8 row:u32 words
+            with m.State("WRITE_SPACE"):
+                field(space, 1, "WRITE_ROW")
+            with m.State("WRITE_ROW"):
+                field(row, 4, "SPACE")
+            with m.State("RUN_NLOG"):
+                field(nlog, 1, "SPACE")
+                m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
+            # The checks take a state each, from registers (short paths): the space, then whole rows
+            # counted without writing (one cycle per word), then the rows' range (compared in RANGE,
+            # acted on in ADMIT).
+            with m.State("SPACE"):
+                with m.If(space >= len(SPACES)):
+                    fail("E_RANGE")
+                with m.Else():
+                    m.d.sync += [space_wpr.eq(wpr[space]), space_rows.eq(rows_cap[space]), left.eq(nwords)]
+                    m.next = "VALIDATE"
+            with m.State("VALIDATE"):
+                with m.If(left != 0):
+                    m.d.sync += [left.eq(left - 1), w.eq(w + 1)]
+                    with m.If(w + 1 == space_wpr):
+                        m.d.sync += [w.eq(0), rcount.eq(rcount + 1)]
+                with m.Elif(w != 0):
+                    fail("E_LENGTH")
+                with m.Else():
+                    m.d.sync += [row_end.eq(row[:cap_bits] + rcount), row_high.eq(row[cap_bits:].any())]
+                    m.next = "RANGE"
+            with m.State("RANGE"):
+                m.d.sync += out_of_range.eq(row_high | (row_end > space_rows))
+                m.next = "ADMIT"
+            with m.State("ADMIT"):
+                with m.If(out_of_range):
+                    fail("E_RANGE")
+                with m.Else():
+                    m.d.sync += [left.eq(nwords), cur_row.eq(row), k.eq(0)]
+                    with m.If(nwords == 0):
+                        m.next = "START"
+                    with m.Else():
+                        m.next = "WRITE_WORDS"
+            with m.State("WRITE_WORDS"):
+                wb = self.write.payload
+                with m.If(~self.write.valid | self.write.ready):
+                    m.d.comb += adv.eq(1)
+                    m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1), self.write.valid.eq(k == 3)]
+                    with m.If(k == 3):
+                        m.d.sync += [wb.space.eq(space), wb.addr.eq((cur_row << word_bits) | w),
+                                     left.eq(left - 1), w.eq(w + 1)]
+                        with m.If(w + 1 == space_wpr):
+                            m.d.sync += [w.eq(0), cur_row.eq(cur_row + 1)]
+                        with m.If(left == 1):
+                            m.next = "WRITTEN"
+            with m.State("WRITTEN"):
+                with m.If(self.write.ready):
+                    m.d.sync += self.write.valid.eq(0)
+                    with m.If(run):
+                        m.next = "START"
+                    with m.Else():
                         m.next = "HEADER"
-                    with m.Else():
-                        m.d.sync += self.idx.eq(0)
-                        m.next = "RESET"
-                with m.Case(CMD["READ"]):
-                    with m.If(plen != 3):
-                        fail("E_LENGTH")
-                    with m.Else():
-                        m.next = "READ_ADDR"
-                with m.Case(CMD["WRITE"]):
-                    with m.If((plen < 9) | (plen[:2] != 1)):    # space, row, at least one word
-                        fail("E_LENGTH")
-                    with m.Else():
-                        m.d.sync += self.nwords.eq((plen - 5) >> 2)
-                        m.next = "WRITE_SPACE"
-                with m.Case(CMD["RUN"]):
-                    with m.If(plen[:2] != 1):                  # n_logits, whole pixel words
-                        fail("E_LENGTH")
-                    with m.Else():
-                        # (the reply starts with the cycles counter: HEADER reads it)
-                        m.d.sync += [self.nwords.eq((plen - 1) >> 2), self.run.eq(1),
-                                     self.raddr.eq(READ_MAP["counters"])]
-                        m.next = "RUN_NLOG"
-                with m.Case(CMD["RUN_EVENTS"]):
-                    fail("E_UNSUPPORTED")
-                with m.Default():
-                    fail("E_COMMAND")
 
-        # ------------------------------------------------------------ READ addr:u16 count:u8
-        with m.State("READ_ADDR"):
-            self.field(self.raddr, 2, "READ_COUNT")
-        with m.State("READ_COUNT"):
-            self.field(self.count, 1, "HEADER")
-
-    def write_states(self):
-        """The write path: WRITE's and RUN's fields, the checks (space, whole rows, the rows'
-        range: nothing is written unless all pass) and the words into the write port."""
-        m, fail = self.m, self.fail
-        space, row, w, left, rcount = self.space, self.row, self.w, self.left, self.rcount
-        cap_bits = self.cap_bits
-        # ------------------------------------------------------------ WRITE space:u8 row:u32 words
-        with m.State("WRITE_SPACE"):
-            self.field(space, 1, "WRITE_ROW")
-        with m.State("WRITE_ROW"):
-            self.field(row, 4, "SPACE")
-        with m.State("RUN_NLOG"):
-            self.field(self.nlog, 1, "SPACE")
-            m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
-        # The checks take a state each, from registers (short paths): the space, then whole rows
-        # counted without writing (one cycle per word), then the rows' range (compared in RANGE,
-        # acted on in ADMIT).
-        with m.State("SPACE"):
-            with m.If(space >= len(SPACES)):
-                fail("E_RANGE")
-            with m.Else():
-                m.d.sync += [self.space_wpr.eq(self.wpr[space]), self.space_rows.eq(self.rows_cap[space]),
-                             left.eq(self.nwords)]
-                m.next = "VALIDATE"
-        with m.State("VALIDATE"):
-            with m.If(left != 0):
-                m.d.sync += [left.eq(left - 1), w.eq(w + 1)]
-                with m.If(w + 1 == self.space_wpr):
-                    m.d.sync += [w.eq(0), rcount.eq(rcount + 1)]
-            with m.Elif(w != 0):
-                fail("E_LENGTH")
-            with m.Else():
-                m.d.sync += [self.row_end.eq(row[:cap_bits] + rcount), self.row_high.eq(row[cap_bits:].any())]
-                m.next = "RANGE"
-        with m.State("RANGE"):
-            m.d.sync += self.out_of_range.eq(self.row_high | (self.row_end > self.space_rows))
-            m.next = "ADMIT"
-        with m.State("ADMIT"):
-            with m.If(self.out_of_range):
-                fail("E_RANGE")
-            with m.Else():
-                m.d.sync += [left.eq(self.nwords), self.cur_row.eq(row), self.k.eq(0)]
-                with m.If(self.nwords == 0):
-                    m.next = "START"
-                with m.Else():
-                    m.next = "WRITE_WORDS"
-        with m.State("WRITE_WORDS"):
-            write, acc_sh, k = self.bus.write, self.acc_sh, self.k
-            with m.If(~write.valid | write.ready):
-                m.d.comb += self.rx.adv.eq(1)
-                m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], self.rx.byte)), k.eq(k + 1), write.valid.eq(k == 3)]
-                with m.If(k == 3):
-                    m.d.sync += [write.payload.space.eq(space),
-                                 write.payload.addr.eq((self.cur_row << self.ctl.word_bits) | w),
-                                 left.eq(left - 1), w.eq(w + 1)]
-                    with m.If(w + 1 == self.space_wpr):
-                        m.d.sync += [w.eq(0), self.cur_row.eq(self.cur_row + 1)]
-                    with m.If(left == 1):
-                        m.next = "WRITTEN"
-        with m.State("WRITTEN"):
-            with m.If(self.bus.write.ready):
-                m.d.sync += self.bus.write.valid.eq(0)
-                with m.If(self.run):
-                    m.next = "START"
-                with m.Else():
+            # ------------------------------------------------------------ RUN
+            # the accelerator's read port is synchronous: read_data answers the previous cycle's
+            # read_addr, so START sets the (registered) address to the status word and ARM lets the
+            # status read in START (the previous run's) go by before WAIT
+            with m.State("START"):
+                m.d.comb += self.start.eq(1)
+                m.d.sync += read_addr.eq(READ_MAP["status"])
+                m.next = "ARM"
+            with m.State("ARM"):
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                status_word = self.read_data
+                with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
+                    m.d.sync += pred.eq(0xFF)
+                    with m.If(status_word[2]):
+                        m.d.sync += status.eq(STATUS["E_ACCEL"])
                     m.next = "HEADER"
 
-    def run_states(self):
-        """RUN's start and wait, and RESET's pulse."""
-        m, bus = self.m, self.bus
-        # the accelerator's read port is synchronous: read_data answers the previous cycle's
-        # read_addr, so START sets the (registered) address to the status word and ARM lets the
-        # status read in START (the previous run's) go by before WAIT
-        with m.State("START"):
-            m.d.comb += bus.start.eq(1)
-            m.d.sync += self.read_addr.eq(READ_MAP["status"])
-            m.next = "ARM"
-        with m.State("ARM"):
-            m.next = "WAIT"
-        with m.State("WAIT"):
-            status_word = bus.read_data
-            with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
-                m.d.comb += self.argmax.clear.eq(1)
-                with m.If(status_word[2]):
-                    m.d.sync += self.status.eq(STATUS["E_ACCEL"])
-                m.next = "HEADER"
-        with m.State("RESET"):
-            m.d.comb += self.ctl.accel_reset.eq(1)
-            m.d.sync += self.idx.eq(self.idx + 1)
-            with m.If(self.idx == 3):
-                m.d.sync += self.idx.eq(0)
-                m.next = "HEADER"
+            # ------------------------------------------------------------ RESET
+            with m.State("RESET"):
+                m.d.comb += self.accel_reset.eq(1)
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx == 3):
+                    m.d.sync += idx.eq(0)
+                    m.next = "HEADER"
 
-    def reply_states(self):
-        """The reply: header, each command's payload (HELLO's ROM, read-map words, rows written,
-        cycles, logits and prediction), then the framer's CRC."""
-        m, idx, cmd, out = self.m, self.idx, self.rx.cmd, self.out
-        emit, send_words, word_byte, first_sent = self.emit, self.send_words, self.word_byte, self.first_sent
-        header = Array([cmd | REPLY_FLAG, self.rx.seq, self.status])
-        for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
-            with m.State(name):
-                m.d.sync += self.read_addr.eq(self.raddr)       # READ's first word, or RUN's cycles
-                emit(header[idx[:2]], REPLY_HEADER, "CRC")
-                if not final:
-                    with m.If(out.ready & (idx == 2)):
-                        with m.Switch(cmd):
-                            with m.Case(CMD["HELLO"]):
-                                m.next = "HELLO_DATA"
-                            with m.Case(CMD["READ"]):
-                                with m.If(self.count != 0):
-                                    m.next = "READ_DATA"
-                            with m.Case(CMD["WRITE"]):
-                                m.next = "WRITE_DATA"
-                            with m.Case(CMD["RUN"]):
-                                m.next = "RUN_CYCLES"
-        with m.State("HELLO_DATA"):
-            m.d.comb += self.rom_rd.addr.eq(self.next_idx)
-            emit(self.rom_rd.data, len(self.ctl.hello), "CRC")
-        with m.State("READ_DATA"):
-            send_words(self.read_addr + 1)
-            emit(word_byte, self.count * 4, "CRC")
-        with m.State("WRITE_DATA"):
-            emit(self.rows_written.word_select(idx[:2], 8), 4, "CRC")
-        with m.State("RUN_CYCLES"):
-            send_words(READ_MAP["logits"])
-            emit(word_byte, 4, "RUN_PRED")
-            with m.If(out.ready & (idx == 3) & (self.nlog != 0)):
-                m.next = "RUN_LOGITS"
-        with m.State("RUN_LOGITS"):
-            send_words(self.read_addr + 1)
-            m.d.comb += self.argmax.logits.valid.eq(first_sent)
-            emit(word_byte, self.nlog * 4, "RUN_PRED")
-        with m.State("RUN_PRED"):
-            emit(self.argmax.pred, 1, "CRC")
-        with m.State("CRC"):
-            m.d.comb += self.framer.finish.eq(1)
-            with m.If(self.framer.done):
-                m.d.comb += self.rx.clear.eq(1)
-                m.next = "RX"
+            # ------------------------------------------------------------ replies
+            header = Array([cmd | 0x80, seq, status])
+            for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
+                with m.State(name):
+                    m.d.sync += read_addr.eq(raddr)       # READ's first word, or RUN's cycles
+                    emit(header[idx[:2]], 3, "CRC_HI", first=True)
+                    if not final:
+                        with m.If(out.ready & (idx == 2)):
+                            with m.Switch(cmd):
+                                with m.Case(CMD["HELLO"]):
+                                    m.next = "HELLO_DATA"
+                                with m.Case(CMD["READ"]):
+                                    with m.If(count != 0):
+                                        m.next = "READ_DATA"
+                                with m.Case(CMD["WRITE"]):
+                                    m.next = "WRITE_DATA"
+                                with m.Case(CMD["RUN"]):
+                                    m.next = "RUN_CYCLES"
+            with m.State("HELLO_DATA"):
+                m.d.comb += rom_rd.addr.eq(next_idx)
+                emit(rom_rd.data, len(self.hello), "CRC_HI")
+            with m.State("READ_DATA"):
+                send_words(read_addr + 1)
+                emit(word_byte, count * 4, "CRC_HI")
+            with m.State("WRITE_DATA"):
+                emit(rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
+            with m.State("RUN_CYCLES"):
+                send_words(READ_MAP["logits"])
+                emit(word_byte, 4, "RUN_PRED")
+                with m.If(out.ready & (idx == 3) & (nlog != 0)):
+                    m.next = "RUN_LOGITS"
+            with m.State("RUN_LOGITS"):
+                send_words(read_addr + 1)
+                with m.If(first_sent):
+                    m.d.sync += [cand.eq(self.read_data[:len(cand)]), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
+                                 cand_valid.eq(1)]
+                emit(word_byte, nlog * 4, "RUN_PRED")
+            with m.State("RUN_PRED"):
+                emit(pred, 1, "CRC_HI")
+            with m.State("CRC_HI"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[8:])]
+                with m.If(out.ready):
+                    m.next = "CRC_LO"
+            with m.State("CRC_LO"):
+                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[:8]), out.payload.last.eq(1)]
+                with m.If(out.ready):
+                    m.d.sync += [n.eq(0), oversize.eq(0), cobs_error.eq(0)]
+                    m.next = "RX"
+
+        # bytes that arrive while the controller is busy are dropped; a frame whose head was dropped
+        # fails with E_FRAME, while a frame that ended while busy is forgotten
+        with m.If(self.frames.valid & ~fsm.ongoing("RX")):
+            m.d.sync += lost.eq(~beat.end)
+        return m
 
 
 class HostLink(wiring.Component):
     """The protocol endpoint on byte streams: ``rx`` (wire bytes in) -> :class:`COBSDecoder` ->
     :class:`LinkController` -> :class:`COBSEncoder` -> ``tx`` (wire bytes out, ``last`` on each
-    reply's delimiter), plus the controller's accelerator ports (``bus``, the control bus of
-    :func:`~spikeforge.firmware.memory_map.control_bus`, and ``accel_reset``). ``rx`` / ``tx`` are the AXI4-Stream-style port
+    reply's delimiter), plus the controller's accelerator ports (``write``, ``start``,
+    ``accel_reset``, ``read_addr``, ``read_data``). ``rx`` / ``tx`` are the AXI4-Stream-style port
     (``payload`` = TDATA, ``valid`` / ``ready`` = TVALID / TREADY, ``tx.payload.last`` = TLAST).
     """
 
     def __init__(self, hw: HardwareConfig, hello: bytes):
         self.hw, self.hello = hw, hello
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(WIRE_BYTE)),
-                          **_accel_signature(hw)})
+                          **_accel_signature(write_layout(hw))})
 
     def elaborate(self, platform):
         m = Module()
@@ -769,6 +630,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, ctl.reply, reply_slice.i)
         wiring.connect(m, reply_slice.o, enc.bytes)
         wiring.connect(m, enc.wire, wiring.flipped(self.tx))
-        wiring.connect(m, ctl.bus, wiring.flipped(self.bus))
-        m.d.comb += self.accel_reset.eq(ctl.accel_reset)
+        wiring.connect(m, ctl.write, wiring.flipped(self.write))
+        m.d.comb += [self.start.eq(ctl.start), self.accel_reset.eq(ctl.accel_reset),
+                     self.read_addr.eq(ctl.read_addr), ctl.read_data.eq(self.read_data)]
         return m

@@ -16,7 +16,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.program import HardwareConfig
-from spikeforge.firmware.memory_map import READ_MAP, control_bus
+from spikeforge.firmware.memory_map import READ_MAP, write_layout
 from spikeforge.hdl.host_link import HostLink
 
 from .amaranth_streams import run_amaranth, stream_send
@@ -37,13 +37,14 @@ class StubAccelerator(wiring.Component):
 
     def __init__(self, hw: HardwareConfig, logits: list[int], run_cycles: int = 20, fail: bool = False):
         self.logits, self.run_cycles, self.fail = logits, run_cycles, fail
-        super().__init__(control_bus(hw).flip())
+        super().__init__({"write": In(stream.Signature(write_layout(hw))), "start": In(1),
+                          "read_addr": In(16), "read_data": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
         busy, done = Signal(), Signal()
         left = Signal(range(self.run_cycles + 1))
-        m.d.comb += [self.write.ready.eq(1), self.busy.eq(busy), self.done.eq(done)]
+        m.d.comb += self.write.ready.eq(1)
         with m.If(self.start):
             m.d.sync += [busy.eq(1), done.eq(0), left.eq(self.run_cycles)]
         with m.Elif(busy):
@@ -76,8 +77,9 @@ class LinkHarness(wiring.Component):
         m.submodules.link, m.submodules.stub = link, stub = self.link, self.stub
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
-        wiring.connect(m, link.bus, stub)
-        m.d.comb += self.resets.eq(link.accel_reset)
+        wiring.connect(m, link.write, stub.write)
+        m.d.comb += [stub.start.eq(link.start), stub.read_addr.eq(link.read_addr), link.read_data.eq(stub.read_data),
+                     self.resets.eq(link.accel_reset)]
         return m
 
 
@@ -106,7 +108,7 @@ def exchange(harness: LinkHarness, sends: list[tuple[bytes, int]], idle: float =
             ready = not (stall and rng.random() < stall)
             ctx.set(harness.tx.ready, ready)
             _, _, valid, payload, wv, wp, start, rst = await ctx.tick().sample(
-                harness.tx.valid, harness.tx.payload, link.bus.write.valid, link.bus.write.payload, link.bus.start,
+                harness.tx.valid, harness.tx.payload, link.write.valid, link.write.payload, link.start,
                 harness.resets)
             if valid and ready:
                 out["tx"].append(payload.data)

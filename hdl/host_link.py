@@ -274,15 +274,42 @@ class LinkController(wiring.Component):
         super().__init__({"frames": In(stream.Signature(FRAME_BEAT)), "reply": Out(stream.Signature(WIRE_BYTE)),
                           **_accel_signature(write_layout(hw))})
 
-    def elaborate(self, platform):  # noqa: C901 (one command FSM)
+    def elaborate(self, platform):
         m = Module()
+        cmd_fsm = _CommandFSM(self, m)
+        with m.FSM(name="link") as fsm:
+            cmd_fsm.receive_states()
+            cmd_fsm.dispatch_states()
+            cmd_fsm.write_states()
+            cmd_fsm.run_states()
+            cmd_fsm.reply_states()
+        # bytes that arrive while the controller is busy are dropped; a frame whose head was dropped
+        # fails with E_FRAME, while a frame that ended while busy is forgotten
+        with m.If(self.frames.valid & ~fsm.ongoing("RX")):
+            m.d.sync += cmd_fsm.lost.eq(~cmd_fsm.beat.end)
+        return m
 
-        # --- frame buffer, written while receiving, read with a one-byte look-ahead while executing
+
+class _CommandFSM:
+    """Builds :class:`LinkController`'s logic into ``m``: the frame buffer, the command registers and
+    the reply stream (on construction), then the command FSM's states one group at a time (the
+    caller opens the FSM): receive and check, dispatch, the WRITE path, RUN and RESET, the replies.
+    """
+
+    def __init__(self, ctl: LinkController, m: Module):
+        self.ctl, self.m = ctl, m
+        self._frame_buffer()
+        self._registers()
+        self._reply_stream()
+
+    def _frame_buffer(self):
+        """The frame buffer, written while receiving, read with a one-byte look-ahead while executing."""
+        m, ctl = self.m, self.ctl
         m.submodules.buffer = buf = memory.Memory(shape=8, depth=MAX_FRAME, init=[])
         buf_wr, buf_rd = buf.write_port(), buf.read_port()
         m.submodules.rx_crc = rx_crc = crc.Processor(CRC16)
         m.submodules.tx_crc = tx_crc = crc.Processor(CRC16)
-        m.submodules.hello = rom = memory.Memory(shape=8, depth=max(1, len(self.hello)), init=list(self.hello))
+        m.submodules.hello = rom = memory.Memory(shape=8, depth=max(1, len(ctl.hello)), init=list(ctl.hello))
         rom_rd = rom.read_port()
 
         n = Signal(range(MAX_FRAME + 1))        # bytes received in this frame
@@ -303,29 +330,34 @@ class LinkController(wiring.Component):
         m.d.comb += buf_rd.en.eq(~buf_wr.en)
         byte = buf_rd.data
 
-        beat = self.frames.payload
-        m.d.comb += [self.frames.ready.eq(1), buf_wr.addr.eq(n), buf_wr.data.eq(beat.data),
+        beat = ctl.frames.payload
+        m.d.comb += [ctl.frames.ready.eq(1), buf_wr.addr.eq(n), buf_wr.data.eq(beat.data),
                      rx_crc.data.eq(beat.data)]
+        vars(self).update(buf_wr=buf_wr, rx_crc=rx_crc, tx_crc=tx_crc, rom_rd=rom_rd, n=n, oversize=oversize,
+                          cobs_error=cobs_error, lost=lost, cmd=cmd, seq=seq, status=status, plen=plen, adv=adv,
+                          seek=seek, seek_to=seek_to, byte=byte, beat=beat)
 
-        # --- command registers
+    def _registers(self):
+        """The command registers: fields, the WRITE path's counters and checks, RUN's argmax."""
+        m, ctl = self.m, self.ctl
         # little-endian field assembly: the write payload's data register (the accelerator only
         # takes it while ``write.valid``, and a WRITE's words are assembled in place)
-        acc_sh = self.write.payload.data
+        acc_sh = ctl.write.payload.data
         k = Signal(2)
         space = Signal(8)
         row = Signal(32)
         nwords = Signal(range(MAX_FRAME // 4 + 1))
-        w = Signal(range(max(self.words_per_row.values()) + 1))
+        w = Signal(range(max(ctl.words_per_row.values()) + 1))
         rcount = Signal(range(MAX_FRAME // 4 + 1))
         rows_written = Signal(32)
         m.d.comb += rows_written.eq(rcount)
-        cap_bits = max(self.rows.values()).bit_length()
+        cap_bits = max(ctl.rows.values()).bit_length()
         cur_row = Signal(cap_bits)
         raddr = Signal(16)
         count = Signal(8)
         nlog = Signal(8)
         run = Signal()                           # the WRITE is a RUN's pixels
-        best = Signal(signed(self.hw.logit_bits))   # logits are read sign-extended from this width
+        best = Signal(signed(ctl.hw.logit_bits))   # logits are read sign-extended from this width
         pred = Signal(8)
         # argmax, one cycle behind the logits being sent (a register between the accelerator's read
         # mux and the comparison); it settles while the last logit's other three bytes go out
@@ -333,19 +365,26 @@ class LinkController(wiring.Component):
         m.d.sync += cand_valid.eq(0)
         with m.If(cand_valid & (cand_first | (cand > best))):
             m.d.sync += [best.eq(cand), pred.eq(cand_idx)]
-        wpr = Array(Const(self.words_per_row[s], range(max(self.words_per_row.values()) + 1)) for s in SPACES)
-        rows_cap = Array(Const(self.rows[s], cap_bits) for s in SPACES)
+        wpr = Array(Const(ctl.words_per_row[s], range(max(ctl.words_per_row.values()) + 1)) for s in SPACES)
+        rows_cap = Array(Const(ctl.rows[s], cap_bits) for s in SPACES)
         space_wpr = Signal.like(wpr[0])          # the space's words per row and rows, once checked
         space_rows = Signal(cap_bits)
         left = Signal.like(nwords)               # words left to count, then to write
         row_end = Signal(max(cap_bits, len(rcount)) + 1)   # row + rows counted (registered; no wrap)
         row_high = Signal()                      # row has bits above every space's rows
         out_of_range = Signal()
-        word_bits = self.word_bits
+        vars(self).update(acc_sh=acc_sh, k=k, space=space, row=row, nwords=nwords, w=w, rcount=rcount,
+                          rows_written=rows_written, cap_bits=cap_bits, cur_row=cur_row, raddr=raddr, count=count,
+                          nlog=nlog, run=run, pred=pred, cand=cand, cand_idx=cand_idx, cand_first=cand_first,
+                          cand_valid=cand_valid, wpr=wpr, rows_cap=rows_cap, space_wpr=space_wpr,
+                          space_rows=space_rows, left=left, row_end=row_end, row_high=row_high,
+                          out_of_range=out_of_range)
 
-        # --- reply byte stream (CRC appended by the CRC_HI / CRC_LO states)
-        out = self.reply
-        m.d.comb += [tx_crc.data.eq(out.payload.data)]
+    def _reply_stream(self):
+        """The reply byte stream (its CRC appended by the CRC_HI / CRC_LO states) and the read address."""
+        m, ctl = self.m, self.ctl
+        out = ctl.reply
+        m.d.comb += [self.tx_crc.data.eq(out.payload.data)]
         idx = Signal(range(4 * 256 + 1))
         next_idx = Signal(range(4 * 256 + 2))   # idx in the next cycle while a reply byte is sent
         m.d.comb += next_idx.eq(Mux(out.ready, idx + 1, idx))
@@ -356,253 +395,279 @@ class LinkController(wiring.Component):
         # the address moves on to the next word as soon as the first byte has gone.
         read_addr = Signal(16)
         word_buf = Signal(24)
-        word_byte = Mux(idx[:2] == 0, self.read_data[:8], word_buf.word_select((idx[:2] - 1)[:2], 8))
+        word_byte = Mux(idx[:2] == 0, ctl.read_data[:8], word_buf.word_select((idx[:2] - 1)[:2], 8))
         first_sent = Signal()                     # a word's first byte goes out this cycle
-        m.d.comb += [self.read_addr.eq(read_addr), first_sent.eq(out.ready & (idx[:2] == 0))]
-
-        def send_words(next_addr):
-            """Send read-map words (``emit`` them with ``word_byte``); after each word's first byte
-            the address moves to ``next_addr``."""
-            with m.If(first_sent):
-                m.d.sync += [word_buf.eq(self.read_data[8:]), read_addr.eq(next_addr)]
-
+        m.d.comb += [ctl.read_addr.eq(read_addr), first_sent.eq(out.ready & (idx[:2] == 0))]
         emit_len = Signal.like(next_idx)         # the sending state's length (never 0)
         emit_last = Signal()                      # the byte sent is its last
         m.d.comb += emit_last.eq(idx + 1 == emit_len)
+        vars(self).update(out=out, idx=idx, next_idx=next_idx, read_addr=read_addr, word_buf=word_buf,
+                          word_byte=word_byte, first_sent=first_sent, emit_len=emit_len, emit_last=emit_last)
 
-        def emit(byte_value, length, nxt, first=False):
-            """Send ``length`` (> 0) bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
-            m.d.comb += [out.valid.eq(1), out.payload.data.eq(byte_value), emit_len.eq(length),
-                         tx_crc.valid.eq(out.ready), tx_crc.start.eq(first & (idx == 0))]
-            with m.If(out.ready):
-                m.d.sync += idx.eq(idx + 1)
-                with m.If(emit_last):
-                    m.d.sync += idx.eq(0)
-                    m.next = nxt
+    # --- helpers the states share
 
-        def field(target, nbytes, nxt):
-            """Assemble the ``nbytes``-byte little-endian field at the read pointer into ``target``."""
-            m.d.comb += adv.eq(1)
-            m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
-            with m.If(k == nbytes - 1):
-                m.d.sync += [target.eq(Cat(acc_sh[32 - 8 * (nbytes - 1):], byte)), k.eq(0)]
+    def send_words(self, next_addr):
+        """Send read-map words (``emit`` them with ``word_byte``); after each word's first byte
+        the address moves to ``next_addr``."""
+        with self.m.If(self.first_sent):
+            self.m.d.sync += [self.word_buf.eq(self.ctl.read_data[8:]), self.read_addr.eq(next_addr)]
+
+    def emit(self, byte_value, length, nxt, first=False):
+        """Send ``length`` (> 0) bytes ``byte_value`` (a Value of ``idx``), then go to state ``nxt``."""
+        m, out, idx = self.m, self.out, self.idx
+        m.d.comb += [out.valid.eq(1), out.payload.data.eq(byte_value), self.emit_len.eq(length),
+                     self.tx_crc.valid.eq(out.ready), self.tx_crc.start.eq(first & (idx == 0))]
+        with m.If(out.ready):
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(self.emit_last):
+                m.d.sync += idx.eq(0)
                 m.next = nxt
 
-        def fail(code):
-            m.d.sync += [status.eq(STATUS[code]), idx.eq(0)]
-            m.next = "HEADER_ONLY"
+    def field(self, target, nbytes, nxt):
+        """Assemble the ``nbytes``-byte little-endian field at the read pointer into ``target``."""
+        m, acc_sh, k, byte = self.m, self.acc_sh, self.k, self.byte
+        m.d.comb += self.adv.eq(1)
+        m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1)]
+        with m.If(k == nbytes - 1):
+            m.d.sync += [target.eq(Cat(acc_sh[32 - 8 * (nbytes - 1):], byte)), k.eq(0)]
+            m.next = nxt
 
-        with m.FSM(name="link") as fsm:
-            with m.State("RX"):
-                with m.If(self.frames.valid):
-                    with m.If(beat.end):
-                        with m.If((n == 0) & ~beat.error & ~lost):
-                            pass                                # an empty frame: a flush, ignored
-                        with m.Else():
-                            m.d.sync += cobs_error.eq(beat.error)
-                            m.next = "CHECK"
+    def fail(self, code):
+        self.m.d.sync += [self.status.eq(STATUS[code]), self.idx.eq(0)]
+        self.m.next = "HEADER_ONLY"
+
+    # --- the states, in the order they are declared
+
+    def receive_states(self):
+        """RX (a frame into the buffer) and CHECK (its verdict: E_FRAME, E_OVERSIZE, E_CRC or on)."""
+        m, beat, n = self.m, self.beat, self.n
+        with m.State("RX"):
+            with m.If(self.ctl.frames.valid):
+                with m.If(beat.end):
+                    with m.If((n == 0) & ~beat.error & ~self.lost):
+                        pass                                # an empty frame: a flush, ignored
                     with m.Else():
-                        with m.If(n == 0):
-                            m.d.sync += [cmd.eq(beat.data), seq.eq(0)]
-                        with m.If(n == 1):
-                            m.d.sync += seq.eq(beat.data)
-                        with m.If(n < MAX_FRAME):
-                            m.d.comb += [buf_wr.en.eq(1), rx_crc.valid.eq(1), rx_crc.start.eq(n == 0)]
-                            m.d.sync += n.eq(n + 1)
-                        with m.Else():
-                            m.d.sync += oversize.eq(1)
-
-            with m.State("CHECK"):
-                m.d.sync += [status.eq(STATUS["OK"]), plen.eq(n - 4), idx.eq(0), run.eq(0), k.eq(0),
-                             w.eq(0), rcount.eq(0), lost.eq(0)]
-                m.d.comb += [seek.eq(1), seek_to.eq(2)]
-                with m.If(cobs_error | lost | ((n < 4) & ~oversize)):
-                    fail("E_FRAME")
-                with m.Elif(oversize):
-                    fail("E_OVERSIZE")
-                with m.Elif(~rx_crc.match_detected):
-                    fail("E_CRC")
+                        m.d.sync += self.cobs_error.eq(beat.error)
+                        m.next = "CHECK"
                 with m.Else():
-                    m.next = "DISPATCH"
-
-            with m.State("DISPATCH"):
-                with m.Switch(cmd):
-                    with m.Case(CMD["HELLO"], CMD["RESET"]):
-                        with m.If(plen != 0):
-                            fail("E_LENGTH")
-                        with m.Elif(cmd == CMD["HELLO"]):
-                            m.next = "HEADER"
-                        with m.Else():
-                            m.d.sync += idx.eq(0)
-                            m.next = "RESET"
-                    with m.Case(CMD["READ"]):
-                        with m.If(plen != 3):
-                            fail("E_LENGTH")
-                        with m.Else():
-                            m.next = "READ_ADDR"
-                    with m.Case(CMD["WRITE"]):
-                        with m.If((plen < 9) | (plen[:2] != 1)):    # space, row, at least one word
-                            fail("E_LENGTH")
-                        with m.Else():
-                            m.d.sync += nwords.eq((plen - 5) >> 2)
-                            m.next = "WRITE_SPACE"
-                    with m.Case(CMD["RUN"]):
-                        with m.If(plen[:2] != 1):                  # n_logits, whole pixel words
-                            fail("E_LENGTH")
-                        with m.Else():
-                            # (the reply starts with the cycles counter: HEADER reads it)
-                            m.d.sync += [nwords.eq((plen - 1) >> 2), run.eq(1), raddr.eq(READ_MAP["counters"])]
-                            m.next = "RUN_NLOG"
-                    with m.Case(CMD["RUN_EVENTS"]):
-                        fail("E_UNSUPPORTED")
-                    with m.Default():
-                        fail("E_COMMAND")
-
-            # ------------------------------------------------------------ READ addr:u16 count:u8
-            with m.State("READ_ADDR"):
-                field(raddr, 2, "READ_COUNT")
-            with m.State("READ_COUNT"):
-                field(count, 1, "HEADER")
-
-            # ------------------------------------------------------------ WRITE space:u8 row:u32 words
-            with m.State("WRITE_SPACE"):
-                field(space, 1, "WRITE_ROW")
-            with m.State("WRITE_ROW"):
-                field(row, 4, "SPACE")
-            with m.State("RUN_NLOG"):
-                field(nlog, 1, "SPACE")
-                m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
-            # The checks take a state each, from registers (short paths): the space, then whole rows
-            # counted without writing (one cycle per word), then the rows' range (compared in RANGE,
-            # acted on in ADMIT).
-            with m.State("SPACE"):
-                with m.If(space >= len(SPACES)):
-                    fail("E_RANGE")
-                with m.Else():
-                    m.d.sync += [space_wpr.eq(wpr[space]), space_rows.eq(rows_cap[space]), left.eq(nwords)]
-                    m.next = "VALIDATE"
-            with m.State("VALIDATE"):
-                with m.If(left != 0):
-                    m.d.sync += [left.eq(left - 1), w.eq(w + 1)]
-                    with m.If(w + 1 == space_wpr):
-                        m.d.sync += [w.eq(0), rcount.eq(rcount + 1)]
-                with m.Elif(w != 0):
-                    fail("E_LENGTH")
-                with m.Else():
-                    m.d.sync += [row_end.eq(row[:cap_bits] + rcount), row_high.eq(row[cap_bits:].any())]
-                    m.next = "RANGE"
-            with m.State("RANGE"):
-                m.d.sync += out_of_range.eq(row_high | (row_end > space_rows))
-                m.next = "ADMIT"
-            with m.State("ADMIT"):
-                with m.If(out_of_range):
-                    fail("E_RANGE")
-                with m.Else():
-                    m.d.sync += [left.eq(nwords), cur_row.eq(row), k.eq(0)]
-                    with m.If(nwords == 0):
-                        m.next = "START"
+                    with m.If(n == 0):
+                        m.d.sync += [self.cmd.eq(beat.data), self.seq.eq(0)]
+                    with m.If(n == 1):
+                        m.d.sync += self.seq.eq(beat.data)
+                    with m.If(n < MAX_FRAME):
+                        m.d.comb += [self.buf_wr.en.eq(1), self.rx_crc.valid.eq(1), self.rx_crc.start.eq(n == 0)]
+                        m.d.sync += n.eq(n + 1)
                     with m.Else():
-                        m.next = "WRITE_WORDS"
-            with m.State("WRITE_WORDS"):
-                wb = self.write.payload
-                with m.If(~self.write.valid | self.write.ready):
-                    m.d.comb += adv.eq(1)
-                    m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], byte)), k.eq(k + 1), self.write.valid.eq(k == 3)]
-                    with m.If(k == 3):
-                        m.d.sync += [wb.space.eq(space), wb.addr.eq((cur_row << word_bits) | w),
-                                     left.eq(left - 1), w.eq(w + 1)]
-                        with m.If(w + 1 == space_wpr):
-                            m.d.sync += [w.eq(0), cur_row.eq(cur_row + 1)]
-                        with m.If(left == 1):
-                            m.next = "WRITTEN"
-            with m.State("WRITTEN"):
-                with m.If(self.write.ready):
-                    m.d.sync += self.write.valid.eq(0)
-                    with m.If(run):
-                        m.next = "START"
-                    with m.Else():
+                        m.d.sync += self.oversize.eq(1)
+
+        with m.State("CHECK"):
+            m.d.sync += [self.status.eq(STATUS["OK"]), self.plen.eq(n - 4), self.idx.eq(0), self.run.eq(0),
+                         self.k.eq(0), self.w.eq(0), self.rcount.eq(0), self.lost.eq(0)]
+            m.d.comb += [self.seek.eq(1), self.seek_to.eq(2)]
+            with m.If(self.cobs_error | self.lost | ((n < 4) & ~self.oversize)):
+                self.fail("E_FRAME")
+            with m.Elif(self.oversize):
+                self.fail("E_OVERSIZE")
+            with m.Elif(~self.rx_crc.match_detected):
+                self.fail("E_CRC")
+            with m.Else():
+                m.next = "DISPATCH"
+
+    def dispatch_states(self):
+        """DISPATCH (the command and its payload length) and READ's fields (addr:u16 count:u8)."""
+        m, cmd, plen, fail = self.m, self.cmd, self.plen, self.fail
+        with m.State("DISPATCH"):
+            with m.Switch(cmd):
+                with m.Case(CMD["HELLO"], CMD["RESET"]):
+                    with m.If(plen != 0):
+                        fail("E_LENGTH")
+                    with m.Elif(cmd == CMD["HELLO"]):
                         m.next = "HEADER"
+                    with m.Else():
+                        m.d.sync += self.idx.eq(0)
+                        m.next = "RESET"
+                with m.Case(CMD["READ"]):
+                    with m.If(plen != 3):
+                        fail("E_LENGTH")
+                    with m.Else():
+                        m.next = "READ_ADDR"
+                with m.Case(CMD["WRITE"]):
+                    with m.If((plen < 9) | (plen[:2] != 1)):    # space, row, at least one word
+                        fail("E_LENGTH")
+                    with m.Else():
+                        m.d.sync += self.nwords.eq((plen - 5) >> 2)
+                        m.next = "WRITE_SPACE"
+                with m.Case(CMD["RUN"]):
+                    with m.If(plen[:2] != 1):                  # n_logits, whole pixel words
+                        fail("E_LENGTH")
+                    with m.Else():
+                        # (the reply starts with the cycles counter: HEADER reads it)
+                        m.d.sync += [self.nwords.eq((plen - 1) >> 2), self.run.eq(1),
+                                     self.raddr.eq(READ_MAP["counters"])]
+                        m.next = "RUN_NLOG"
+                with m.Case(CMD["RUN_EVENTS"]):
+                    fail("E_UNSUPPORTED")
+                with m.Default():
+                    fail("E_COMMAND")
 
-            # ------------------------------------------------------------ RUN
-            # the accelerator's read port is synchronous: read_data answers the previous cycle's
-            # read_addr, so START sets the (registered) address to the status word and ARM lets the
-            # status read in START (the previous run's) go by before WAIT
-            with m.State("START"):
-                m.d.comb += self.start.eq(1)
-                m.d.sync += read_addr.eq(READ_MAP["status"])
-                m.next = "ARM"
-            with m.State("ARM"):
-                m.next = "WAIT"
-            with m.State("WAIT"):
-                status_word = self.read_data
-                with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
-                    m.d.sync += pred.eq(0xFF)
-                    with m.If(status_word[2]):
-                        m.d.sync += status.eq(STATUS["E_ACCEL"])
+        with m.State("READ_ADDR"):
+            self.field(self.raddr, 2, "READ_COUNT")
+        with m.State("READ_COUNT"):
+            self.field(self.count, 1, "HEADER")
+
+    def write_states(self):
+        """WRITE ``space:u8 row:u32 words`` (and RUN's pixels): the fields, then the checks a state
+        each, from registers (short paths): the space, whole rows counted without writing (one
+        cycle per word), the rows' range (compared in RANGE, acted on in ADMIT); then the words."""
+        m, fail = self.m, self.fail
+        space, row, left, w, nwords = self.space, self.row, self.left, self.w, self.nwords
+        with m.State("WRITE_SPACE"):
+            self.field(space, 1, "WRITE_ROW")
+        with m.State("WRITE_ROW"):
+            self.field(row, 4, "SPACE")
+        with m.State("RUN_NLOG"):
+            self.field(self.nlog, 1, "SPACE")
+            m.d.sync += [space.eq(SPACES["pixels"]), row.eq(0)]
+        with m.State("SPACE"):
+            with m.If(space >= len(SPACES)):
+                fail("E_RANGE")
+            with m.Else():
+                m.d.sync += [self.space_wpr.eq(self.wpr[space]), self.space_rows.eq(self.rows_cap[space]),
+                             left.eq(nwords)]
+                m.next = "VALIDATE"
+        with m.State("VALIDATE"):
+            with m.If(left != 0):
+                m.d.sync += [left.eq(left - 1), w.eq(w + 1)]
+                with m.If(w + 1 == self.space_wpr):
+                    m.d.sync += [w.eq(0), self.rcount.eq(self.rcount + 1)]
+            with m.Elif(w != 0):
+                fail("E_LENGTH")
+            with m.Else():
+                m.d.sync += [self.row_end.eq(row[:self.cap_bits] + self.rcount),
+                             self.row_high.eq(row[self.cap_bits:].any())]
+                m.next = "RANGE"
+        with m.State("RANGE"):
+            m.d.sync += self.out_of_range.eq(self.row_high | (self.row_end > self.space_rows))
+            m.next = "ADMIT"
+        with m.State("ADMIT"):
+            with m.If(self.out_of_range):
+                fail("E_RANGE")
+            with m.Else():
+                m.d.sync += [left.eq(nwords), self.cur_row.eq(row), self.k.eq(0)]
+                with m.If(nwords == 0):
+                    m.next = "START"
+                with m.Else():
+                    m.next = "WRITE_WORDS"
+        self._write_words_states()
+
+    def _write_words_states(self):
+        """WRITE_WORDS (a word into the accelerator's write port per four payload bytes) and WRITTEN."""
+        m, ctl, k, acc_sh, w, left, cur_row = self.m, self.ctl, self.k, self.acc_sh, self.w, self.left, self.cur_row
+        with m.State("WRITE_WORDS"):
+            wb = ctl.write.payload
+            with m.If(~ctl.write.valid | ctl.write.ready):
+                m.d.comb += self.adv.eq(1)
+                m.d.sync += [acc_sh.eq(Cat(acc_sh[8:], self.byte)), k.eq(k + 1), ctl.write.valid.eq(k == 3)]
+                with m.If(k == 3):
+                    m.d.sync += [wb.space.eq(self.space), wb.addr.eq((cur_row << ctl.word_bits) | w),
+                                 left.eq(left - 1), w.eq(w + 1)]
+                    with m.If(w + 1 == self.space_wpr):
+                        m.d.sync += [w.eq(0), cur_row.eq(cur_row + 1)]
+                    with m.If(left == 1):
+                        m.next = "WRITTEN"
+        with m.State("WRITTEN"):
+            with m.If(ctl.write.ready):
+                m.d.sync += ctl.write.valid.eq(0)
+                with m.If(self.run):
+                    m.next = "START"
+                with m.Else():
                     m.next = "HEADER"
 
-            # ------------------------------------------------------------ RESET
-            with m.State("RESET"):
-                m.d.comb += self.accel_reset.eq(1)
-                m.d.sync += idx.eq(idx + 1)
-                with m.If(idx == 3):
-                    m.d.sync += idx.eq(0)
-                    m.next = "HEADER"
+    def run_states(self):
+        """RUN's start and wait, and RESET (a four-cycle reset pulse to the accelerator).
 
-            # ------------------------------------------------------------ replies
-            header = Array([cmd | 0x80, seq, status])
-            for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
-                with m.State(name):
-                    m.d.sync += read_addr.eq(raddr)       # READ's first word, or RUN's cycles
-                    emit(header[idx[:2]], 3, "CRC_HI", first=True)
-                    if not final:
-                        with m.If(out.ready & (idx == 2)):
-                            with m.Switch(cmd):
-                                with m.Case(CMD["HELLO"]):
-                                    m.next = "HELLO_DATA"
-                                with m.Case(CMD["READ"]):
-                                    with m.If(count != 0):
-                                        m.next = "READ_DATA"
-                                with m.Case(CMD["WRITE"]):
-                                    m.next = "WRITE_DATA"
-                                with m.Case(CMD["RUN"]):
-                                    m.next = "RUN_CYCLES"
-            with m.State("HELLO_DATA"):
-                m.d.comb += rom_rd.addr.eq(next_idx)
-                emit(rom_rd.data, len(self.hello), "CRC_HI")
-            with m.State("READ_DATA"):
-                send_words(read_addr + 1)
-                emit(word_byte, count * 4, "CRC_HI")
-            with m.State("WRITE_DATA"):
-                emit(rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
-            with m.State("RUN_CYCLES"):
-                send_words(READ_MAP["logits"])
-                emit(word_byte, 4, "RUN_PRED")
-                with m.If(out.ready & (idx == 3) & (nlog != 0)):
-                    m.next = "RUN_LOGITS"
-            with m.State("RUN_LOGITS"):
-                send_words(read_addr + 1)
-                with m.If(first_sent):
-                    m.d.sync += [cand.eq(self.read_data[:len(cand)]), cand_idx.eq(idx[2:]), cand_first.eq(idx == 0),
-                                 cand_valid.eq(1)]
-                emit(word_byte, nlog * 4, "RUN_PRED")
-            with m.State("RUN_PRED"):
-                emit(pred, 1, "CRC_HI")
-            with m.State("CRC_HI"):
-                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[8:])]
-                with m.If(out.ready):
-                    m.next = "CRC_LO"
-            with m.State("CRC_LO"):
-                m.d.comb += [out.valid.eq(1), out.payload.data.eq(tx_crc.crc[:8]), out.payload.last.eq(1)]
-                with m.If(out.ready):
-                    m.d.sync += [n.eq(0), oversize.eq(0), cobs_error.eq(0)]
-                    m.next = "RX"
+        The accelerator's read port is synchronous: read_data answers the previous cycle's
+        read_addr, so START sets the (registered) address to the status word and ARM lets the
+        status read in START (the previous run's) go by before WAIT."""
+        m, ctl, idx = self.m, self.ctl, self.idx
+        with m.State("START"):
+            m.d.comb += ctl.start.eq(1)
+            m.d.sync += self.read_addr.eq(READ_MAP["status"])
+            m.next = "ARM"
+        with m.State("ARM"):
+            m.next = "WAIT"
+        with m.State("WAIT"):
+            status_word = ctl.read_data
+            with m.If(status_word[2] | (status_word[1] & ~status_word[0])):
+                m.d.sync += self.pred.eq(0xFF)
+                with m.If(status_word[2]):
+                    m.d.sync += self.status.eq(STATUS["E_ACCEL"])
+                m.next = "HEADER"
 
-        # bytes that arrive while the controller is busy are dropped; a frame whose head was dropped
-        # fails with E_FRAME, while a frame that ended while busy is forgotten
-        with m.If(self.frames.valid & ~fsm.ongoing("RX")):
-            m.d.sync += lost.eq(~beat.end)
-        return m
+        with m.State("RESET"):
+            m.d.comb += ctl.accel_reset.eq(1)
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(idx == 3):
+                m.d.sync += idx.eq(0)
+                m.next = "HEADER"
+
+    def reply_states(self):
+        """The replies: the header (with or without a body), each command's body, the CRC."""
+        m, cmd, idx, out, emit = self.m, self.cmd, self.idx, self.out, self.emit
+        header = Array([cmd | 0x80, self.seq, self.status])
+        for name, final in (("HEADER", False), ("HEADER_ONLY", True)):
+            with m.State(name):
+                m.d.sync += self.read_addr.eq(self.raddr)       # READ's first word, or RUN's cycles
+                emit(header[idx[:2]], 3, "CRC_HI", first=True)
+                if not final:
+                    with m.If(out.ready & (idx == 2)):
+                        with m.Switch(cmd):
+                            with m.Case(CMD["HELLO"]):
+                                m.next = "HELLO_DATA"
+                            with m.Case(CMD["READ"]):
+                                with m.If(self.count != 0):
+                                    m.next = "READ_DATA"
+                            with m.Case(CMD["WRITE"]):
+                                m.next = "WRITE_DATA"
+                            with m.Case(CMD["RUN"]):
+                                m.next = "RUN_CYCLES"
+        self._body_states()
+        with m.State("CRC_HI"):
+            m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.tx_crc.crc[8:])]
+            with m.If(out.ready):
+                m.next = "CRC_LO"
+        with m.State("CRC_LO"):
+            m.d.comb += [out.valid.eq(1), out.payload.data.eq(self.tx_crc.crc[:8]), out.payload.last.eq(1)]
+            with m.If(out.ready):
+                m.d.sync += [self.n.eq(0), self.oversize.eq(0), self.cobs_error.eq(0)]
+                m.next = "RX"
+
+    def _body_states(self):
+        """The reply bodies: HELLO's ROM, READ's words, WRITE's rows written, RUN's cycles, logits and
+        prediction (the logits feed the argmax as their first bytes go)."""
+        m, idx, emit, word_byte, read_addr = self.m, self.idx, self.emit, self.word_byte, self.read_addr
+        with m.State("HELLO_DATA"):
+            m.d.comb += self.rom_rd.addr.eq(self.next_idx)
+            emit(self.rom_rd.data, len(self.ctl.hello), "CRC_HI")
+        with m.State("READ_DATA"):
+            self.send_words(read_addr + 1)
+            emit(word_byte, self.count * 4, "CRC_HI")
+        with m.State("WRITE_DATA"):
+            emit(self.rows_written.word_select(idx[:2], 8), 4, "CRC_HI")
+        with m.State("RUN_CYCLES"):
+            self.send_words(READ_MAP["logits"])
+            emit(word_byte, 4, "RUN_PRED")
+            with m.If(self.out.ready & (idx == 3) & (self.nlog != 0)):
+                m.next = "RUN_LOGITS"
+        with m.State("RUN_LOGITS"):
+            self.send_words(read_addr + 1)
+            with m.If(self.first_sent):
+                cand = self.cand
+                m.d.sync += [cand.eq(self.ctl.read_data[:len(cand)]), self.cand_idx.eq(idx[2:]),
+                             self.cand_first.eq(idx == 0), self.cand_valid.eq(1)]
+            emit(word_byte, self.nlog * 4, "RUN_PRED")
+        with m.State("RUN_PRED"):
+            emit(self.pred, 1, "CRC_HI")
 
 
 class HostLink(wiring.Component):

@@ -17,6 +17,10 @@ function                 computes                                        hardwar
 ``shortcut_add``         membrane-shortcut integer add                   shortcut adder
 ``sdsa``                 ``Q AND LIF(2 * sum_tokens(K AND V))``          SDSAUnit
 ``token_sum``            global average pool as a sum over tokens        token-sum (GAP)
+``conv_accumulate``      k x k / stride / zero-pad conv of a spike map   (V2) conv engine
+``depthwise_accumulate`` per-channel k x k conv of a spike map           (V2) depthwise engine
+``bitplane_accumulate``  pointwise conv of signed integers, by bit-planes (V2) SepConv's 1x1
+``linear_attention``     ``LIF(Q (K^T V))`` per head, counts as weights  (V2) linear attention
 =======================  ==============================================  ==================
 
 Widths: an op given a width (``acc_bits``, ``v_bits``, ``u_bits``) checks its
@@ -43,6 +47,7 @@ __all__ = [
     "WidthOverflow", "signed_range", "bits_for_range",
     "sparse_accumulate", "conv1x1_accumulate", "conv3x3_accumulate", "pixel_accumulate",
     "lif", "or_pool", "max_pool", "shortcut_add", "sdsa", "token_sum",
+    "conv_accumulate", "depthwise_accumulate", "bitplane_accumulate", "linear_attention",
     "LayerTrace", "Trace", "forward", "E_AC_PJ", "E_MAC_PJ",
 ]
 
@@ -151,13 +156,101 @@ def conv3x3_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return _check_width("conv3x3_accumulate", acc.permute(0, 3, 1, 2), acc_bits)
 
 
+def _conv_geometry(name: str, s: torch.Tensor, w: torch.Tensor, stride: int, padding: int | None,
+                   per_channel: bool = False) -> tuple[int, int, int, int]:
+    """Check a k x k conv's operands; ``(k, padding, H_out, W_out)``."""
+    k = w.shape[-1] if w.dim() == 4 else -1
+    c_in = w.shape[0] if per_channel else (w.shape[1] if w.dim() == 4 else -1)
+    if (s.dim() != 4 or w.dim() != 4 or w.shape[-2] != k or c_in != s.shape[1]
+            or (per_channel and w.shape[1] != 1)):
+        want = "[C, 1, k, k]" if per_channel else "[C_out, C_in, k, k]"
+        raise ValueError(f"{name}: spikes {list(s.shape)} do not match weight {list(w.shape)} (expected {want})")
+    padding = k // 2 if padding is None else padding
+    if not (isinstance(stride, int) and stride >= 1 and isinstance(padding, int) and 0 <= padding < k):
+        raise ValueError(f"{name}: stride must be >= 1 and padding in 0..{k - 1}, got stride {stride!r}, "
+                         f"padding {padding!r}")
+    h_out = (s.shape[2] + 2 * padding - k) // stride + 1
+    w_out = (s.shape[3] + 2 * padding - k) // stride + 1
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"{name}: a {k}x{k} kernel with padding {padding} does not fit a "
+                         f"{s.shape[2]}x{s.shape[3]} map")
+    return k, padding, h_out, w_out
+
+
+def _taps(x: torch.Tensor, k: int, stride: int, padding: int, h_out: int, w_out: int) -> torch.Tensor:
+    """``[N, C, H, W]`` -> ``[N, C, k * k, H_out, W_out]``: each output's window (zero padding), taps
+    in ``weight.flatten(-2)`` order."""
+    p = F.pad(x, (padding,) * 4)
+    return torch.stack([p[:, :, dy:dy + stride * (h_out - 1) + 1:stride, dx:dx + stride * (w_out - 1) + 1:stride]
+                        for dy in range(k) for dx in range(k)], dim=2)
+
+
+def conv_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                    stride: int = 1, padding: int | None = None, acc_bits: int | None = None,
+                    weight_shift: int = 0) -> torch.Tensor:
+    """k x k conv of a spike map with a stride and zero padding (default ``k // 2``), by accumulation.
+
+    ``spikes [N, C_in, H, W]`` (0/1), ``weight [C_out, C_in, k, k]`` -> ``[N, C_out, H_out, W_out]``,
+    ``H_out = (H + 2 * padding - k) // stride + 1``. Scatter view: an input spike at ``(c, y, x)``
+    adds ``weight[:, c, y + padding - stride * y', x + padding - stride * x']`` to each output
+    ``(y', x')`` whose window holds it. ``conv3x3_accumulate`` is the case k = 3, stride 1.
+    """
+    s = _spikes("conv_accumulate: spikes", spikes)
+    w = _int("conv_accumulate: weight", weight)
+    k, padding, h_out, w_out = _conv_geometry("conv_accumulate", s, w, stride, padding)
+    cols = _taps(s, k, stride, padding, h_out, w_out).flatten(1, 2).permute(0, 2, 3, 1)
+    acc = sparse_accumulate(cols, w.flatten(1), bias, weight_shift=weight_shift)
+    return _check_width("conv_accumulate", acc.permute(0, 3, 1, 2), acc_bits)
+
+
+def depthwise_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                         stride: int = 1, padding: int | None = None, acc_bits: int | None = None,
+                         weight_shift: int = 0) -> torch.Tensor:
+    """Depthwise (one filter per channel) k x k conv of a spike map, by accumulation.
+
+    ``spikes [N, C, H, W]`` (0/1), ``weight [C, 1, k, k]`` (PyTorch's ``groups = C`` layout) ->
+    ``[N, C, H_out, W_out]``: an input spike of channel c adds only to channel c's outputs,
+    ``weight[c, 0, y + padding - stride * y', x + padding - stride * x'] << weight_shift``.
+    """
+    s = _spikes("depthwise_accumulate: spikes", spikes)
+    w = _int("depthwise_accumulate: weight", weight)
+    k, padding, h_out, w_out = _conv_geometry("depthwise_accumulate", s, w, stride, padding, per_channel=True)
+    taps = _taps(s, k, stride, padding, h_out, w_out)                      # [N, C, k*k, H', W']
+    acc = (taps * (w.flatten(1) << weight_shift)[None, :, :, None, None]).sum(2)   # 0/1 selects taps
+    if bias is not None:
+        acc = acc + _int("depthwise_accumulate: bias", bias).reshape(1, -1, 1, 1)
+    return _check_width("depthwise_accumulate", acc, acc_bits)
+
+
+def bitplane_accumulate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                        x_bits: int = 8, acc_bits: int | None = None, weight_shift: int = 0) -> torch.Tensor:
+    """Pointwise conv of signed integers, multiplier-free by two's-complement bit-planes.
+
+    ``x [..., C_in, H, W]`` in the ``x_bits`` range, ``weight [C_out, C_in]`` -> ``[..., C_out, H, W]``:
+    ``acc = bias + sum_{b < x_bits - 1} (conv1x1(bit b of x) << b) - (conv1x1(bit x_bits - 1 of x)
+    << (x_bits - 1))``, which equals ``bias + weight @ x`` (each set bit is an event; the sign bit's
+    events subtract). Weights shifted by ``weight_shift`` as in :func:`sparse_accumulate`.
+    """
+    xi = _check_width("bitplane_accumulate: x", _int("bitplane_accumulate: x", x), x_bits)
+    w = _int("bitplane_accumulate: weight", weight)
+    acc = None
+    for b in range(x_bits):
+        plane = conv1x1_accumulate((xi >> b) & 1, w, weight_shift=weight_shift) << b
+        acc = plane if acc is None else (acc - plane if b == x_bits - 1 else acc + plane)
+    if bias is not None:
+        acc = acc + _int("bitplane_accumulate: bias", bias).reshape(-1, 1, 1)
+    return _check_width("bitplane_accumulate", acc, acc_bits)
+
+
 def pixel_accumulate(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     pixel_bits: int = 8, acc_bits: int | None = None) -> torch.Tensor:
+                     pixel_bits: int = 8, acc_bits: int | None = None, stride: int = 1,
+                     padding: int | None = None) -> torch.Tensor:
     """The first (real-valued) conv on unsigned pixels, multiplier-free by bit-planes.
 
-    ``acc = bias + sum_b (conv3x3_accumulate(bit b of pixels) << b)`` for
+    ``acc = bias + sum_b (conv_accumulate(bit b of pixels, stride, padding) << b)`` for
     ``b = 0 .. pixel_bits - 1``, which equals ``bias + conv(pixels, weight)``.
-    ``pixels [N, C_in, H, W]`` in ``[0, 2**pixel_bits)``.
+    ``pixels [N, C_in, H, W]`` in ``[0, 2**pixel_bits)``; ``weight [C_out, C_in, k, k]`` (V1: 3x3,
+    stride 1; Meta-SpikeFormer: 7x7, stride 2, padding 3).
     """
     p = _int("pixel_accumulate: pixels", pixels)
     if p.numel() and (int(p.min()) < 0 or int(p.max()) >= (1 << pixel_bits)):
@@ -165,7 +258,7 @@ def pixel_accumulate(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
                          f"got [{int(p.min())}, {int(p.max())}]")
     acc = None
     for b in range(pixel_bits):
-        plane = conv3x3_accumulate((p >> b) & 1, weight) << b
+        plane = conv_accumulate((p >> b) & 1, weight, stride=stride, padding=padding) << b
         acc = plane if acc is None else acc + plane
     if bias is not None:
         acc = acc + _int("pixel_accumulate: bias", bias).reshape(1, -1, 1, 1)
@@ -252,6 +345,33 @@ def sdsa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shift: int = 1):
     count = (k & v).sum(-1)
     attn = lif(count << 1, 1, shift)
     return q & attn.unsqueeze(-1), count, attn
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, threshold: int = 8,
+                     shift: int = 1, v_bits: int | None = None):
+    """Meta-SpikeFormer's spike-driven linear attention on spike tensors ``[T, ..., C, N]``.
+
+    Channels split into ``num_heads`` contiguous heads of ``C_h = C / num_heads`` (as the reference
+    reshapes them). Per head and time step, ``KV[i, j] = sum_n K[i, n] AND V[j, n]``: a
+    ``C_h x C_h`` matrix of counts (weights made at run time); then each Q spike adds a KV row:
+    ``Y[j, n] = sum over i with Q[i, n] = 1 of KV[i, j]`` (a sparse accumulation). The float
+    ``attn_lif(0.125 * Y)`` with ``Vth = 0.5`` becomes ``A = lif(Y << 1, threshold)`` with
+    ``threshold = 8`` (scale 16: the scale lives in the threshold). Returns ``(A, KV, Y)`` with
+    ``KV [T, ..., heads, C_h, C_h]`` and ``Y`` shaped as ``q``.
+    """
+    q, k, v = (_spikes(f"linear_attention: {n}", t) for n, t in (("q", q), ("k", k), ("v", v)))
+    if not (q.shape == k.shape == v.shape) or q.dim() < 3:
+        raise ValueError(f"linear_attention: q, k, v must be [T, ..., C, N] of one shape, got "
+                         f"{list(q.shape)}, {list(k.shape)}, {list(v.shape)}")
+    c, n = q.shape[-2:]
+    if not (isinstance(num_heads, int) and num_heads >= 1 and c % num_heads == 0):
+        raise ValueError(f"linear_attention: {c} channels do not split into {num_heads!r} heads")
+    heads = q.shape[:-2] + (num_heads, c // num_heads, n)
+    qh, kh, vh = q.reshape(heads), k.reshape(heads), v.reshape(heads)
+    kv = kh @ vh.transpose(-1, -2)                 # [..., h, i, j]: AND + count over tokens
+    y = (kv.transpose(-1, -2) @ qh).reshape(q.shape)   # Y[j, n] = sum_i Q[i, n] KV[i, j]
+    attn = lif(y << 1, threshold, shift, v_bits)
+    return attn, kv, y
 
 
 def token_sum(u: torch.Tensor) -> torch.Tensor:

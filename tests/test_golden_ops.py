@@ -194,3 +194,134 @@ def test_forward_batched_equals_forward(qmodel8, digits):
 
     pixels = digits.test_pixels[:7]
     assert torch.equal(golden.forward_batched(qmodel8, pixels, budget_bytes=1), golden.forward(qmodel8, pixels))
+
+
+# ------------------------------------------------------------------ Meta-SpikeFormer (V2) ops
+
+
+def _scatter_conv(s, w, b, stride, pad, depthwise=False):
+    """Event-driven reference for a k x k / stride / zero-pad conv: every input spike scatters its
+    weight taps to the outputs whose window holds it (depthwise: only its own channel's)."""
+    n, c_in, h, wd = s.shape
+    k = w.shape[-1]
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    c_out = w.shape[0]
+    out = [[[[int(b[o]) if b is not None else 0] * wo for _ in range(ho)] for o in range(c_out)] for _ in range(n)]
+    for i, c, y, x in itertools.product(range(n), range(c_in), range(h), range(wd)):
+        if not s[i, c, y, x]:
+            continue
+        for yo, xo in itertools.product(range(ho), range(wo)):
+            dy, dx = y + pad - stride * yo, x + pad - stride * xo
+            if 0 <= dy < k and 0 <= dx < k:
+                for o in ([c] if depthwise else range(c_out)):
+                    out[i][o][yo][xo] += int(w[o, 0 if depthwise else c, dy, dx])
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("k,stride,pad,h,w", [(3, 2, 1, 5, 6), (7, 2, 3, 8, 8), (3, 1, 1, 4, 4), (7, 1, 3, 3, 5),
+                                              (3, 2, 0, 7, 7), (1, 1, 0, 3, 2)])
+def test_conv_accumulate_equals_event_scatter(k, stride, pad, h, w):
+    gen = torch.Generator().manual_seed(k * 100 + stride * 10 + h)
+    wt = torch.randint(-8, 8, (3, 2, k, k), generator=gen)
+    b = torch.randint(-20, 20, (3,), generator=gen)
+    s = _rand_spikes(gen, (2, 2, h, w), 0.4)
+    got = g.conv_accumulate(s, wt, b, stride=stride, padding=pad)
+    assert torch.equal(got, _scatter_conv(s, wt, b, stride, pad))
+
+
+def test_conv_accumulate_3x3_is_conv3x3_accumulate():
+    gen = torch.Generator().manual_seed(3)
+    wt = torch.randint(-8, 8, (4, 3, 3, 3), generator=gen)
+    s = _rand_spikes(gen, (2, 3, 5, 4))
+    assert torch.equal(g.conv_accumulate(s, wt, weight_shift=2), g.conv3x3_accumulate(s, wt, weight_shift=2))
+
+
+@pytest.mark.parametrize("k,stride,pad", [(7, 1, 3), (3, 1, 1), (3, 2, 1)])
+def test_depthwise_accumulate_touches_only_its_channel(k, stride, pad):
+    gen = torch.Generator().manual_seed(k + stride)
+    wt = torch.randint(-16, 16, (4, 1, k, k), generator=gen)
+    b = torch.randint(-5, 5, (4,), generator=gen)
+    s = _rand_spikes(gen, (2, 4, 6, 5), 0.3)
+    got = g.depthwise_accumulate(s, wt, b, stride=stride, padding=pad)
+    assert torch.equal(got, _scatter_conv(s, wt, b, stride, pad, depthwise=True))
+    # a spike in channel 0 alone changes nothing in the other channels
+    one = torch.zeros_like(s)
+    one[0, 0, 2, 2] = 1
+    assert not g.depthwise_accumulate(one, wt, stride=stride, padding=pad)[:, 1:].any()
+
+
+@pytest.mark.parametrize("x_bits", [2, 5, 8])
+def test_bitplane_accumulate_equals_signed_products(x_bits):
+    gen = torch.Generator().manual_seed(x_bits)
+    lo, hi = -(1 << (x_bits - 1)), (1 << (x_bits - 1)) - 1
+    x = torch.randint(lo, hi + 1, (2, 5, 3, 4), generator=gen)
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = lo, hi                      # both ends of the range
+    wt = torch.randint(-128, 128, (6, 5), generator=gen)
+    b = torch.randint(-100, 100, (6,), generator=gen)
+    got = g.bitplane_accumulate(x, wt, b, x_bits=x_bits, weight_shift=1)
+    want = [[[[int(b[o]) + sum(2 * int(wt[o, c]) * int(x[i, c, y, xx]) for c in range(5))
+               for xx in range(4)] for y in range(3)] for o in range(6)] for i in range(2)]
+    assert got.tolist() == want
+
+
+def test_bitplane_accumulate_refuses_values_outside_x_bits():
+    with pytest.raises(g.WidthOverflow, match=r"\[-5, 3\] does not fit 3 bits"):
+        g.bitplane_accumulate(torch.tensor([[[[-5]], [[3]]]]), torch.ones(1, 2, dtype=torch.int64), x_bits=3)
+
+
+def _linear_attention_loops(q, k, v, heads):
+    """Reference: per head, KV[i][j] = count of tokens where K_i and V_j both spike; Y[j][n] = sum of
+    KV[i][j] over the channels i where Q spikes at token n."""
+    t_steps, c, n = q.shape
+    ch = c // heads
+    y = [[[0] * n for _ in range(c)] for _ in range(t_steps)]
+    kvs = []
+    for t, h in itertools.product(range(t_steps), range(heads)):
+        base = h * ch
+        kv = [[sum(int(k[t, base + i, m]) & int(v[t, base + j, m]) for m in range(n)) for j in range(ch)]
+              for i in range(ch)]
+        kvs.append(kv)
+        for j, m in itertools.product(range(ch), range(n)):
+            y[t][base + j][m] = sum(kv[i][j] for i in range(ch) if q[t, base + i, m])
+    return torch.tensor(y), torch.tensor(kvs).reshape(t_steps, heads, ch, ch)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_linear_attention_equals_loops_and_float_lif(heads):
+    gen = torch.Generator().manual_seed(heads)
+    q, k, v = (_rand_spikes(gen, (4, 8, 6), 0.5) for _ in range(3))
+    attn, kv, y = g.linear_attention(q, k, v, heads)
+    y_ref, kv_ref = _linear_attention_loops(q, k, v, heads)
+    assert torch.equal(y, y_ref) and torch.equal(kv, kv_ref)
+    # the attention LIF: the float neuron's first step exactly (H = 0.125 * Y / 2 >= 0.5 <=> Y >= 8), and
+    # the integer LIF at scale 16 for all steps
+    assert torch.equal(attn[0], (y_ref[0] >= 8).to(torch.int64))
+    assert torch.equal(attn, g.lif(y_ref * 2, 8, 1))
+
+
+def test_linear_attention_refuses_heads_that_do_not_divide():
+    s = torch.zeros(1, 6, 4, dtype=torch.int64)
+    with pytest.raises(ValueError, match="6 channels do not split into 4 heads"):
+        g.linear_attention(s, s, s, 4)
+
+
+def test_strided_pixel_accumulate_equals_multiplication():
+    gen = torch.Generator().manual_seed(9)
+    wt = torch.randint(-128, 128, (3, 2, 7, 7), generator=gen)
+    b = torch.randint(-500, 500, (3,), generator=gen)
+    px = torch.randint(0, 17, (2, 2, 8, 8), generator=gen)
+    got = g.pixel_accumulate(px, wt, b, pixel_bits=5, stride=2, padding=3)
+    pad = torch.nn.functional.pad(px, (3, 3, 3, 3))
+    want = [[[[int(b[o]) + int((pad[i, :, 2 * y:2 * y + 7, 2 * x:2 * x + 7] * wt[o]).sum())
+               for x in range(4)] for y in range(4)] for o in range(3)] for i in range(2)]
+    assert got.tolist() == want
+
+
+@pytest.mark.parametrize("args,match", [
+    (dict(stride=0), "stride must be >= 1"), (dict(padding=3), r"padding in 0..2"),
+    (dict(weight=torch.zeros(2, 3, 3, 3, dtype=torch.int64)), r"do not match weight \[2, 3, 3, 3\]"),
+])
+def test_conv_accumulate_refuses_bad_geometry(args, match):
+    kw = dict(weight=torch.zeros(2, 1, 3, 3, dtype=torch.int64)) | args
+    with pytest.raises(ValueError, match=match):
+        g.conv_accumulate(torch.zeros(1, 1, 4, 4, dtype=torch.int64), **kw)

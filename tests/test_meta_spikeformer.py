@@ -251,3 +251,13 @@ def test_checkpoint_with_a_config_that_does_not_build(ckpt_case):
         load_checkpoint(path, "digits-tiny")   # a V1 config for a V2 file
     with pytest.raises(CheckpointError, match=r"unknown arch 'sdt3'"):
         load_checkpoint(path, {**_ckpt_config(ckpt_case), "arch": "sdt3"})
+
+
+def test_info_json_for_a_v2_config(capsys):
+    import json
+
+    from spikeforge.host.cli import info
+
+    assert info.run(argparse.Namespace(config="metaspikformer-8-768", json=True)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"] == "metaspikformer-8-768" and out["params"] == 123_741_160 and out["T"] == 4

@@ -1,13 +1,15 @@
-"""The float Spike-driven Transformer, its named configs, checkpoints, data and training."""
+"""The float Spike-driven Transformer (V1) and Meta-SpikeFormer (V2), named configs, checkpoints, data, training."""
 
 from .lif import MultiStepLIFNode, heaviside_sigmoid
 from .sdt import MS_SPS, MS_SSA_Conv, MS_MLP_Conv, MS_Block_Conv, SpikeDrivenTransformer
-from .configs import CONFIGS, get_config, build_model, describe
+from .meta_spikeformer import MetaSpikeFormer
+from .configs import ARCHS, CONFIGS, arch_of, get_config, build_model, describe
 
 __all__ = [
     "MultiStepLIFNode", "heaviside_sigmoid",
     "MS_SPS", "MS_SSA_Conv", "MS_MLP_Conv", "MS_Block_Conv", "SpikeDrivenTransformer",
-    "CONFIGS", "get_config", "build_model", "describe",
+    "MetaSpikeFormer",
+    "ARCHS", "CONFIGS", "arch_of", "get_config", "build_model", "describe",
 ]
 
 from .checkpoint import (  # noqa: E402

@@ -1,6 +1,6 @@
 """Loading and saving Spike-driven Transformer checkpoints without arbitrary pickle execution.
 
-Three kinds of file are accepted by :func:`load_checkpoint`:
+Four kinds of file are accepted by :func:`load_checkpoint`:
 
 * **our own checkpoint** (written by :func:`save_checkpoint`): a dict with
   ``format == "spikeforge-checkpoint"``, ``version``, ``config`` (constructor
@@ -8,8 +8,14 @@ Three kinds of file are accepted by :func:`load_checkpoint`:
 * a **plain state dict** (``{key: tensor}``), e.g. ``torch.save(model.state_dict())``
   from the reference code;
 * a **timm** ``CheckpointSaver`` file, as the reference ``train.py`` writes:
-  a dict with ``state_dict`` (plus ``epoch``, ``optimizer``, ``args``, ...).
+  a dict with ``state_dict`` (plus ``epoch``, ``optimizer``, ``args``, ...);
+* a **Spike-driven Transformer V2** checkpoint, as the V2 reference's
+  ``util/misc.save_model`` writes: a dict with ``model`` (the state dict) plus
+  ``optimizer``, ``epoch``, ``scaler`` and ``args``. Its model is a
+  :class:`MetaSpikeFormer` unless the config names another ``"arch"``.
 
+The model class is the config's ``"arch"`` (see :mod:`.configs`); without one it
+is :class:`SpikeDrivenTransformer` (V1), except for V2 reference files.
 ``module.`` prefixes (DataParallel / DistributedDataParallel) are stripped.
 Everything is read with ``torch.load(weights_only=True)``; the only extra class
 allowed is ``argparse.Namespace``, which timm stores as ``args``.
@@ -28,7 +34,9 @@ from typing import Any
 
 import torch
 
-from .configs import get_config
+from torch import nn
+
+from .configs import build_model, get_config
 from spikeforge.common.files import atomic_write_bytes, not_a_file
 from .sdt import SpikeDrivenTransformer
 
@@ -85,7 +93,8 @@ def _torch_load(path: Path) -> Any:
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None, str]:
     """Read a checkpoint file: ``(state_dict, config or None, kind)``.
 
-    ``kind`` is ``"spikeforge"``, ``"timm"`` or ``"state_dict"``. Nothing is built yet.
+    ``kind`` is ``"spikeforge"``, ``"timm"``, ``"sdtv2"`` (the V2 reference's format) or
+    ``"state_dict"``. Nothing is built yet.
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -104,6 +113,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         kind, config, state = "spikeforge", dict(obj["config"]), obj["state_dict"]
     elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
         kind, state = "timm", obj["state_dict"]
+    elif "model" in obj and isinstance(obj["model"], dict):
+        kind, state = "sdtv2", obj["model"]
     else:
         kind, state = "state_dict", obj
     if not state:
@@ -131,33 +142,52 @@ def _check_state_dict(path: Path, model: torch.nn.Module, state: dict[str, torch
             raise CheckpointError(f"{path}: key {key!r} is not part of the model for this config")
 
 
-def load_checkpoint(path: str | os.PathLike, config: str | dict | None = None, **kwargs) -> SpikeDrivenTransformer:
-    """Build a :class:`SpikeDrivenTransformer` and load a checkpoint into it (strictly).
-
-    ``config`` is a named config or a dict of constructor arguments; ``kwargs`` are
-    constructor arguments that override it. Our own checkpoints carry their config,
-    so both may be omitted; a plain state dict or a timm file needs them. The model
-    is returned in ``eval()`` mode. Raises :class:`CheckpointError` naming the file
-    and the first offending key when the file does not fit.
-    """
-    path = Path(path)
-    state, file_config, _ = read_checkpoint(path)
+def _merged_config(path: Path, file_config: dict | None, config: str | dict | None, kwargs: dict) -> dict:
     merged = dict(file_config or {})
     if config is not None:
-        merged.update(get_config(config) if isinstance(config, str) else config)
+        try:
+            merged.update(get_config(config) if isinstance(config, str) else config)
+        except KeyError as exc:
+            raise CheckpointError(f"{path}: {exc.args[0]}") from None
     merged.update(kwargs)
+    return merged
+
+
+def _build(path: Path, config: dict) -> nn.Module:
+    try:
+        return build_model(config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the model config does not build a model: {exc}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, config: str | dict | None = None, **kwargs) -> nn.Module:
+    """Build the config's model and load a checkpoint into it (strictly).
+
+    ``config`` is a named config or a dict of constructor arguments (with an optional
+    ``"arch"``); ``kwargs`` are constructor arguments that override it. Our own
+    checkpoints carry their config, so both may be omitted; a plain state dict, a
+    timm file or a V2 reference file needs them (a V2 reference file defaults to
+    ``arch="meta-spikeformer"``). The model is returned in ``eval()`` mode. Raises
+    :class:`CheckpointError` naming the file and the first offending key when the
+    file does not fit, or the file and the problem when the config does not build.
+    """
+    path = Path(path)
+    state, file_config, kind = read_checkpoint(path)
+    merged = _merged_config(path, file_config, config, kwargs)
     if not merged:
         raise MissingConfigError(
             f"{path}: the file carries no model config; pass one, e.g. load_checkpoint(path, 'digits-tiny') "
             f"or the constructor arguments (embed_dims=..., depths=..., ...)"
         )
-    model = SpikeDrivenTransformer(**merged)
+    if kind == "sdtv2":
+        merged.setdefault("arch", "meta-spikeformer")
+    model = _build(path, merged)
     _check_state_dict(path, model, state)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-def save_checkpoint(model: SpikeDrivenTransformer, path: str | os.PathLike, config: dict, meta: dict | None = None) -> Path:
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, config: dict, meta: dict | None = None) -> Path:
     """Write our checkpoint format atomically (a partial file never appears under ``path``)."""
     path = Path(path)
     payload = {

@@ -10,7 +10,7 @@ HELP = "parameter count, tokens and T of a named config"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("config", help="named config, e.g. imagenet-8-384 or digits-tiny")
+    parser.add_argument("config", help="named config, e.g. imagenet-8-384, digits-tiny or metaspikformer-8-512")
     parser.add_argument("--json", action="store_true")
 
 
@@ -21,6 +21,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    rows = [(key, f"{value:,}" if isinstance(value, int) else str(value)) for key, value in info.items()]
+    rows = [(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+            for key, value in info.items()]
     out().print(kv_table(f"config {args.config}", rows, "field"))
     return 0

@@ -42,6 +42,21 @@ class CompiledFolderError(ValueError):
     shape: names the file, the field, what was expected and what was found."""
 
 
+#: The layer ops the accelerator runs (the Spike-driven Transformer's; Meta-SpikeFormer's k x k and
+#: strided convs and linear attention have no hardware yet).
+HARDWARE_OPS = frozenset({Op.PIXEL_CONV, Op.CONV3X3, Op.CONV1X1, Op.LINEAR, Op.OR_POOL, Op.LIF_U, Op.SDSA, Op.GAP})
+
+
+def _check_ops(graph: LayerGraph) -> None:
+    """:class:`CapacityError` naming the first layer the accelerator cannot run."""
+    for layer in graph:
+        if layer.op not in HARDWARE_OPS or (layer.op is Op.PIXEL_CONV and (layer.kernel, layer.stride) != (3, 1)):
+            what = (f"{layer.op.value} {layer.kernel}x{layer.kernel} / stride {layer.stride}" if layer.synaptic
+                    else layer.op.value)
+            raise CapacityError(f"layer {layer.name}: {what} has no hardware yet (the accelerator runs the "
+                                f"Spike-driven Transformer's layers; Meta-SpikeFormer's run in the golden model only)")
+
+
 def _groups(c: int, p: int) -> int:
     return -(-c // p)
 
@@ -50,6 +65,7 @@ def _needs(qm: QuantizedModel, lanes: int) -> dict:
     """Widths and capacities (not memory rows) that ``qm`` needs at ``lanes``."""
     cfg, w, p = qm.config, qm.widths, lanes
     graph = layer_graph(cfg)
+    _check_ops(graph)
     c = graph.u_channels
     # a spike-buffer row holds the widest spike map (a group's maps side by side, each padded to
     # whole lane groups) and the image's pixels, plane-minor
@@ -233,6 +249,7 @@ def compile_model(qm: QuantizedModel, hw: HardwareConfig) -> Compiled:
     :class:`CapacityError` naming the first layer that does not fit."""
     cfg, p = qm.config, hw.lanes
     graph = layer_graph(cfg)
+    _check_ops(graph)
     b = _Builder(qm, hw)
     T, c = graph.T, graph.u_channels
     model = "model"

@@ -177,12 +177,13 @@ def _conv_geometry(name: str, s: torch.Tensor, w: torch.Tensor, stride: int, pad
     return k, padding, h_out, w_out
 
 
-def _taps(x: torch.Tensor, k: int, stride: int, padding: int, h_out: int, w_out: int) -> torch.Tensor:
-    """``[N, C, H, W]`` -> ``[N, C, k * k, H_out, W_out]``: each output's window (zero padding), taps
-    in ``weight.flatten(-2)`` order."""
+def _taps(x: torch.Tensor, k: int, stride: int, padding: int, h_out: int, w_out: int):
+    """``(dy, dx, [N, C, H_out, W_out])`` for each tap of a k x k window: the input each output sees
+    at that tap (zero padding). One tap at a time: memory stays at the map's size, not k * k times it."""
     p = F.pad(x, (padding,) * 4)
-    return torch.stack([p[:, :, dy:dy + stride * (h_out - 1) + 1:stride, dx:dx + stride * (w_out - 1) + 1:stride]
-                        for dy in range(k) for dx in range(k)], dim=2)
+    for dy in range(k):
+        for dx in range(k):
+            yield dy, dx, p[:, :, dy:dy + stride * (h_out - 1) + 1:stride, dx:dx + stride * (w_out - 1) + 1:stride]
 
 
 def conv_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -198,8 +199,11 @@ def conv_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     s = _spikes("conv_accumulate: spikes", spikes)
     w = _int("conv_accumulate: weight", weight)
     k, padding, h_out, w_out = _conv_geometry("conv_accumulate", s, w, stride, padding)
-    cols = _taps(s, k, stride, padding, h_out, w_out).flatten(1, 2).permute(0, 2, 3, 1)
-    acc = sparse_accumulate(cols, w.flatten(1), bias, weight_shift=weight_shift)
+    acc = torch.zeros(s.shape[0], h_out, w_out, w.shape[0], dtype=INT)
+    for dy, dx, tap in _taps(s, k, stride, padding, h_out, w_out):
+        acc += sparse_accumulate(tap.movedim(1, -1), w[:, :, dy, dx], weight_shift=weight_shift)
+    if bias is not None:
+        acc += _int("conv_accumulate: bias", bias)
     return _check_width("conv_accumulate", acc.permute(0, 3, 1, 2), acc_bits)
 
 
@@ -215,8 +219,9 @@ def depthwise_accumulate(spikes: torch.Tensor, weight: torch.Tensor, bias: torch
     s = _spikes("depthwise_accumulate: spikes", spikes)
     w = _int("depthwise_accumulate: weight", weight)
     k, padding, h_out, w_out = _conv_geometry("depthwise_accumulate", s, w, stride, padding, per_channel=True)
-    taps = _taps(s, k, stride, padding, h_out, w_out)                      # [N, C, k*k, H', W']
-    acc = (taps * (w.flatten(1) << weight_shift)[None, :, :, None, None]).sum(2)   # 0/1 selects taps
+    acc = torch.zeros(s.shape[0], s.shape[1], h_out, w_out, dtype=INT)
+    for dy, dx, tap in _taps(s, k, stride, padding, h_out, w_out):       # a 0/1 tap selects its weight
+        acc += tap * (w[:, 0, dy, dx] << weight_shift).reshape(1, -1, 1, 1)
     if bias is not None:
         acc = acc + _int("depthwise_accumulate: bias", bias).reshape(1, -1, 1, 1)
     return _check_width("depthwise_accumulate", acc, acc_bits)
@@ -430,15 +435,18 @@ class Trace:
                 "out_spikes": spikes, "out_neurons": neurons, "firing_rate": spikes / neurons if neurons else None}
 
 
-def _fanout3x3(h: int, w: int) -> torch.Tensor:
-    """Number of in-map output positions each input position of an h x w map reaches through a 3x3 window."""
-    rows = torch.full((h,), 3, dtype=INT)
-    cols = torch.full((w,), 3, dtype=INT)
-    rows[0] -= 1   # the first and last row/column lose one neighbour each (both, on a 1-wide map)
-    rows[-1] -= 1
-    cols[0] -= 1
-    cols[-1] -= 1
-    return rows[:, None] * cols[None, :]
+def _fanout(h: int, w: int, k: int = 3, stride: int = 1) -> torch.Tensor:
+    """Number of output positions whose k x k window (stride, zero padding ``k // 2``) holds each input
+    position of an h x w map: the additions one input event makes per output channel."""
+    def axis(n: int) -> torch.Tensor:
+        p = k // 2
+        n_out = (n + 2 * p - k) // stride + 1
+        hits = torch.zeros(n, dtype=INT)
+        for o in range(n_out):
+            lo, hi = max(0, stride * o - p), min(n, stride * o - p + k)
+            hits[lo:hi] += 1
+        return hits
+    return axis(h)[:, None] * axis(w)[None, :]
 
 
 #: Memory the golden model's largest tensors may take at once when :func:`forward_batched` splits a batch.
@@ -500,6 +508,8 @@ def forward(qm, pixels: torch.Tensor, trace: Trace | None = None) -> torch.Tenso
             if rec is not None:
                 rec.out_spikes, rec.out_neurons = int(attn.sum()), attn.numel()
             values[layer.name] = out.reshape(q.shape)
+        elif layer.op is Op.LINEAR_ATTENTION:
+            values[layer.name] = _linear_attention(qm, layer, [values[n] for n in layer.inputs], trace)
         else:  # pragma: no cover (every op of the graph is handled above)
             raise NotImplementedError(f"golden.forward: layer {layer.name}: op {layer.op}")
     return logits
@@ -517,6 +527,19 @@ def _fire(qm, layer, x: torch.Tensor, th: dict, rec: LayerTrace | None = None) -
     return s
 
 
+def _linear_attention(qm, layer, qkv: list[torch.Tensor], trace: Trace | None) -> torch.Tensor:
+    """A linear-attention layer's spikes; its trace counts the K^T V count increments (one per pair
+    of K and V spikes of a token in one head) and the Q-driven additions (C_h per Q spike) as SOPs."""
+    q, k, v = (x.flatten(-2) for x in qkv)                                  # [T, B, C, N]
+    attn, kv, _ = linear_attention(q, k, v, layer.heads, layer.neurons.threshold, qm.shift,
+                                   qm.widths[layer.neurons.width])
+    rec = _record(trace, name=layer.name, kind=layer.op.value, in_events=int(q.sum()),
+                  sops=int(kv.sum()) + int(q.sum()) * (layer.cin // layer.heads))
+    if rec is not None:
+        rec.out_spikes, rec.out_neurons = int(attn.sum()), attn.numel()
+    return attn.reshape(qkv[0].shape)
+
+
 def _synaptic(qm, layer, x: torch.Tensor, T: int, trace: Trace | None):
     """The accumulator sums ``[T, B, C_out, ...]`` of synaptic ``layer`` over input ``x`` (pixels
     ``[B, C, H, W]``, or spikes ``[T, B, C, H, W]`` / ``[T, B, C]``) and its trace entry."""
@@ -525,15 +548,19 @@ def _synaptic(qm, layer, x: torch.Tensor, T: int, trace: Trace | None):
     kind = layer.op.value
     if layer.op is Op.PIXEL_CONV:
         # real-valued pixels, bit-plane accumulation, computed once for all T
-        acc = pixel_accumulate(x, wgt, bias, qm.pixel_bits, acc_bits)
+        acc = pixel_accumulate(x, wgt, bias, qm.pixel_bits, acc_bits, layer.stride, layer.padding)
+        fan = _fanout(*x.shape[-2:], layer.kernel, layer.stride)
         rec = _record(trace, name=name, kind=kind, in_events=int((x != 0).sum()),
-                      macs=int(_fanout3x3(*x.shape[-2:]).sum()) * x.shape[0] * x.shape[1] * wgt.shape[0])
+                      macs=int(fan.sum()) * x.shape[0] * x.shape[1] * wgt.shape[0])
         return acc.unsqueeze(0).expand(T, *acc.shape), rec
-    if layer.op is Op.CONV3X3:
+    if layer.op in (Op.CONV3X3, Op.CONV):
         t_, b_ = x.shape[:2]
-        acc = conv3x3_accumulate(x.flatten(0, 1), wgt, bias, acc_bits, shift)
-        rec = _record(trace, name=name, kind=kind, in_events=int(x.sum()),
-                      sops=int((x * _fanout3x3(*x.shape[-2:])).sum()) * wgt.shape[0])
+        if layer.op is Op.CONV3X3:
+            acc = conv3x3_accumulate(x.flatten(0, 1), wgt, bias, acc_bits, shift)
+        else:
+            acc = conv_accumulate(x.flatten(0, 1), wgt, bias, layer.stride, layer.padding, acc_bits, shift)
+        fan = _fanout(*x.shape[-2:], layer.kernel, layer.stride)
+        rec = _record(trace, name=name, kind=kind, in_events=int(x.sum()), sops=int((x * fan).sum()) * wgt.shape[0])
         return acc.reshape(t_, b_, *acc.shape[1:]), rec
     if layer.op is Op.CONV1X1:
         acc = conv1x1_accumulate(x, wgt, bias, acc_bits, shift)

@@ -22,6 +22,18 @@ The Spike-driven Transformer (V1) graph, :func:`sdt_graph`::
     block.i: shortcut_lif = LIF(U); q, k, v (1x1, one group) -> LIF; sdsa; proj (1x1) -> U += ...
              fc1_lif = LIF(U); fc1 (1x1) -> LIF; fc2 (1x1) -> U += ...
     head.gap_lif = LIF(sum over tokens of U); head (linear) -> logits summed over T
+
+Meta-SpikeFormer (V2), :func:`meta_graph` (layer names are the reference's module paths)::
+
+    downsample1_1 (pixels, 7x7 / stride 2) -> U (written; a new residual-stream domain)
+    ConvBlock: Conv.lif1 = LIF(U); Conv.pwconv1 (1x1, C -> 2C) -> LIF Conv.lif2;
+               Conv.dw_pw (dwconv 7x7 and pwconv2 folded: a 7x7 conv, 2C -> C) -> U += ...
+               lif1 = LIF(U); conv1 (3x3, C -> 4C) -> LIF lif2; conv2 (3x3, 4C -> C) -> U += ...
+    downsampleN: encode_lif = LIF(U); conv (3x3 / stride) -> U (written; a new domain)
+    MS_Block: attn.head_lif = LIF(U); q, k, v (RepConv + BN folded: 3x3, one group) -> LIF;
+              attn.attn (linear attention, per head) -> LIF(0.5); attn.proj (RepConv folded) -> U += ...
+              mlp.fc1_lif = LIF(U); mlp.fc1 (1x1) -> LIF; mlp.fc2 (1x1) -> U += ...
+    head.gap_lif = LIF(sum over tokens of U); head (linear; with kd the mean of head and head_kd)
 """
 
 from __future__ import annotations
@@ -30,8 +42,10 @@ import enum
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Op", "Shortcut", "Neurons", "Layer", "LayerGraph", "layer_graph", "sdt_graph", "PIXELS", "U",
-           "LOGITS_DOMAIN", "U_DOMAIN", "SYNAPTIC"]
+from .meta_spikeformer import REFERENCE_BLOCK_COUNTS, REFERENCE_STRIDES
+
+__all__ = ["Op", "Shortcut", "Neurons", "Layer", "LayerGraph", "layer_graph", "sdt_graph", "meta_graph", "PIXELS",
+           "U", "LOGITS_DOMAIN", "U_DOMAIN", "SYNAPTIC", "Fold"]
 
 #: The input image (unsigned pixels, the same at every time step).
 PIXELS = "pixels"
@@ -46,18 +60,32 @@ LOGITS_DOMAIN = "head"
 class Op(enum.Enum):
     """What a layer computes (``docs/arithmetic.md`` gives each op's integer arithmetic)."""
 
-    PIXEL_CONV = "pixel_conv3x3"   # 3x3 conv of unsigned pixels (bit-plane accumulation), once for all T
+    PIXEL_CONV = "pixel_conv"     # k x k conv of unsigned pixels (bit-plane accumulation), once for all T
     CONV3X3 = "conv3x3"            # 3x3 / stride 1 / pad 1 conv of a spike map
+    CONV = "conv"                  # k x k / stride / pad k // 2 conv of a spike map (V2: 7x7, strided 3x3)
     CONV1X1 = "conv1x1"            # pointwise conv of a spike map
     LINEAR = "linear"              # fully connected, on spikes of one position (the head)
     OR_POOL = "or_pool"            # 3x3 / stride 2 / pad 1 max-pool of spikes (an OR)
     LIF_U = "lif_u"                # LIF of the residual stream U
     SDSA = "sdsa"                  # spike-driven self-attention: Q AND LIF(sum over tokens of K AND V)
+    LINEAR_ATTENTION = "linear_attention"   # V2: LIF(Q (K^T V)) per head, K^T V counts made at run time
     GAP = "gap"                    # sum of U over tokens, then LIF (the head's global average pool)
 
 
 #: The ops that accumulate weights over input events (they have a weight and a bias).
-SYNAPTIC = frozenset({Op.PIXEL_CONV, Op.CONV3X3, Op.CONV1X1, Op.LINEAR})
+SYNAPTIC = frozenset({Op.PIXEL_CONV, Op.CONV3X3, Op.CONV, Op.CONV1X1, Op.LINEAR})
+#: The ops with a k x k kernel (weights ``[O, I, k, k]``).
+SPATIAL = frozenset({Op.PIXEL_CONV, Op.CONV3X3, Op.CONV})
+
+
+class Fold(enum.Enum):
+    """How the quantizer turns a synaptic layer's float modules (``Layer.source``) into one weight
+    and bias (``docs/arithmetic.md`` section 5)."""
+
+    CONV_BN = "conv_bn"    # (conv, BatchNorm or None): W' = W g, b' = (b - mean) g + beta
+    REPCONV = "repconv"    # (RepConv, BatchNorm): 1x1 -> BN-and-pad -> depthwise 3x3 -> 1x1 -> BN -> BN, one 3x3
+    SEPCONV = "sepconv"    # (SepConv, None): its depthwise 7x7 -> pwconv2 -> bn2, one dense 7x7
+    KD_HEAD = "kd_head"    # (head, head_kd): the mean of the two linear heads (the eval output with kd)
 
 
 class Shortcut(enum.Enum):
@@ -81,6 +109,8 @@ class Neurons:
     name: str
     domain: str | None
     width: str = "v_bits"
+    #: the threshold of neurons without a domain (SDSA's 1 at scale 2, linear attention's 8 at scale 16)
+    threshold: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +122,10 @@ class Layer:
     ``neurons``: the LIF its output fires (its spikes are the layer's value); ``shortcut``: how it
     enters U; ``logits``: its output is summed over T into the logits; ``group``: layers of one
     group read the same input and may run as one step (their spikes side by side, in group
-    order); ``source``: the float model's (conv, BatchNorm) submodules a synaptic layer folds.
+    order); ``source``: the float model's submodules a synaptic layer folds, and ``fold``: how.
+    ``kernel`` / ``stride``: a spatial conv's window (padding ``kernel // 2``); ``heads``: linear
+    attention's heads; ``u_domain``: the residual-stream domain the layer writes, adds into or
+    reads (V2 starts a new one at each downsampling layer, which rewrites U).
     """
 
     name: str
@@ -109,26 +142,44 @@ class Layer:
     logits: bool = False
     group: str | None = None
     source: tuple[str, str | None] | None = None
+    fold: Fold = Fold.CONV_BN
+    kernel: int = 3
+    stride: int = 1
+    heads: int = 1
+    u_domain: str = U_DOMAIN
 
     @property
     def synaptic(self) -> bool:
         return self.op in SYNAPTIC
 
     @property
+    def padding(self) -> int:
+        return self.kernel // 2
+
+    @property
+    def conv_grid(self) -> tuple[int, int]:
+        """(H, W) of a spatial conv's accumulator (``(H + 2 pad - k) // stride + 1``); the input map
+        for other ops."""
+        if self.op not in SPATIAL:
+            return self.height, self.width
+        k, p, s = self.kernel, self.padding, self.stride
+        return (self.height + 2 * p - k) // s + 1, (self.width + 2 * p - k) // s + 1
+
+    @property
     def weight_shape(self) -> tuple[int, ...]:
-        """Shape of its integer weight (3x3 kernels ``[O, I, 3, 3]``, pointwise and linear ``[O, I]``)."""
-        if self.op in (Op.PIXEL_CONV, Op.CONV3X3):
-            return (self.cout, self.cin, 3, 3)
+        """Shape of its integer weight (k x k kernels ``[O, I, k, k]``, pointwise and linear ``[O, I]``)."""
+        if self.op in SPATIAL:
+            return (self.cout, self.cin, self.kernel, self.kernel)
         return (self.cout, self.cin)
 
     @property
     def domain(self) -> str | None:
-        """The scale domain of a synaptic layer's weights: its neurons' domain, U's for a shortcut
-        branch, the logits' for the head."""
+        """The scale domain of a synaptic layer's weights: its neurons' domain, its residual-stream
+        domain for a shortcut branch, the logits' for the head."""
         if self.neurons is not None:
             return self.neurons.domain
         if self.shortcut is not None:
-            return U_DOMAIN
+            return self.u_domain
         return LOGITS_DOMAIN if self.logits else None
 
 
@@ -174,6 +225,10 @@ class LayerGraph:
             out.setdefault(layer.domain, []).append(layer.name)
         return out
 
+    def stream_domains(self) -> set[str]:
+        """The residual-stream domains (one shared scale and threshold each; V1 has one, ``u``)."""
+        return {layer.u_domain for layer in self.synaptic() if layer.shortcut is not None}
+
     def residual_branches(self) -> list[str]:
         """The layers that write or add into the residual stream U (the only ones with a weight shift)."""
         return [layer.name for layer in self.synaptic() if layer.shortcut is not None]
@@ -196,17 +251,19 @@ class LayerGraph:
 
     def largest_tensor(self) -> tuple[int, str]:
         """(elements, description) of the largest int64 tensor the golden model builds for one image:
-        each 3x3 layer's im2col (``sps.conv0``'s once, not T times) and each layer's output."""
+        each 3x3 layer's im2col (the pixel layer's once, not T times) and each layer's output (a
+        k x k / strided conv accumulates tap by tap: no im2col)."""
         T = self.T
         sizes = []
         for layer in self.layers:
-            h, w = layer.height, layer.width
+            h, w, k = *layer.conv_grid, layer.kernel
             if layer.op in (Op.PIXEL_CONV, Op.CONV3X3):
                 t = 1 if layer.op is Op.PIXEL_CONV else T
-                shape = f"[{h}, {w}, {9 * layer.cin}]" if t == 1 else f"[{t}, {h}, {w}, {9 * layer.cin}]"
-                sizes.append((t * 9 * layer.cin * h * w, f"{layer.name}'s 3x3 im2col {shape}"))
-            # a synaptic layer accumulates at its input's resolution (stride 1; a pool follows)
-            oh, ow = (h, w) if layer.synaptic else (layer.out_height, layer.out_width)
+                taps = k * k * layer.cin
+                shape = f"[{h}, {w}, {taps}]" if t == 1 else f"[{t}, {h}, {w}, {taps}]"
+                sizes.append((t * taps * h * w, f"{layer.name}'s {k}x{k} im2col {shape}"))
+            # a synaptic layer's accumulator is at its conv's resolution (V1: a max-pool may follow)
+            oh, ow = layer.conv_grid if layer.synaptic else (layer.out_height, layer.out_width)
             sizes.append((T * layer.cout * oh * ow, f"{layer.name}'s output [{T}, {layer.cout}, {oh}, {ow}]"))
         return max(sizes)
 
@@ -277,13 +334,129 @@ def sdt_graph(config: dict) -> LayerGraph:
     return LayerGraph(config=dict(config), layers=tuple(layers), token_grid=(th, tw), u_channels=d)
 
 
+# The reference's layout (model/meta_spikeformer.py): each downsampling layer, its kernel and the block
+# lists that follow it.
+_META_STAGES = (("downsample1_1", 7, ("ConvBlock1_1",)), ("downsample1_2", 3, ("ConvBlock1_2",)),
+                ("downsample2", 3, ("ConvBlock2_1", "ConvBlock2_2")), ("downsample3", 3, ("block3",)),
+                ("downsample4", 3, ("block4",)))
+
+
+def _conv_out(h: int, w: int, k: int, stride: int) -> tuple[int, int]:
+    p = k // 2
+    return (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+
+
+class _MetaBuilder:
+    """Builds :func:`meta_graph`'s layers stage by stage (U's domain, channels and map change at each
+    downsampling layer)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.layers: list[Layer] = []
+        self.h, self.w = config["img_size_h"], config["img_size_w"]
+        self.c = config["in_channels"]
+        self.u_domain = U_DOMAIN
+
+    def at(self, **kw) -> dict:
+        """The current map's shape fields (and the current U domain)."""
+        return dict(height=self.h, width=self.w, out_height=self.h, out_width=self.w, u_domain=self.u_domain, **kw)
+
+    def lif_u(self, name: str) -> str:
+        self.layers.append(Layer(name, Op.LIF_U, (U,), self.c, self.c, neurons=Neurons(name, self.u_domain),
+                                 **self.at()))
+        return name
+
+    def conv(self, name: str, op: Op, src: str, cout: int, source: tuple, neurons: Neurons | None = None,
+             shortcut: Shortcut | None = None, cin: int | None = None, **kw) -> str:
+        self.layers.append(Layer(name, op, (src,), self.c if cin is None else cin, cout, neurons=neurons,
+                                 shortcut=shortcut, source=source, **self.at(**kw)))
+        return name
+
+    def downsample(self, i: int, name: str, k: int, stride: int, width: int) -> None:
+        """LIF(U) (not for the first, which sees the pixels) -> conv k x k / stride -> U written."""
+        src = PIXELS if i == 0 else self.lif_u(f"{name}.encode_lif")
+        op = Op.PIXEL_CONV if i == 0 else Op.CONV
+        oh, ow = _conv_out(self.h, self.w, k, stride)
+        self.u_domain = f"u.{name}"
+        self.layers.append(Layer(name, op, (src,), self.c, width, self.h, self.w, oh, ow, shortcut=Shortcut.WRITE,
+                                 source=(f"{name}.encode_conv", f"{name}.encode_bn"), kernel=k, stride=stride,
+                                 u_domain=self.u_domain))
+        self.h, self.w, self.c = oh, ow, width
+
+    def conv_block(self, pre: str) -> None:
+        """MS_ConvBlock: U += SepConv(U); U += conv2(LIF(conv1(LIF(U))))."""
+        c = self.c
+        a = self.conv(f"{pre}.Conv.pwconv1", Op.CONV1X1, self.lif_u(f"{pre}.Conv.lif1"), 2 * c,
+                      (f"{pre}.Conv.pwconv1", f"{pre}.Conv.bn1"),
+                      neurons=Neurons(f"{pre}.Conv.lif2", f"{pre}.Conv.lif2"), kernel=1)
+        self.conv(f"{pre}.Conv.dw_pw", Op.CONV, a, c, (f"{pre}.Conv", None), shortcut=Shortcut.ADD, cin=2 * c,
+                  kernel=7, fold=Fold.SEPCONV)
+        h = self.conv(f"{pre}.conv1", Op.CONV3X3, self.lif_u(f"{pre}.lif1"), 4 * c, (f"{pre}.conv1", f"{pre}.bn1"),
+                      neurons=Neurons(f"{pre}.lif2", f"{pre}.lif2"))
+        self.conv(f"{pre}.conv2", Op.CONV3X3, h, c, (f"{pre}.conv2", f"{pre}.bn2"), shortcut=Shortcut.ADD, cin=4 * c)
+
+    def transformer_block(self, pre: str) -> None:
+        """MS_Block: U += proj(LinearAttention(q, k, v of LIF(U))); U += fc2(LIF(fc1(LIF(U))))."""
+        c, heads = self.c, self.config["num_heads"]
+        s = self.lif_u(f"{pre}.attn.head_lif")
+        for n in ("q", "k", "v"):
+            self.conv(f"{pre}.attn.{n}", Op.CONV3X3, s, c, (f"{pre}.attn.{n}_conv.0", f"{pre}.attn.{n}_conv.1"),
+                      neurons=Neurons(f"{pre}.attn.{n}_lif", f"{pre}.attn.{n}"), group=f"{pre}.attn.qkv",
+                      fold=Fold.REPCONV)
+        self.layers.append(Layer(f"{pre}.attn.attn", Op.LINEAR_ATTENTION, tuple(f"{pre}.attn.{n}" for n in "qkv"),
+                                 c, c, neurons=Neurons(f"{pre}.attn.attn_lif", None, threshold=8), heads=heads,
+                                 **self.at()))
+        self.conv(f"{pre}.attn.proj", Op.CONV3X3, f"{pre}.attn.attn", c,
+                  (f"{pre}.attn.proj_conv.0", f"{pre}.attn.proj_conv.1"), shortcut=Shortcut.ADD, fold=Fold.REPCONV)
+        hidden = int(c * self.config.get("mlp_ratios", 4))
+        h = self.conv(f"{pre}.mlp.fc1", Op.CONV1X1, self.lif_u(f"{pre}.mlp.fc1_lif"), hidden,
+                      (f"{pre}.mlp.fc1_conv", f"{pre}.mlp.fc1_bn"),
+                      neurons=Neurons(f"{pre}.mlp.fc2_lif", f"{pre}.mlp.hidden"), kernel=1)
+        self.conv(f"{pre}.mlp.fc2", Op.CONV1X1, h, c, (f"{pre}.mlp.fc2_conv", f"{pre}.mlp.fc2_bn"),
+                  shortcut=Shortcut.ADD, cin=hidden, kernel=1)
+
+    def head(self) -> None:
+        c, kd = self.c, self.config.get("kd", False)
+        self.layers.append(Layer("head.gap_lif", Op.GAP, (U,), c, c, self.h, self.w, u_domain=self.u_domain,
+                                 neurons=Neurons("head.token_sum", "head.lif", "gap_bits")))
+        self.layers.append(Layer("head", Op.LINEAR, ("head.gap_lif",), c, self.config["num_classes"], logits=True,
+                                 source=("head", "head_kd" if kd else None), fold=Fold.KD_HEAD if kd else Fold.CONV_BN,
+                                 kernel=1))
+
+
+def meta_graph(config: dict) -> LayerGraph:
+    """Meta-SpikeFormer (V2, ``MetaSpikeFormer``) of ``config``: five downsampling layers (the first
+    on pixels), conv blocks, transformer blocks with linear attention, the head. RepConv and SepConv
+    are one folded conv each (:class:`Fold`)."""
+    b = _MetaBuilder(config)
+    counts = tuple(config.get("block_counts", REFERENCE_BLOCK_COUNTS))
+    strides = tuple(config.get("strides", REFERENCE_STRIDES))
+    widths = (config["embed_dim"][0] // 2, *config["embed_dim"])
+    lists = [name for _, _, names in _META_STAGES for name in names]
+    for i, (name, k, block_lists) in enumerate(_META_STAGES):
+        b.downsample(i, name, k, strides[i], widths[i])
+        for list_name in block_lists:
+            for j in range(counts[lists.index(list_name)]):
+                (b.conv_block if list_name.startswith("ConvBlock") else b.transformer_block)(f"{list_name}.{j}")
+    b.head()
+    return LayerGraph(config=dict(config), layers=tuple(b.layers), token_grid=(b.h, b.w), u_channels=b.c)
+
+
+#: Graph builder of each ``"arch"`` (``model/configs.py``; a config without the key is V1).
+GRAPH_BUILDERS = {"sdt": sdt_graph, "meta-spikeformer": meta_graph}
+
+
 def _key(config: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items()))
 
 
 @lru_cache(maxsize=64)
 def _cached(key: tuple) -> LayerGraph:
-    return sdt_graph(dict(key))
+    config = dict(key)
+    arch = config.get("arch", "sdt")
+    if arch not in GRAPH_BUILDERS:
+        raise ValueError(f"unknown arch {arch!r}; known archs: {', '.join(GRAPH_BUILDERS)}")
+    return GRAPH_BUILDERS[arch](config)
 
 
 def layer_graph(config: dict) -> LayerGraph:

@@ -34,7 +34,7 @@ import os
 import re
 import reprlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,8 @@ import torch
 
 from spikeforge.common.files import atomic_write_bytes, not_a_file
 from .golden import signed_range
-from .graph import U_DOMAIN, Op, layer_graph
+from .graph import Op, layer_graph
+from .meta_spikeformer import REFERENCE_BLOCK_COUNTS, REFERENCE_STRIDES
 from .limits import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
 from .quantize import WIDTH_FIELDS, QuantizationError, QuantizedModel, check_widths
 
@@ -87,7 +88,8 @@ MAX_BYTES_PER_IMAGE = 2 << 30
 @dataclass(frozen=True)
 class Limit:
     """A field's allowed values: an integer (with ``real``, any finite number) in ``lo..hi``,
-    a multiple of ``multiple``, or with ``pattern`` a string matching it (``what`` describes it)."""
+    a multiple of ``multiple``, with ``pattern`` a string matching it (``what`` describes it), with
+    ``length`` a list of that many such integers, or with ``boolean`` true or false."""
 
     lo: int | float = 0
     hi: int | float = 0
@@ -95,17 +97,28 @@ class Limit:
     multiple: int = 1
     pattern: str | None = None
     what: str = ""
+    length: int | None = None
+    boolean: bool = False
 
     def admits(self, value) -> bool:
+        if self.boolean:
+            return isinstance(value, bool)
         if self.pattern is not None:
             return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+        if self.length is not None:
+            item = replace(self, length=None)
+            return isinstance(value, list) and len(value) == self.length and all(item.admits(v) for v in value)
         kinds = (int, float) if self.real else int
         return (isinstance(value, kinds) and not isinstance(value, bool) and self.lo <= value <= self.hi
                 and (self.real or value % self.multiple == 0))
 
     def __str__(self) -> str:
+        if self.boolean:
+            return "true or false"
         if self.pattern is not None:
             return self.what
+        if self.length is not None:
+            return f"a list of {self.length} integers in {self.lo}..{self.hi}"
         if self.multiple > 1:
             return f"a multiple of {self.multiple} in {self.lo}..{self.hi}"
         return f"{'a number' if self.real else 'an integer'} in {self.lo}..{self.hi}"
@@ -119,6 +132,19 @@ CONFIG_LIMITS: dict[str, Limit] = {
     "T": Limit(1, 64), "pooling_stat": Limit(pattern="[01]{4}", what="4 characters of 0/1"),
     "num_heads": Limit(1, 4096), "mlp_ratios": Limit(0.125, 16, real=True),
 }
+#: A Meta-SpikeFormer (V2) config's fields (``model/meta_spikeformer.py``; ``num_heads`` must divide
+#: the transformer stages' widths ``embed_dim[2]`` and ``embed_dim[3]``).
+META_CONFIG_LIMITS: dict[str, Limit] = {
+    "arch": Limit(pattern="meta-spikeformer", what="'meta-spikeformer'"),
+    "img_size_h": Limit(1, 1024), "img_size_w": Limit(1, 1024), "in_channels": Limit(1, 1024),
+    "num_classes": Limit(1, 100_000), "embed_dim": Limit(2, 4096, length=4), "num_heads": Limit(1, 4096),
+    "mlp_ratios": Limit(4, 4), "depths": Limit(1, 1024), "kd": Limit(boolean=True), "T": Limit(1, 64),
+    "block_counts": Limit(0, 64, length=6), "strides": Limit(1, 8, length=5),
+}
+#: What a V2 config without ``block_counts`` / ``strides`` means (the reference's layout).
+META_LAYOUT_DEFAULTS = {"block_counts": list(REFERENCE_BLOCK_COUNTS), "strides": list(REFERENCE_STRIDES)}
+#: The config limits of each architecture (``"arch"``; a config without it is V1).
+ARCH_CONFIG_LIMITS = {"sdt": CONFIG_LIMITS, "meta-spikeformer": META_CONFIG_LIMITS}
 #: The header's scalar parameters: weight width (as :func:`~spikeforge.model.quantize.quantize`
 #: takes it), the largest pixel (up to 16-bit images; ``pixel_bits`` must be its bit length: the
 #: first conv's bit-planes) and the LIF leak shift ``k`` of ``H = V + ((X - V) >> k)`` (tau = 2**k;
@@ -155,10 +181,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _error(source, part: str | None, problem: str, name, value=None, expected="") -> QModelFileError:
-    """``problem`` (missing, unknown or bad) with field ``name`` of ``part`` of the header (None: the top level)."""
+def _error(source, part: str | None, problem: str, name, value=None, expected="", known=None) -> QModelFileError:
+    """``problem`` (missing, unknown or bad) with field ``name`` of ``part`` of the header (None: the top level);
+    ``known``: the fields ``part`` has (default: format version 1's)."""
     text = _MESSAGES[part][problem].format(name=name, shown=_show(name), value=_show(value), expected=expected,
-                                           known=", ".join(_KNOWN[part]))
+                                           known=", ".join(_KNOWN[part] if known is None else known))
     return QModelFileError(f"{source}: {text}")
 
 
@@ -171,7 +198,7 @@ def _check_fields(source, part, box: dict, limits: dict[str, Limit], closed: boo
             raise _error(source, part, "bad", name, box[name], limit)
     for name in box if closed else ():
         if name not in limits:
-            raise _error(source, part, "unknown", name)
+            raise _error(source, part, "unknown", name, known=limits)
 
 
 def _object(source, header: dict, name: str, kind: type = dict):
@@ -205,10 +232,18 @@ def check_config(config, source="config") -> None:
     :data:`MAX_BYTES_PER_IMAGE` bytes per image in the golden model."""
     if not isinstance(config, dict):
         raise _error(source, None, "bad", "config", config, "an object")
-    _check_fields(source, "config", config, CONFIG_LIMITS)
-    if config["embed_dims"] % config["num_heads"]:
+    arch = config.get("arch", "sdt")
+    if arch not in ARCH_CONFIG_LIMITS:
+        raise _error(source, "config", "bad", "arch", arch, f"one of {', '.join(ARCH_CONFIG_LIMITS)}")
+    # V2's own layout keywords default to the reference's layout (the named configs leave them out)
+    given = {**META_LAYOUT_DEFAULTS, **config} if arch != "sdt" else config
+    _check_fields(source, "config", given, ARCH_CONFIG_LIMITS[arch])
+    if arch == "sdt" and config["embed_dims"] % config["num_heads"]:
         raise _error(source, "config", "bad", "num_heads", config["num_heads"],
                      f"a divisor of embed_dims = {config['embed_dims']}")
+    if arch != "sdt" and any(config["embed_dim"][i] % config["num_heads"] for i in (2, 3)):
+        raise _error(source, "config", "bad", "num_heads", config["num_heads"],
+                     f"a divisor of embed_dim[2] and embed_dim[3] = {config['embed_dim'][2:]}")
     elements, what = _largest_tensor(config)
     if 8 * elements > MAX_BYTES_PER_IMAGE:
         raise QModelFileError(f"{source}: field 'config' asks too much: the model implies {8 * elements} bytes per "
@@ -408,10 +443,10 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
             raise QModelFileError(f"{path}: weight_shifts[{_show(name)}] = {_show(wshift)}: only the residual-stream "
                                   f"branches ({', '.join(shiftable)}) take a shift, of 0..{MAX_WEIGHT_SHIFT}")
     for gap in (layer for layer in graph if layer.op is Op.GAP):
-        name = gap.neurons.domain
-        if thresholds[name] != thresholds[U_DOMAIN] * graph.tokens:
+        name, u, tokens = gap.neurons.domain, gap.u_domain, gap.height * gap.width
+        if thresholds[name] != thresholds[u] * tokens:
             raise QModelFileError(f"{path}: threshold {name!r} = {thresholds[name]} is inconsistent: "
-                                  f"expected tokens x u = {graph.tokens} x {thresholds[U_DOMAIN]}")
+                                  f"expected tokens x {u} = {tokens} x {thresholds[u]}")
     _check_scales(path, scales)
     qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=pixel_bits, shift=shift,
                         weights=weights, thresholds=thresholds, widths=widths, weight_shifts=weight_shifts,

@@ -37,11 +37,12 @@ import torch
 
 from .golden import bits_for_range
 from .limits import MAX_WEIGHT_SHIFT, MAX_WIDTH_BITS
-from .graph import LOGITS_DOMAIN, U_DOMAIN, LayerGraph, Op, Shortcut, layer_graph
+from .graph import LOGITS_DOMAIN, Fold, LayerGraph, Op, Shortcut, layer_graph
+from .meta_spikeformer import MetaSpikeFormer
 from .sdt import SpikeDrivenTransformer
 
 __all__ = ["QuantizedModel", "QuantizationError", "quantize", "embedded_qmodel", "analyze_widths", "check_widths",
-           "WIDTH_FIELDS", "MAX_WIDTH_BITS", "MAX_WEIGHT_SHIFT", "config_tokens"]
+           "WIDTH_FIELDS", "MAX_WIDTH_BITS", "MAX_WEIGHT_SHIFT", "config_tokens", "model_config", "fold_layer"]
 
 #: The design widths a quantized model carries (one value each, shared by all layers).
 WIDTH_FIELDS = ("acc_bits", "v_bits", "u_bits", "gap_bits", "logit_bits")
@@ -94,32 +95,92 @@ def config_tokens(config: dict) -> int:
 # ------------------------------------------------------------------------------------------ folding
 
 
-def _fold(conv: torch.nn.Module, bn: torch.nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Folded float64 weight and bias of ``conv`` (+ ``bn``)."""
+def _bn_affine(bn: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BatchNorm's eval-mode ``y = g x + beta'`` as float64 ``(g, beta')``."""
+    g = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    return g, bn.bias.detach().double() - bn.running_mean.detach().double() * g
+
+
+def _fold(conv: torch.nn.Module, bn: torch.nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Folded float64 weight and bias of ``conv`` (+ ``bn``); pointwise kernels (1x1, Conv1d) as ``[O, I]``."""
     w = conv.weight.detach().to(torch.float64)
     b = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     if bn is not None:
         g = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
         w = w * g.reshape(-1, *([1] * (w.dim() - 1)))
         b = (b - bn.running_mean.detach().double()) * g + bn.bias.detach().double()
-    if w.dim() == 4 and w.shape[2:] == (1, 1):
-        w = w[:, :, 0, 0]
+    if w.dim() > 2 and all(d == 1 for d in w.shape[2:]):
+        w = w.flatten(1)
     return w, b
 
 
+def _fold_repconv(rep: torch.nn.Module, bn: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """RepConv (1x1 ``W1`` -> BN1-and-pad -> depthwise 3x3 ``D`` -> 1x1 ``W2`` -> BN2) then BN3, as one
+    3x3 conv on the zero-padded input: ``K[o, i] = g3 g2 sum_c W2[o, c] D[c] g1[c] W1[c, i]``,
+    ``b = g3 (g2 sum_c W2[o, c] beta1[c] sum(D[c]) + beta2) + beta3``. Exact at the borders too:
+    BN-and-pad fills the border with ``BN1(0) = beta1``, what the 1x1 of a zero-padded input gives."""
+    conv1, bnpad, (dw, conv2, bn2) = rep.body
+    w1 = conv1.weight.detach().double().flatten(1)                       # [C, I]
+    d = dw.weight.detach().double()[:, 0]                                # [C, 3, 3]
+    w2 = conv2.weight.detach().double().flatten(1)                       # [O, C]
+    (g1, b1), (g2, b2), (g3, b3) = _bn_affine(bnpad.bn), _bn_affine(bn2), _bn_affine(bn)
+    k = torch.einsum("oc,cyx,c,ci->oiyx", w2, d, g1, w1) * (g3 * g2).reshape(-1, 1, 1, 1)
+    return k, g3 * (g2 * (w2 @ (b1 * d.sum((1, 2)))) + b2) + b3
+
+
+def _fold_sepconv(sep: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """SepConv's depthwise 7x7 ``D`` (no bias) -> pwconv2 ``P`` (no bias) -> bn2, with no neuron
+    between, as one dense 7x7 conv on the depthwise conv's input spikes: ``K[o, c] = g P[o, c] D[c]``,
+    ``b = beta'``."""
+    d = sep.dwconv.weight.detach().double()[:, 0]                        # [C, k, k]
+    p = sep.pwconv2.weight.detach().double().flatten(1)                  # [O, C]
+    g, beta = _bn_affine(sep.bn2)
+    return p[:, :, None, None] * d[None] * g.reshape(-1, 1, 1, 1), beta
+
+
+def fold_layer(model: torch.nn.Module, layer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The folded float64 ``(weight, bias)`` of synaptic ``layer`` from its float modules in ``model``
+    (``layer.source``, combined as ``layer.fold`` says)."""
+    first, second = (model.get_submodule(n) if n else None for n in layer.source)
+    if layer.fold is Fold.REPCONV:
+        return _fold_repconv(first, second)
+    if layer.fold is Fold.SEPCONV:
+        return _fold_sepconv(first)
+    if layer.fold is Fold.KD_HEAD:   # the eval output with kd is the mean of the two heads
+        (w1, b1), (w2, b2) = _fold(first, None), _fold(second, None)
+        return (w1 + w2) / 2, (b1 + b2) / 2
+    return _fold(first, second)
+
+
 def _folded_layers(model: torch.nn.Module, graph: LayerGraph) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Every synaptic layer of ``graph``: its float module (and BatchNorm) of ``model``, folded."""
-    out = {}
-    for layer in graph.synaptic():
-        conv, bn = layer.source
-        out[layer.name] = _fold(model.get_submodule(conv), model.get_submodule(bn) if bn else None)
-    return out
+    """Every synaptic layer of ``graph``: its float modules of ``model``, folded."""
+    return {layer.name: fold_layer(model, layer) for layer in graph.synaptic()}
+
+
+def model_config(model: torch.nn.Module) -> dict:
+    """The config (constructor arguments, and ``"arch"`` for V2) a float model was built with, read
+    from the model (the quantized model and its graph are made from it)."""
+    if isinstance(model, MetaSpikeFormer):
+        config = {k: getattr(model, k) for k in ("img_size_h", "img_size_w", "in_channels", "num_classes", "num_heads",
+                                                  "mlp_ratios", "depths", "kd", "T")}
+        return {"arch": "meta-spikeformer", **config, "embed_dim": list(model.embed_dim),
+                "block_counts": list(model.block_counts), "strides": list(model.strides)}
+    for m in model.block:
+        if m.mlp.res:
+            raise QuantizationError("MLP with hidden == in_features (mlp_ratios=1) is not supported by the integer contract")
+    config = {k: getattr(model, k) for k in ("img_size_h", "img_size_w", "in_channels", "num_classes",
+                                              "embed_dims", "depths", "T", "pooling_stat")}
+    config["num_heads"] = model.block[0].attn.num_heads if len(model.block) else 8
+    config["mlp_ratios"] = (model.block[0].mlp.fc1_conv.out_channels / model.embed_dims) if len(model.block) else 4
+    if float(config["mlp_ratios"]).is_integer():
+        config["mlp_ratios"] = int(config["mlp_ratios"])
+    return config
 
 
 # ------------------------------------------------------------------------------------------ quantize
 
 
-def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16,
+def quantize(model: SpikeDrivenTransformer | MetaSpikeFormer, w_bits: int = 8, pixel_max: int = 16,
              widths: dict[str, int] | None = None) -> QuantizedModel:
     """Quantize a float model (its eval-mode BN statistics) to ``w_bits`` integer weights.
 
@@ -136,15 +197,7 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_WIDTH_BITS:
             raise QuantizationError(f"requested width {name} = {bits!r}: expected an integer in 1..{MAX_WIDTH_BITS} "
                                     f"(the golden model computes in int64)")
-    for m in model.block:
-        if m.mlp.res:
-            raise QuantizationError("MLP with hidden == in_features (mlp_ratios=1) is not supported by the integer contract")
-    config = {k: getattr(model, k) for k in ("img_size_h", "img_size_w", "in_channels", "num_classes",
-                                              "embed_dims", "depths", "T", "pooling_stat")}
-    config["num_heads"] = model.block[0].attn.num_heads if len(model.block) else 8
-    config["mlp_ratios"] = (model.block[0].mlp.fc1_conv.out_channels / model.embed_dims) if len(model.block) else 4
-    if float(config["mlp_ratios"]).is_integer():
-        config["mlp_ratios"] = int(config["mlp_ratios"])
+    config = model_config(model)
     lif_vth = 1.0
     qmax = (1 << (w_bits - 1)) - 1
 
@@ -159,12 +212,13 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
     thresholds: dict[str, int | list[int]] = {}
     shifts: dict[str, int] = {}
     scales: dict[str, float | list[float]] = {}
+    streams = graph.stream_domains()
     for domain, layers in graph.domains().items():
         wmax = {n: folded[n][0].abs().max().item() for n in layers}
         for n, m in wmax.items():
             if m == 0:
                 raise QuantizationError(f"layer {n}: all weights are zero; cannot choose a scale")
-        if len(layers) == 1 and domain != LOGITS_DOMAIN:
+        if len(layers) == 1 and domain != LOGITS_DOMAIN and domain not in streams:
             # One layer feeds these neurons: a scale (and threshold) per output channel.
             (n,) = layers
             w, b = folded[n]
@@ -198,7 +252,7 @@ def quantize(model: SpikeDrivenTransformer, w_bits: int = 8, pixel_max: int = 16
             raise QuantizationError(f"domain {domain}: a threshold rounds below 1; weights are too large for w_bits")
     for layer in graph:
         if layer.op is Op.GAP:   # the token sum's LIF: U's threshold times the tokens (GAP without a division)
-            thresholds[layer.neurons.domain] = thresholds[U_DOMAIN] * graph.tokens
+            thresholds[layer.neurons.domain] = thresholds[layer.u_domain] * layer.height * layer.width
 
     qm = QuantizedModel(config=config, w_bits=w_bits, pixel_max=pixel_max, pixel_bits=int(pixel_max).bit_length(),
                         shift=1, weights=weights, thresholds=thresholds, widths={}, weight_shifts=shifts,
@@ -238,7 +292,7 @@ def analyze_widths(qm: QuantizedModel) -> dict[str, dict[str, dict]]:
     * ``logit_bits``: the head's output summed over T.
     """
     graph = layer_graph(qm.config)
-    W, th, n_tok, T = qm.weights, qm.thresholds, graph.tokens, graph.T
+    W, th, T = qm.weights, qm.thresholds, graph.T
     out: dict[str, dict[str, dict]] = {f: {} for f in WIDTH_FIELDS}
 
     def put(field_, name, lo, hi):
@@ -262,12 +316,16 @@ def analyze_widths(qm: QuantizedModel) -> dict[str, dict[str, dict]]:
         elif layer.op is Op.LIF_U:
             lo, hi = u
         elif layer.op is Op.SDSA:
-            lo, hi = 0, 2 * n_tok         # the attention LIF sees twice the K AND V count (scale 2), threshold 1
+            lo, hi = 0, 2 * layer.height * layer.width   # twice the K AND V count (scale 2), threshold 1
+        elif layer.op is Op.LINEAR_ATTENTION:    # twice Y: up to C_h KV rows of counts up to N each
+            lo, hi = 0, 2 * (layer.cin // layer.heads) * layer.height * layer.width
         elif layer.op is Op.GAP:
+            n_tok = layer.height * layer.width
             lo, hi = n_tok * u[0], n_tok * u[1]
         if layer.neurons is not None:
             domain = layer.neurons.domain
-            put(layer.neurons.width, layer.neurons.name, *_lif_range(lo, hi, th[domain] if domain else 1))
+            put(layer.neurons.width, layer.neurons.name,
+                *_lif_range(lo, hi, th[domain] if domain else layer.neurons.threshold))
     return out
 
 

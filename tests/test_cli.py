@@ -128,7 +128,7 @@ def test_train_writes_loadable_checkpoint(tmp_path):
     (["eval", "--config", "nope"], "unknown config 'nope'"),
     (["eval", "--config", "digits-meta", "--backend", "golden"],
      "--backend golden: the integer backends (quantize, golden, rtl) support V1 (sdt) configs only for now; "
-     "'digits-meta' is a meta-spikeformer config (use --backend float)"),
+     "'digits-meta' is a meta-spikeformer config (the float backend covers it: spikeforge eval --backend float)"),
     (["eval", "x.sfq", "--config", "digits-meta", "--backend", "rtl"], "--backend rtl: the integer backends"),
     (["quantize", "--config", "digits-meta", "--out", "x.sfq"], "quantize: the integer backends"),
 ])

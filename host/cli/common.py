@@ -73,7 +73,7 @@ def require_v1(what: str, config: str | dict | None = None, model=None) -> None:
         if arch != "sdt":
             name = f"{config!r} is a {arch} config" if isinstance(config, str) else f"the config is {arch}"
             raise UsageError(f"{what}: the integer backends (quantize, golden, rtl) support V1 (sdt) configs only "
-                             f"for now; {name} (use --backend float)")
+                             f"for now; {name} (the float backend covers it: spikeforge eval --backend float)")
     if model is not None and not isinstance(model, SpikeDrivenTransformer):
         raise UsageError(f"{what}: the integer backends (quantize, golden, rtl) support V1 (sdt) models only for "
                          f"now; this is a {type(model).__name__}")

@@ -13,9 +13,9 @@ __all__ = [
 ]
 
 from .checkpoint import (  # noqa: E402
-    CheckpointError, EMBEDDED_CHECKPOINT, load_checkpoint, load_embedded, save_checkpoint,
+    CheckpointError, EMBEDDED_CHECKPOINT, EMBEDDED_CHECKPOINTS, load_checkpoint, load_embedded, save_checkpoint,
 )
 from .data import load_digits_split  # noqa: E402
 
-__all__ += ["CheckpointError", "EMBEDDED_CHECKPOINT", "load_checkpoint", "load_embedded", "save_checkpoint",
-            "load_digits_split"]
+__all__ += ["CheckpointError", "EMBEDDED_CHECKPOINT", "EMBEDDED_CHECKPOINTS", "load_checkpoint", "load_embedded",
+            "save_checkpoint", "load_digits_split"]

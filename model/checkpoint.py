@@ -38,20 +38,25 @@ from torch import nn
 
 from .configs import build_model, get_config
 from spikeforge.common.files import atomic_write_bytes, not_a_file
-from .sdt import SpikeDrivenTransformer
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "MissingConfigError",
-    "EMBEDDED_CHECKPOINT", "EMBEDDED_CONFIG",
-    "load_checkpoint", "save_checkpoint", "read_checkpoint", "load_embedded",
+    "EMBEDDED_CHECKPOINT", "EMBEDDED_CONFIG", "EMBEDDED_CHECKPOINTS", "NoEmbeddedCheckpointError",
+    "load_checkpoint", "save_checkpoint", "read_checkpoint", "load_embedded", "embedded_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "spikeforge-checkpoint"
 CHECKPOINT_VERSION = 1
 
-#: The trained ``digits-tiny`` model shipped inside the package.
-EMBEDDED_CHECKPOINT = Path(__file__).parent / "weights" / "digits-tiny.pt"
+_WEIGHTS = Path(__file__).parent / "weights"
+#: The trained models shipped inside the package: config name -> checkpoint (our format, with its config).
+EMBEDDED_CHECKPOINTS: dict[str, Path] = {
+    "digits-tiny": _WEIGHTS / "digits-tiny.pt",   # V1 (SpikeDrivenTransformer)
+    "digits-meta": _WEIGHTS / "digits-meta.pt",   # V2 (MetaSpikeFormer)
+}
+#: The default embedded model (``digits-tiny``): what commands use when given neither a checkpoint nor a config.
 EMBEDDED_CONFIG = "digits-tiny"
+EMBEDDED_CHECKPOINT = EMBEDDED_CHECKPOINTS[EMBEDDED_CONFIG]
 
 # Classes a timm CheckpointSaver file needs besides tensors and builtin containers.
 _SAFE_GLOBALS = [argparse.Namespace]
@@ -63,6 +68,13 @@ class CheckpointError(ValueError):
 
 class MissingConfigError(CheckpointError):
     """A plain state dict or timm file was loaded without a model config."""
+
+
+class NoEmbeddedCheckpointError(KeyError):
+    """No trained checkpoint of this config ships with the package; the message names it and those that do."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -202,6 +214,21 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, config: dict, met
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_embedded() -> SpikeDrivenTransformer:
-    """The trained ``digits-tiny`` model shipped with the package."""
-    return load_checkpoint(EMBEDDED_CHECKPOINT)
+def embedded_checkpoint(config: str = EMBEDDED_CONFIG) -> Path:
+    """The embedded checkpoint file of a named config (default ``digits-tiny``).
+
+    Raises :class:`NoEmbeddedCheckpointError` naming the config and the configs that have one.
+    """
+    try:
+        return EMBEDDED_CHECKPOINTS[config]
+    except (KeyError, TypeError):
+        raise NoEmbeddedCheckpointError(
+            f"no embedded checkpoint for config {config!r}; embedded: {', '.join(EMBEDDED_CHECKPOINTS)} "
+            f"(give a checkpoint file)"
+        ) from None
+
+
+def load_embedded(config: str = EMBEDDED_CONFIG) -> nn.Module:
+    """A trained model shipped with the package: ``digits-tiny`` (a :class:`SpikeDrivenTransformer`,
+    the default) or ``digits-meta`` (a :class:`MetaSpikeFormer`); see :data:`EMBEDDED_CHECKPOINTS`."""
+    return load_checkpoint(embedded_checkpoint(config))

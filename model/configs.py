@@ -63,6 +63,18 @@ CONFIGS: dict[str, dict] = {
                          num_heads=8, mlp_ratios=4, depths=2, T=4, pooling_stat="0001"),
     "digits-small": dict(img_size_h=8, img_size_w=8, in_channels=1, num_classes=10, embed_dims=64,
                          num_heads=8, mlp_ratios=4, depths=2, T=4, pooling_stat="0001"),
+    # Meta-SpikeFormer (V2) for 8x8 digits. Strides (1, 1, 2, 1, 1): only downsample2 halves the map, so
+    # the conv stages (ConvBlock1_1 at 8 channels, ConvBlock1_2 at 16) see the full 8x8 = 64 positions,
+    # like digits-tiny's SPS, and the transformer stages (block3, block4 at 32 channels, 8 heads of 4)
+    # keep 4x4 = 16 tokens, digits-tiny's; the reference's (2, 2, 2, 2, 1) would leave 1x1 (one token).
+    # Blocks (1, 1, 0, 0, 1, 1): one of each kind of stage, none at 16 channels on the 4x4 map
+    # (ConvBlock2_*: ~21k parameters each, left out to keep the model small; a count of 0 is an empty
+    # stage). The widest layer is 4 * 32 = 128 channels (MLP and conv-block hidden layers), as in
+    # digits-tiny; 82,938 parameters, about 3x digits-tiny, most of them in the two transformer blocks
+    # and the 16-channel conv block.
+    "digits-meta": dict(arch="meta-spikeformer", img_size_h=8, img_size_w=8, in_channels=1, num_classes=10,
+                        embed_dim=[16, 16, 32, 32], num_heads=1, mlp_ratios=4, depths=2, kd=False, T=4,
+                        block_counts=[1, 1, 0, 0, 1, 1], strides=[1, 1, 2, 1, 1]),
     "metaspikformer-8-360": _metaspikformer([64, 128, 256, 360]),
     "metaspikformer-8-384": _metaspikformer([96, 192, 384, 480]),
     "metaspikformer-8-512": _metaspikformer([128, 256, 512, 640]),

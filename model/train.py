@@ -8,7 +8,9 @@ Recipe (chosen for ``digits-tiny``: 60 epochs, about 80 s on 2 CPU cores): AdamW
 (lr 5e-3, weight decay 1e-2), one-cycle cosine schedule, batch 32,
 cross-entropy on the time-averaged logits with label smoothing 0.1, and random
 +-1 pixel shifts of the training images (zero fill); after the last epoch the
-BatchNorm statistics are re-estimated over the whole training split.
+BatchNorm statistics are re-estimated over the whole training split. The same
+recipe trains ``digits-meta`` (Meta-SpikeFormer) to 0.9833 in 60 epochs (about 8
+minutes on one core), so it needs no recipe of its own.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from spikeforge.model import EMBEDDED_CHECKPOINT, build_model, load_checkpoint, load_embedded, save_checkpoint
-from spikeforge.model.checkpoint import CHECKPOINT_FORMAT, CheckpointError, MissingConfigError, read_checkpoint
+from spikeforge.model.checkpoint import (CHECKPOINT_FORMAT, EMBEDDED_CHECKPOINTS, EMBEDDED_CONFIG, CheckpointError,
+                                         MissingConfigError, NoEmbeddedCheckpointError, embedded_checkpoint,
+                                         read_checkpoint)
 from spikeforge.model.configs import get_config
 
 
@@ -39,6 +41,42 @@ def test_embedded_model_is_ours_and_loads():
     assert kind == "spikeforge" and config == get_config("digits-tiny")
     assert EMBEDDED_CHECKPOINT.stat().st_size < 512 * 1024
     load_embedded()
+
+
+def test_embedded_digits_meta_keeps_its_arch_and_loads_strictly():
+    from spikeforge.model import MetaSpikeFormer, SpikeDrivenTransformer
+
+    assert set(EMBEDDED_CHECKPOINTS) == {"digits-tiny", "digits-meta"}
+    assert EMBEDDED_CONFIG == "digits-tiny" and EMBEDDED_CHECKPOINT == embedded_checkpoint()
+    path = embedded_checkpoint("digits-meta")
+    state, config, kind = read_checkpoint(path)
+    assert kind == "spikeforge" and config == get_config("digits-meta") and config["arch"] == "meta-spikeformer"
+    assert path.stat().st_size < 512 * 1024
+    with torch.device("meta"):
+        expected = build_model("digits-meta").state_dict()
+    assert list(state) == list(expected)   # every key, nothing more (the loader is strict too)
+    assert isinstance(load_embedded("digits-meta"), MetaSpikeFormer)
+    assert isinstance(load_embedded(), SpikeDrivenTransformer)   # the default stays digits-tiny
+
+
+@pytest.mark.parametrize("name", ["digits-small", "nope"])
+def test_no_embedded_checkpoint_names_the_config(name):
+    with pytest.raises(NoEmbeddedCheckpointError, match=f"no embedded checkpoint for config '{name}'; embedded: "
+                                                        f"digits-tiny, digits-meta"):
+        load_embedded(name)
+
+
+def test_v2_round_trip_keeps_the_arch(tmp_path):
+    from spikeforge.model import MetaSpikeFormer
+
+    torch.manual_seed(0)
+    model = build_model("digits-meta").eval()
+    path = save_checkpoint(model, tmp_path / "m.pt", get_config("digits-meta"))
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded, MetaSpikeFormer) and loaded.block_counts == (1, 1, 0, 0, 1, 1)
+    x = torch.rand(2, 1, 8, 8) * 2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
 def test_not_a_checkpoint(tmp_path):

@@ -24,6 +24,24 @@ def test_eval_json_on_embedded_model():
     assert out["n"] == 360 and out["accuracy"] >= 0.97
 
 
+def test_eval_json_on_embedded_digits_meta():
+    out = json.loads(run("eval", "--config", "digits-meta", "--backend", "float", "--json").stdout)
+    assert out["n"] == 360 and out["accuracy"] >= 0.97
+    text = run("eval", "--config", "digits-meta").stdout
+    assert "digits-meta.pt: accuracy" in text and "(backend float)" in text
+
+
+def test_train_v2_config_writes_loadable_checkpoint(tmp_path):
+    from spikeforge.model import MetaSpikeFormer
+
+    out = tmp_path / "m.pt"
+    summary = json.loads(run("train", "--config", "digits-meta", "--epochs", "1", "--out", str(out), "--json").stdout)
+    model = load_checkpoint(out)
+    assert isinstance(model, MetaSpikeFormer) and summary["config"] == "digits-meta"
+    evaluated = json.loads(run("eval", str(out), "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(summary["accuracy"])
+
+
 @pytest.mark.parametrize("name,params", [("imagenet-8-384", 16_816_536), ("imagenet-8-768", 66_339_144)])
 def test_info_json(name, params):
     out = json.loads(run("info", name, "--json").stdout)
@@ -105,12 +123,29 @@ def test_train_writes_loadable_checkpoint(tmp_path):
      "key 'patch_embed.proj_conv.weight' has shape [2, 1, 3, 3], the config expects [4, 1, 3, 3]"),
     (["eval", "no/such/file.pt"], "no/such/file.pt: no such checkpoint file"),
     (["train", "--config", "nope", "--out", "x.pt"], "unknown config 'nope'"),
+    (["eval", "--config", "digits-small"], "no embedded checkpoint for config 'digits-small'; embedded: digits-tiny, "
+                                           "digits-meta (give a checkpoint file)"),
+    (["eval", "--config", "nope"], "unknown config 'nope'"),
+    (["eval", "--config", "digits-meta", "--backend", "golden"],
+     "--backend golden: the integer backends (quantize, golden, rtl) support V1 (sdt) configs only for now; "
+     "'digits-meta' is a meta-spikeformer config (the float backend covers it: spikeforge eval --backend float)"),
+    (["eval", "x.sfq", "--config", "digits-meta", "--backend", "rtl"], "--backend rtl: the integer backends"),
+    (["quantize", "--config", "digits-meta", "--out", "x.sfq"], "quantize: the integer backends"),
 ])
 def test_errors_are_clear(args, message):
     proc = run(*args, ok=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr
+
+
+def test_quantize_refuses_a_v2_checkpoint(tmp_path):
+    from spikeforge.model.checkpoint import embedded_checkpoint
+
+    proc = run("quantize", str(embedded_checkpoint("digits-meta")), "--out", str(tmp_path / "q.sfq"), ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "support V1 (sdt) models only for now; this is a MetaSpikeFormer" in proc.stderr
+    assert not (tmp_path / "q.sfq").exists()
 
 
 def test_train_failure_leaves_no_file(tmp_path):

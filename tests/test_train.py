@@ -39,6 +39,21 @@ def test_embedded_model_reaches_target(digits):
     assert acc >= TARGET_ACCURACY
 
 
+def test_embedded_digits_meta_reaches_target(digits):
+    acc = evaluate(load_embedded("digits-meta"), digits.test_pixels, digits.test_labels)
+    assert acc >= TARGET_ACCURACY
+
+
+def test_training_a_v2_config(small_split):
+    from spikeforge.model import MetaSpikeFormer
+
+    tiny_split = DigitsSplit(small_split.train_pixels[:64], small_split.train_labels[:64],
+                             small_split.test_pixels[:16], small_split.test_labels[:16])
+    result = train("digits-meta", TrainConfig(epochs=1, seed=0, batch_size=32), data=tiny_split)
+    assert isinstance(result.model, MetaSpikeFormer) and result.config["arch"] == "meta-spikeformer"
+    assert len(result.history) == 1 and 0 <= result.test_accuracy <= 1
+
+
 def test_default_recipe_reaches_target_from_scratch(digits):
     """The documented recipe (`spikeforge train --config digits-tiny`) trains to the target (~90 s)."""
     result = train("digits-tiny", TrainConfig(), data=digits)

@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["UsageError", "err", "out", "kv_table", "load_model", "is_qmodel", "load_qmodel", "qmodel_or_embedded",
-           "check_images"]
+__all__ = ["UsageError", "err", "out", "kv_table", "load_model", "require_v1", "is_qmodel", "load_qmodel",
+           "qmodel_or_embedded", "check_images"]
 
 #: Progress and errors.
 err = Console(stderr=True)
@@ -37,10 +37,21 @@ def kv_table(title: str, rows: list[tuple[str, str]], key_header: str = "") -> T
 
 
 def load_model(model: str | None, config: str | None):
-    """``(path, model)``: a float checkpoint, or (``None``) the embedded one."""
-    from spikeforge.model.checkpoint import EMBEDDED_CHECKPOINT, MissingConfigError, load_checkpoint
+    """``(path, model)``: a float checkpoint, or (``None``) the embedded one of ``config`` (default
+    ``digits-tiny``; a config without an embedded checkpoint is a :class:`UsageError`)."""
+    from spikeforge.model.checkpoint import (EMBEDDED_CONFIG, MissingConfigError, NoEmbeddedCheckpointError,
+                                             embedded_checkpoint, load_checkpoint)
+    from spikeforge.model.configs import get_config
 
-    path = Path(model) if model else EMBEDDED_CHECKPOINT
+    if model:
+        path = Path(model)
+    else:
+        name = config or EMBEDDED_CONFIG
+        get_config(name)   # an unknown name is a KeyError listing the known ones
+        try:
+            path = embedded_checkpoint(name)
+        except NoEmbeddedCheckpointError as exc:
+            raise UsageError(str(exc)) from None
     if path.is_file() and is_qmodel(path):
         raise UsageError(f"{path}: a quantized model (.sfq), not a float checkpoint; evaluate it with "
                          f"--backend golden (or rtl)")
@@ -49,6 +60,23 @@ def load_model(model: str | None, config: str | None):
     except MissingConfigError:
         raise UsageError(f"{path}: the file carries no model config; name one with --config "
                          f"(e.g. --config digits-tiny)") from None
+
+
+def require_v1(what: str, config: str | dict | None = None, model=None) -> None:
+    """A :class:`UsageError` when ``config`` or ``model`` is not a V1 (``sdt``) model: the quantizer, the
+    golden model and the accelerator cover V1 only for now."""
+    from spikeforge.model.configs import arch_of, get_config
+    from spikeforge.model.sdt import SpikeDrivenTransformer
+
+    if config is not None:
+        arch = arch_of(get_config(config) if isinstance(config, str) else config)
+        if arch != "sdt":
+            name = f"{config!r} is a {arch} config" if isinstance(config, str) else f"the config is {arch}"
+            raise UsageError(f"{what}: the integer backends (quantize, golden, rtl) support V1 (sdt) configs only "
+                             f"for now; {name} (the float backend covers it: spikeforge eval --backend float)")
+    if model is not None and not isinstance(model, SpikeDrivenTransformer):
+        raise UsageError(f"{what}: the integer backends (quantize, golden, rtl) support V1 (sdt) models only for "
+                         f"now; this is a {type(model).__name__}")
 
 
 def is_qmodel(path: Path) -> bool:

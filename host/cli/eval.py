@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from .argtypes import count
-from .common import UsageError, load_model, load_qmodel, out
+from .common import UsageError, load_model, load_qmodel, out, require_v1
 from .rtl import add_rtl_arguments, capacities, sim_report
 
 HELP = "accuracy on the digits test split"
@@ -17,7 +17,8 @@ BACKENDS = ("float", "golden", "rtl")
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", nargs="?", help="checkpoint (float; default: the embedded model) or QMODEL (golden)")
-    parser.add_argument("--config", help="named config, needed for a plain state dict or a timm checkpoint")
+    parser.add_argument("--config", help="named config, needed for a plain state dict or a timm checkpoint; "
+                                         "without MODEL, the config's embedded checkpoint (digits-tiny, digits-meta)")
     parser.add_argument("--backend", default="float",
                         help="float (the PyTorch model), golden (the integer model of a QMODEL) or rtl "
                              "(QMODEL on the accelerator RTL, simulated)")
@@ -39,6 +40,8 @@ def run(args) -> int:
 
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r} (available: {', '.join(BACKENDS)})")
+    if args.backend != "float" and args.config is not None:
+        require_v1(f"--backend {args.backend}", args.config)
     if args.backend == "rtl":
         return _run_rtl(args)
     data = load_digits_split()

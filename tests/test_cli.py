@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from spikeforge.model import load_checkpoint
 
@@ -127,10 +126,9 @@ def test_train_writes_loadable_checkpoint(tmp_path):
                                            "digits-meta (give a checkpoint file)"),
     (["eval", "--config", "nope"], "unknown config 'nope'"),
     (["eval", "--config", "digits-meta", "--backend", "golden"],
-     "--backend golden: the integer backends (quantize, golden, rtl) support V1 (sdt) configs only for now; "
-     "'digits-meta' is a meta-spikeformer config (the float backend covers it: spikeforge eval --backend float)"),
-    (["eval", "x.sfq", "--config", "digits-meta", "--backend", "rtl"], "--backend rtl: the integer backends"),
-    (["quantize", "--config", "digits-meta", "--out", "x.sfq"], "quantize: the integer backends"),
+     "--backend golden needs a quantized model file (QMODEL from `spikeforge quantize`)"),
+    (["eval", "x.sfq", "--config", "digits-meta", "--backend", "rtl"],
+     "--backend rtl: the accelerator runs V1 (sdt) models only for now; 'digits-meta' is a meta-spikeformer config"),
 ])
 def test_errors_are_clear(args, message):
     proc = run(*args, ok=False)
@@ -139,13 +137,22 @@ def test_errors_are_clear(args, message):
     assert message in proc.stderr
 
 
-def test_quantize_refuses_a_v2_checkpoint(tmp_path):
-    from spikeforge.model.checkpoint import embedded_checkpoint
-
-    proc = run("quantize", str(embedded_checkpoint("digits-meta")), "--out", str(tmp_path / "q.sfq"), ok=False)
+def test_v2_quantize_golden_and_trace(tmp_path):
+    """digits-meta (V2) through the integer commands: quantize (int8 within a point of float), the golden
+    backend gives the accuracy quantize reported, trace lists its linear-attention layers; the RTL
+    backend refuses it by layer."""
+    q = tmp_path / "meta.sfq"
+    summary = json.loads(run("quantize", "--config", "digits-meta", "--out", str(q), "--json").stdout)
+    assert summary["float_accuracy"] >= 0.97
+    assert summary["integer_accuracy"] >= summary["float_accuracy"] - 0.01
+    evaluated = json.loads(run("eval", str(q), "--backend", "golden", "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(summary["integer_accuracy"])
+    traced = json.loads(run("trace", str(q), "--json").stdout)
+    kinds = {layer["kind"] for layer in traced["layers"]}
+    assert {"pixel_conv", "conv", "conv3x3", "conv1x1", "linear_attention", "linear"} <= kinds
+    proc = run("eval", str(q), "--backend", "rtl", "--images", "1", ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "support V1 (sdt) models only for now; this is a MetaSpikeFormer" in proc.stderr
-    assert not (tmp_path / "q.sfq").exists()
+    assert "layer downsample1_1: pixel_conv 7x7 / stride 1 has no hardware yet" in proc.stderr
 
 
 def test_train_failure_leaves_no_file(tmp_path):

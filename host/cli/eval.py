@@ -40,8 +40,8 @@ def run(args) -> int:
 
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r} (available: {', '.join(BACKENDS)})")
-    if args.backend != "float" and args.config is not None:
-        require_v1(f"--backend {args.backend}", args.config)
+    if args.backend == "rtl":
+        require_v1("--backend rtl", args.config)
     if args.backend == "rtl":
         return _run_rtl(args)
     data = load_digits_split()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .argtypes import count
-from .common import kv_table, load_model, out, require_v1
+from .common import kv_table, load_model, out
 
 HELP = "quantize a checkpoint into the integer golden model (.sfq)"
 
@@ -31,10 +31,7 @@ def run(args) -> int:
     from spikeforge.model.train import predict
 
     check_output_file(args.out)
-    if args.config is not None:
-        require_v1("quantize", args.config)
     path, model = load_model(args.ckpt, args.config)
-    require_v1(f"quantize {path}", model=model)
     widths = {f: getattr(args, f) for f in WIDTH_FIELDS if getattr(args, f) is not None}
     qm = quantize(model, w_bits=args.w_bits, pixel_max=PIXEL_MAX, widths=widths)
     data = load_digits_split()

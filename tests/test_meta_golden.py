@@ -183,3 +183,17 @@ def test_linear_attention_trace_counts(v2ref):
         q_spikes = by_name[layer.inputs[0]].out_spikes
         assert rec.in_events == q_spikes
         assert rec.sops >= q_spikes * (layer.cin // layer.heads)
+
+
+def test_v2_widths_come_from_the_weights_and_narrow_ones_are_refused(v2ref):
+    from spikeforge.model.quantize import QuantizationError, analyze_widths
+
+    model = _reference_model(v2ref, "ckpt-tiny")
+    qm = quantize(model, w_bits=8)
+    needed = analyze_widths(qm)
+    attn = [name for name in needed["v_bits"] if name.endswith("attn_lif")]
+    assert attn and all(needed["v_bits"][n]["range"][0] == 0 for n in attn)   # 2 Y >= 0, C_h N bounds it
+    with pytest.raises(QuantizationError, match=r"layer \S+: v_bits=4 could overflow"):
+        quantize(model, w_bits=8, widths={"v_bits": 4})
+    # the analysed widths hold every value of a forward (the golden model checks each one)
+    golden.forward(qm, torch.randint(0, 17, (3, 1, 16, 16), generator=torch.Generator().manual_seed(4)))

@@ -65,8 +65,8 @@ CONFIGS: dict[str, dict] = {
                          num_heads=8, mlp_ratios=4, depths=2, T=4, pooling_stat="0001"),
     # Meta-SpikeFormer (V2) for 8x8 digits. Strides (1, 1, 2, 1, 1): only downsample2 halves the map, so
     # the conv stages (ConvBlock1_1 at 8 channels, ConvBlock1_2 at 16) see the full 8x8 = 64 positions,
-    # like digits-tiny's SPS, and the transformer stages (block3, block4 at 32 channels, 8 heads of 4)
-    # keep 4x4 = 16 tokens, digits-tiny's; the reference's (2, 2, 2, 2, 1) would leave 1x1 (one token).
+    # like digits-tiny's SPS, and the transformer stages (block3, block4 at 32 channels, one head of 32:
+    # with 8 heads of 4 the attention LIF never fired and training stalled) keep 4x4 = 16 tokens, digits-tiny's; the reference's (2, 2, 2, 2, 1) would leave 1x1 (one token).
     # Blocks (1, 1, 0, 0, 1, 1): one of each kind of stage, none at 16 channels on the 4x4 map
     # (ConvBlock2_*: ~21k parameters each, left out to keep the model small; a count of 0 is an empty
     # stage). The widest layer is 4 * 32 = 128 channels (MLP and conv-block hidden layers), as in

@@ -109,7 +109,8 @@ class Neurons:
     name: str
     domain: str | None
     width: str = "v_bits"
-    #: the threshold of neurons without a domain (SDSA's 1 at scale 2, linear attention's 8 at scale 16)
+    #: the threshold of neurons without a domain (``domain`` None): SDSA's 1 at scale 2, linear
+    #: attention's 8 at scale 16 (fixed by the contract, not stored in a model)
     threshold: int = 1
 
 
@@ -247,6 +248,8 @@ class LayerGraph:
         for layer in self.layers:
             if layer.neurons is not None and layer.neurons.domain is not None:
                 out.setdefault(layer.neurons.domain, layer.cin if layer.op in (Op.LIF_U, Op.GAP) else layer.cout)
+            if layer.op is Op.GAP:    # its threshold is its stream's times the tokens (even with no LIF of U after)
+                out.setdefault(layer.u_domain, layer.cin)
         return out
 
     def largest_tensor(self) -> tuple[int, str]:
@@ -262,6 +265,13 @@ class LayerGraph:
                 taps = k * k * layer.cin
                 shape = f"[{h}, {w}, {taps}]" if t == 1 else f"[{t}, {h}, {w}, {taps}]"
                 sizes.append((t * taps * h * w, f"{layer.name}'s {k}x{k} im2col {shape}"))
+            if layer.op is Op.CONV:   # tap by tap over the zero-padded input
+                ph, pw = layer.height + 2 * layer.padding, layer.width + 2 * layer.padding
+                sizes.append((T * layer.cin * ph * pw, f"{layer.name}'s padded input [{T}, {layer.cin}, {ph}, {pw}]"))
+            if layer.op is Op.LINEAR_ATTENTION:
+                ch = layer.cin // layer.heads
+                sizes.append((T * layer.heads * ch * ch,
+                              f"{layer.name}'s K^T V counts [{T}, {layer.heads}, {ch}, {ch}]"))
             # a synaptic layer's accumulator is at its conv's resolution (V1: a max-pool may follow)
             oh, ow = layer.conv_grid if layer.synaptic else (layer.out_height, layer.out_width)
             sizes.append((T * layer.cout * oh * ow, f"{layer.name}'s output [{T}, {layer.cout}, {oh}, {ow}]"))

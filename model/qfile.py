@@ -233,10 +233,12 @@ def check_config(config, source="config") -> None:
     if not isinstance(config, dict):
         raise _error(source, None, "bad", "config", config, "an object")
     arch = config.get("arch", "sdt")
-    if arch not in ARCH_CONFIG_LIMITS:
+    if not isinstance(arch, str) or arch not in ARCH_CONFIG_LIMITS:
         raise _error(source, "config", "bad", "arch", arch, f"one of {', '.join(ARCH_CONFIG_LIMITS)}")
-    # V2's own layout keywords default to the reference's layout (the named configs leave them out)
-    given = {**META_LAYOUT_DEFAULTS, **config} if arch != "sdt" else config
+    # V2's own layout keywords default to the reference's layout (the named configs leave them out);
+    # V1 configs carry no arch key, or "sdt"
+    given = ({**META_LAYOUT_DEFAULTS, **config} if arch != "sdt"
+             else {k: v for k, v in config.items() if k != "arch"})
     _check_fields(source, "config", given, ARCH_CONFIG_LIMITS[arch])
     if arch == "sdt" and config["embed_dims"] % config["num_heads"]:
         raise _error(source, "config", "bad", "num_heads", config["num_heads"],
@@ -419,6 +421,9 @@ def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
     widths_of = {layer.neurons.domain: layer.neurons.width for layer in neurons}
     # neurons reading U (its LIFs, the token sum's) share one threshold: U has one scale
     shared = {layer.neurons.domain for layer in neurons if layer.op in (Op.LIF_U, Op.GAP)}
+    for gap in (layer for layer in graph if layer.op is Op.GAP):   # (its stream's, maybe read by no LIF)
+        shared.add(gap.u_domain)
+        widths_of.setdefault(gap.u_domain, "v_bits")
     for name in thresholds:
         if name not in channels_of:
             raise QModelFileError(f"{path}: threshold {_show(name)} is not part of a model with this config")

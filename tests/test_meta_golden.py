@@ -197,3 +197,30 @@ def test_v2_widths_come_from_the_weights_and_narrow_ones_are_refused(v2ref):
         quantize(model, w_bits=8, widths={"v_bits": 4})
     # the analysed widths hold every value of a forward (the golden model checks each one)
     golden.forward(qm, torch.randint(0, 17, (3, 1, 16, 16), generator=torch.Generator().manual_seed(4)))
+
+
+def test_a_model_without_block4_round_trips(tmp_path):
+    """With no transformer block after downsample4, only the head's token sum reads that residual
+    stream: its threshold (the head's is derived from it) is still part of the file."""
+    model = MetaSpikeFormer(img_size_h=8, img_size_w=8, in_channels=1, num_classes=3, embed_dim=(8, 16, 16, 16),
+                            num_heads=2, T=2, block_counts=(1, 0, 0, 0, 1, 0), strides=(1, 1, 2, 1, 1)).eval()
+    qm = quantize(model, w_bits=8)
+    loaded = load_qmodel(save_qmodel(qm, tmp_path / "m.sfq"))
+    assert loaded.thresholds == qm.thresholds and "u.downsample4" in loaded.thresholds
+
+
+@pytest.mark.parametrize("arch", [[], {"a": 1}, 3])
+def test_an_arch_that_is_not_a_name_is_refused(arch):
+    with pytest.raises(QModelFileError, match="arch = .*expected one of sdt, meta-spikeformer"):
+        check_config({**get_config("digits-meta"), "arch": arch}, "m.sfq")
+
+
+def test_an_explicit_sdt_arch_is_a_v1_config():
+    check_config({**get_config("digits-tiny"), "arch": "sdt"}, "m.sfq")
+
+
+def test_the_memory_estimate_counts_linear_attention_counts():
+    config = {**get_config("digits-meta"), "img_size_h": 16, "img_size_w": 16, "strides": [2, 2, 2, 2, 1],
+              "embed_dim": [2, 2, 4096, 4096], "num_heads": 1, "T": 64, "block_counts": [0, 0, 0, 0, 1, 0]}
+    with pytest.raises(QModelFileError, match=r"K\^T V counts \[64, 1, 4096, 4096\]"):
+        check_config(config, "m.sfq")

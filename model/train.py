@@ -9,8 +9,9 @@ Recipe (chosen for ``digits-tiny``: 60 epochs, about 80 s on 2 CPU cores): AdamW
 cross-entropy on the time-averaged logits with label smoothing 0.1, and random
 +-1 pixel shifts of the training images (zero fill); after the last epoch the
 BatchNorm statistics are re-estimated over the whole training split. The same
-recipe trains ``digits-meta`` (Meta-SpikeFormer) to 0.9833 in 60 epochs (about 8
-minutes on one core), so it needs no recipe of its own.
+recipe trains ``digits-meta`` (Meta-SpikeFormer) to 0.9833 in 60 epochs with seed 0
+(about 7 minutes on one core); it is seed-sensitive there (seed 1: 0.9056, 0.9722 with
+100 epochs; ``docs/meta_spikeformer.md``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ import enum
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .meta_spikeformer import REFERENCE_BLOCK_COUNTS, REFERENCE_STRIDES
+from .meta_spikeformer import BLOCK_LISTS, DOWNSAMPLE_KERNELS, REFERENCE_BLOCK_COUNTS, REFERENCE_STRIDES, STAGES
 
 __all__ = ["Op", "Shortcut", "Neurons", "Layer", "LayerGraph", "layer_graph", "sdt_graph", "meta_graph", "PIXELS",
            "U", "LOGITS_DOMAIN", "U_DOMAIN", "SYNAPTIC", "Fold"]
@@ -344,13 +344,6 @@ def sdt_graph(config: dict) -> LayerGraph:
     return LayerGraph(config=dict(config), layers=tuple(layers), token_grid=(th, tw), u_channels=d)
 
 
-# The reference's layout (model/meta_spikeformer.py): each downsampling layer, its kernel and the block
-# lists that follow it.
-_META_STAGES = (("downsample1_1", 7, ("ConvBlock1_1",)), ("downsample1_2", 3, ("ConvBlock1_2",)),
-                ("downsample2", 3, ("ConvBlock2_1", "ConvBlock2_2")), ("downsample3", 3, ("block3",)),
-                ("downsample4", 3, ("block4",)))
-
-
 def _conv_out(h: int, w: int, k: int, stride: int) -> tuple[int, int]:
     p = k // 2
     return (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
@@ -442,11 +435,10 @@ def meta_graph(config: dict) -> LayerGraph:
     counts = tuple(config.get("block_counts", REFERENCE_BLOCK_COUNTS))
     strides = tuple(config.get("strides", REFERENCE_STRIDES))
     widths = (config["embed_dim"][0] // 2, *config["embed_dim"])
-    lists = [name for _, _, names in _META_STAGES for name in names]
-    for i, (name, k, block_lists) in enumerate(_META_STAGES):
-        b.downsample(i, name, k, strides[i], widths[i])
+    for i, (name, *block_lists) in enumerate(STAGES):   # the float model's layout
+        b.downsample(i, name, DOWNSAMPLE_KERNELS[i][0], strides[i], widths[i])
         for list_name in block_lists:
-            for j in range(counts[lists.index(list_name)]):
+            for j in range(counts[BLOCK_LISTS.index(list_name)]):
                 (b.conv_block if list_name.startswith("ConvBlock") else b.transformer_block)(f"{list_name}.{j}")
     b.head()
     return LayerGraph(config=dict(config), layers=tuple(b.layers), token_grid=(b.h, b.w), u_channels=b.c)

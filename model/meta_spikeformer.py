@@ -66,18 +66,19 @@ from .sdt import _seq
 __all__ = [
     "BNAndPadLayer", "RepConv", "SepConv", "MS_ConvBlock", "MS_MLP", "MS_Attention_RepConv_qkv_id",
     "MS_Block", "MS_DownSampling", "MetaSpikeFormer", "REFERENCE_BLOCK_COUNTS", "REFERENCE_STRIDES",
+    "BLOCK_LISTS", "STAGES", "DOWNSAMPLE_KERNELS",
 ]
 
 #: Blocks per module list as the reference hard-codes them.
 REFERENCE_BLOCK_COUNTS = (1, 1, 1, 1, 6, 2)
 #: Strides of the five downsampling layers in the reference.
 REFERENCE_STRIDES = (2, 2, 2, 2, 1)
-_BLOCK_LISTS = ("ConvBlock1_1", "ConvBlock1_2", "ConvBlock2_1", "ConvBlock2_2", "block3", "block4")
+BLOCK_LISTS = ("ConvBlock1_1", "ConvBlock1_2", "ConvBlock2_1", "ConvBlock2_2", "block3", "block4")
 # Each downsampling layer and the block lists that follow it, in forward (and state dict) order.
-_STAGES = (("downsample1_1", "ConvBlock1_1"), ("downsample1_2", "ConvBlock1_2"),
+STAGES = (("downsample1_1", "ConvBlock1_1"), ("downsample1_2", "ConvBlock1_2"),
            ("downsample2", "ConvBlock2_1", "ConvBlock2_2"), ("downsample3", "block3"), ("downsample4", "block4"))
 # (kernel, padding) of each downsampling conv.
-_DOWNSAMPLE_KERNELS = ((7, 3), (3, 1), (3, 1), (3, 1), (3, 1))
+DOWNSAMPLE_KERNELS = ((7, 3), (3, 1), (3, 1), (3, 1), (3, 1))
 
 
 class BNAndPadLayer(nn.Module):
@@ -347,12 +348,12 @@ class MetaSpikeFormer(nn.Module):
         """Create the layers in the reference's order (so state dict keys come in its order)."""
         widths = self.stage_widths()
         c_in = self.in_channels
-        for i, (downsample, *lists) in enumerate(_STAGES):
-            k, p = _DOWNSAMPLE_KERNELS[i]
+        for i, (downsample, *lists) in enumerate(STAGES):
+            k, p = DOWNSAMPLE_KERNELS[i]
             setattr(self, downsample, MS_DownSampling(c_in, widths[i], k, self.strides[i], p, first_layer=i == 0))
             c_in = widths[i]
             for name in lists:
-                count = self.block_counts[_BLOCK_LISTS.index(name)]
+                count = self.block_counts[BLOCK_LISTS.index(name)]
                 setattr(self, name, nn.ModuleList(self._block(name, widths[i]) for _ in range(count)))
         self.lif = MultiStepLIFNode(tau=2.0)
         c = self.embed_dim[3]
@@ -377,7 +378,7 @@ class MetaSpikeFormer(nn.Module):
     def grids_for(img_size_h: int, img_size_w: int, strides: Sequence[int] = REFERENCE_STRIDES) -> list[tuple[int, int]]:
         """(H, W) after each of the five downsampling layers."""
         h, w, grids = img_size_h, img_size_w, []
-        for (k, p), s in zip(_DOWNSAMPLE_KERNELS, strides):
+        for (k, p), s in zip(DOWNSAMPLE_KERNELS, strides):
             h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
             grids.append((h, w))
         return grids
@@ -407,7 +408,7 @@ class MetaSpikeFormer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The final stream ``U`` ``[T, B, embed_dim[3], H', W']`` from ``[T, B, C, H, W]``."""
-        for downsample, *lists in _STAGES:
+        for downsample, *lists in STAGES:
             x = getattr(self, downsample)(x)
             for name in lists:
                 for blk in getattr(self, name):
